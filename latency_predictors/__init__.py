@@ -1,0 +1,3 @@
+"""What a device costs: TVM profilers, energy meters, measurement store, predictors, profiles."""
+
+__all__: list[str] = []

@@ -1,0 +1,50 @@
+"""``edgenas`` command line: sub-commands live in ``nas.commands``, one module each.
+
+Every user-facing error is an :class:`EdgenasError` (or a ``ValueError`` from validation),
+printed as one line on stderr with exit code 2; Ctrl-C exits with 130 after the command
+has saved its progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from nas.commands import COMMANDS
+from nas.errors import EdgenasError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgenas",
+        description="Hardware-aware NAS across cloud and edge: train one supernet, profile "
+        "devices with TVM, search per device, ship and adapt sub-networks.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"nas.commands.{name}")
+        command = module.add_parser(sub)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args._run(args)
+    except (EdgenasError, ValueError, FileNotFoundError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"edgenas {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edgenas {args.command}: interrupted; progress is saved, run the same command to resume",
+              file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

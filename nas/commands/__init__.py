@@ -1,0 +1,6 @@
+"""One module per ``edgenas`` sub-command, each with ``add_parser(subparsers)`` and ``run(args)``.
+
+``COMMANDS`` lists the modules in the order ``edgenas --help`` shows them.
+"""
+
+COMMANDS: list[str] = []

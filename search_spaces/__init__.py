@@ -1,0 +1,30 @@
+"""What can be built: search spaces, their architectures, blocks and elastic supernets.
+
+Importable with torch and numpy alone (Optuna, TVM and the rest are never imported here).
+
+Example::
+
+    import random
+    from search_spaces import get_space
+
+    space = get_space("mbv3", preset="small")
+    arch = space.sample(random.Random(0))
+    print(space.flops(arch), space.params(arch), len(space.blocks(arch)))
+"""
+
+from search_spaces._base import Arch, BlockSpec, SearchSpace
+from search_spaces._registry import get_space, list_spaces, register_space
+from search_spaces.mbv3 import MBV3Arch, MBV3Config, MobileNetV3Space, MobileNetV3Supernet
+
+__all__ = [
+    "Arch",
+    "BlockSpec",
+    "MBV3Arch",
+    "MBV3Config",
+    "MobileNetV3Space",
+    "MobileNetV3Supernet",
+    "SearchSpace",
+    "get_space",
+    "list_spaces",
+    "register_space",
+]

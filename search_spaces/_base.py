@@ -1,0 +1,172 @@
+"""The contract every search space fulfils, and the block description used for cost prediction.
+
+A space knows how to sample, enumerate (for Optuna), encode and describe its
+architectures, and how to count their cost without building them. Spaces that come with
+a weight-sharing supernet also build it. Only torch and numpy are imported here, so the
+package runs on machines that have nothing else (the lent GPU machine, for example).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from torch import nn
+
+
+class Arch(Protocol):
+    """What every space's architecture type provides (each space has its own frozen dataclass)."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+    def __hash__(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One block of a sub-network as it runs on a device, for block-level cost prediction.
+
+    ``in_shape`` is ``(channels, height, width)`` of the block's input at batch 1.
+    ``flops`` counts multiply-accumulates of convolutions and linear layers (fvcore's
+    convention: one MAC is one FLOP; batch norm, activations and pooling are not counted);
+    ``params`` counts every parameter, batch-norm affine parameters included.
+    """
+
+    kind: str
+    in_shape: tuple[int, int, int]
+    out_channels: int
+    stride: int = 1
+    kernel: int = 1
+    expand: float = 1.0
+    mid_channels: int = 0
+    activation: str = "none"
+    se: bool = False
+    residual: bool = False
+    flops: int = 0
+    params: int = 0
+    extra: tuple[tuple[str, Any], ...] = field(default=())
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        """Output ``(channels, height, width)``: stride-s convolutions with ``k//2`` padding."""
+        _, h, w = self.in_shape
+        return (self.out_channels, (h - 1) // self.stride + 1, (w - 1) // self.stride + 1)
+
+    @property
+    def memory_traffic(self) -> int:
+        """Elements read and written at least once: input, output and weights (a roofline proxy)."""
+        c, h, w = self.in_shape
+        oc, oh, ow = self.out_shape
+        mid = self.mid_channels * h * w + self.mid_channels * oh * ow if self.mid_channels else 0
+        return c * h * w + oc * oh * ow + mid + self.params
+
+    def key(self) -> str:
+        """A canonical JSON string: equal blocks (same shapes and settings) have equal keys."""
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["in_shape"] = list(self.in_shape)
+        data["extra"] = [list(kv) for kv in self.extra]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BlockSpec:
+        data = dict(data)
+        data["in_shape"] = tuple(data["in_shape"])
+        data["extra"] = tuple(tuple(kv) for kv in data.get("extra", ()))
+        return cls(**data)
+
+
+class SearchSpace(abc.ABC):
+    """A family of architectures: sample, suggest, encode, describe and cost them.
+
+    Subclasses implement the abstract methods; the optional hooks at the end raise a clear
+    error for spaces that cannot provide them (a tabular benchmark has no supernet).
+    """
+
+    name: str = ""
+
+    # --- architectures ------------------------------------------------------------
+    @abc.abstractmethod
+    def sample(self, rng: random.Random | None = None) -> Any:
+        """A uniformly random architecture (``rng`` makes it reproducible)."""
+
+    @abc.abstractmethod
+    def smallest(self) -> Any:
+        """The architecture with the least compute."""
+
+    @abc.abstractmethod
+    def largest(self) -> Any:
+        """The architecture with the most compute (the teacher in in-place distillation)."""
+
+    @abc.abstractmethod
+    def suggest(self, trial: Any) -> Any:
+        """An architecture from an Optuna trial; the parameter space is the same in every trial."""
+
+    @abc.abstractmethod
+    def arch_from_json(self, data: Any) -> Any:
+        """Parse and validate an architecture from its JSON form (a dict or a JSON string)."""
+
+    @abc.abstractmethod
+    def validate(self, arch: Any) -> None:
+        """Raise ``ValueError`` naming the field if ``arch`` does not belong to this space."""
+
+    # --- descriptions -------------------------------------------------------------
+    @abc.abstractmethod
+    def encode(self, arch: Any) -> np.ndarray:
+        """A fixed-length float feature vector (``len(self.feature_names())``)."""
+
+    @abc.abstractmethod
+    def feature_names(self) -> list[str]:
+        """Names of the entries of ``encode``'s vector."""
+
+    @abc.abstractmethod
+    def blocks(self, arch: Any) -> list[BlockSpec]:
+        """The blocks of ``arch`` in execution order, with shapes, FLOPs and parameters."""
+
+    def flops(self, arch: Any) -> int:
+        """Multiply-accumulates at batch 1 (fvcore's convention), without building the network."""
+        return sum(b.flops for b in self.blocks(arch))
+
+    def params(self, arch: Any) -> int:
+        """Parameters of the extracted sub-network, without building it."""
+        return sum(b.params for b in self.blocks(arch))
+
+    @abc.abstractmethod
+    def input_shape(self, arch: Any) -> tuple[int, int, int]:
+        """``(channels, height, width)`` of one input image for ``arch``."""
+
+    # --- modules for timing (weights do not change latency) ---------------------
+    @abc.abstractmethod
+    def build_static(self, arch: Any) -> nn.Module:
+        """A plain, freshly initialised ``nn.Module`` of ``arch`` (for timing and export)."""
+
+    @abc.abstractmethod
+    def build_block(self, block: BlockSpec) -> nn.Module:
+        """A plain module computing exactly ``block`` (input ``(1, *block.in_shape)``)."""
+
+    # --- optional hooks -----------------------------------------------------------
+    def build_supernet(self) -> nn.Module:
+        """The weight-sharing supernet of this space."""
+        raise TypeError(f"search space {self.name!r} has no supernet (it is tabular or static)")
+
+    def enumerate(self) -> Sequence[Any]:
+        """Every architecture, for spaces small enough to list."""
+        raise TypeError(f"search space {self.name!r} is too large to enumerate")
+
+    def arch_to_json(self, arch: Any) -> dict[str, Any]:
+        return arch.to_json()
+
+    def arch_key(self, arch: Any) -> str:
+        """Canonical JSON string of ``arch``: a stable cache and database key."""
+        return json.dumps(self.arch_to_json(arch), sort_keys=True, separators=(",", ":"))
+
+    def describe(self) -> dict[str, Any]:
+        """The space's identity and construction settings (stored in checkpoints and profiles)."""
+        return {"name": self.name}
