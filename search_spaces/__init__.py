@@ -15,6 +15,7 @@ Example::
 from search_spaces._base import Arch, BlockSpec, SearchSpace
 from search_spaces._registry import get_space, list_spaces, register_space
 from search_spaces.mbv3 import MBV3Arch, MBV3Config, MobileNetV3Space, MobileNetV3Supernet
+from search_spaces.nb201 import NB201Arch, NB201Space
 
 __all__ = [
     "Arch",
@@ -23,6 +24,8 @@ __all__ = [
     "MBV3Config",
     "MobileNetV3Space",
     "MobileNetV3Supernet",
+    "NB201Arch",
+    "NB201Space",
     "SearchSpace",
     "get_space",
     "list_spaces",

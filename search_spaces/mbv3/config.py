@@ -102,11 +102,10 @@ class MBV3Config:
 #: OFA's ImageNet-sized space (``ofa_mbv3_d234_e346_k357_w1.0``).
 OFA_PRESET = MBV3Config()
 
-#: A small space for CPUs and 32x32 inputs (digits, CIFAR): stride-1 stem and first stage
-#: so 32x32 inputs keep a 2x2 map at the last stage, half width, a narrower head.
+#: A small space for CPUs and 32x32 inputs (digits, CIFAR): a stride-1 first stage so
+#: 32x32 inputs keep a 2x2 map at the last stage, half width, a narrower head.
 SMALL_PRESET = replace(
     MBV3Config(),
-    stem_stride=1,
     stage_strides=(1, 2, 2, 1, 2),
     width_mult=0.5,
     feature_mix=256,

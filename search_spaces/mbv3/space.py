@@ -68,18 +68,16 @@ class MobileNetV3Space(SearchSpace):
     ) -> MBV3Arch:
         """A uniform sample; the keyword choices restrict it (progressive shrinking phases)."""
         rng = rng or random.Random()
-        cfg = self.config
-        depths = self._subset("depths", depths)
-        kernels = self._subset("kernels", kernels)
-        expands = self._subset("expands", expands)
-        resolutions = self._subset("resolutions", resolutions)
+        depths, kernels, expands, resolutions = self._choices(
+            {"depths": depths, "kernels": kernels, "expands": expands, "resolutions": resolutions}
+        )
         ds = tuple(rng.choice(depths) for _ in range(self.num_stages))
         n = sum(ds)
         return MBV3Arch(
             depths=ds,
             kernels=tuple(rng.choice(kernels) for _ in range(n)),
             expands=tuple(rng.choice(expands) for _ in range(n)),
-            resolution=rng.choice(resolutions if resolutions else cfg.resolutions),
+            resolution=rng.choice(resolutions),
         )
 
     def _subset(self, name: str, values: tuple[int, ...] | None) -> tuple[int, ...]:
@@ -94,13 +92,22 @@ class MobileNetV3Space(SearchSpace):
         n = depth * self.num_stages
         return MBV3Arch((depth,) * self.num_stages, (kernel,) * n, (expand,) * n, resolution)
 
-    def smallest(self) -> MBV3Arch:
-        c = self.config
-        return self._uniform(min(c.depths), min(c.kernels), min(c.expands), min(c.resolutions))
+    def smallest(self, **choices: tuple[int, ...] | None) -> MBV3Arch:
+        """The least compute; ``choices`` (``depths=``, ``kernels=``...) restrict it to a phase."""
+        d, k, e, r = self._choices(choices)
+        return self._uniform(min(d), min(k), min(e), min(r))
 
-    def largest(self) -> MBV3Arch:
-        c = self.config
-        return self._uniform(max(c.depths), max(c.kernels), max(c.expands), max(c.resolutions))
+    def largest(self, **choices: tuple[int, ...] | None) -> MBV3Arch:
+        """The most compute; ``choices`` restrict it as for :meth:`smallest`."""
+        d, k, e, r = self._choices(choices)
+        return self._uniform(max(d), max(k), max(e), max(r))
+
+    def _choices(self, choices: dict[str, tuple[int, ...] | None]) -> list[tuple[int, ...]]:
+        names = ("depths", "kernels", "expands", "resolutions")
+        unknown = set(choices) - set(names)
+        if unknown:
+            raise ValueError(f"unknown mbv3 choice(s) {sorted(unknown)}; use {', '.join(names)}")
+        return [self._subset(n, choices.get(n)) for n in names]
 
     def suggest(self, trial: Any) -> MBV3Arch:
         """Every slot is suggested in every trial (a static space suits NSGA-II and TPE);
