@@ -13,7 +13,7 @@ Example::
 """
 
 from search_spaces._base import Arch, BlockSpec, SearchSpace
-from search_spaces._registry import get_space, list_spaces, register_space
+from search_spaces._registry import get_space, list_spaces, register_space, space_from_description
 from search_spaces.mbv3 import MBV3Arch, MBV3Config, MobileNetV3Space, MobileNetV3Supernet
 from search_spaces.nb201 import NB201Arch, NB201Space
 
@@ -30,4 +30,5 @@ __all__ = [
     "get_space",
     "list_spaces",
     "register_space",
+    "space_from_description",
 ]

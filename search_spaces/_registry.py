@@ -40,6 +40,17 @@ def get_space(name: str, **kwargs: Any) -> SearchSpace:
     return factory(**kwargs)
 
 
+def space_from_description(description: dict[str, Any]) -> SearchSpace:
+    """Rebuild a space from its ``describe()`` output (stored in checkpoints and registries).
+
+    The description's keys other than ``name`` are the constructor's keyword arguments; a
+    nested ``config`` mapping (mbv3) is spread into them.
+    """
+    kwargs = {k: v for k, v in description.items() if k != "name"}
+    kwargs.update(kwargs.pop("config", None) or {})
+    return get_space(description["name"], **kwargs)
+
+
 def list_spaces() -> list[str]:
     """Names of all registered spaces, sorted."""
     return sorted(_SPACES)
