@@ -1,0 +1,49 @@
+"""A trained supernet back from its checkpoint, with the space and data it was trained on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nas.config import load_config
+from nas.data import DataSplits, load_splits
+from nas.errors import EdgenasError
+from nas.training.build import build_space
+from nas.training.checkpoint import Checkpoint, load_model_state, read_checkpoint
+from nas.training.config import TrainConfig
+from nas.training.distributed import pick_device
+
+
+@dataclass
+class TrainedSupernet:
+    """The supernet (eval mode, on ``device``), its space, data splits, config and checkpoint."""
+
+    space: Any
+    supernet: torch.nn.Module
+    splits: DataSplits
+    config: TrainConfig
+    checkpoint: Checkpoint
+    device: torch.device
+
+
+def load_trained(path: str | Path, device: str = "auto") -> TrainedSupernet:
+    """Rebuild space, supernet and data splits from the checkpoint at ``path``."""
+    ckpt = read_checkpoint(path)
+    try:
+        cfg = load_config(TrainConfig, ckpt.meta["config"])
+        space_cfg = ckpt.meta["space_config"]
+        space = build_space(space_cfg["name"], space_cfg["options"])
+    except (KeyError, TypeError, EdgenasError) as exc:
+        raise EdgenasError(f"{ckpt.path}: metadata is incomplete or from another version ({exc})") from None
+    if space.describe() != ckpt.meta.get("space"):
+        raise EdgenasError(f"{ckpt.path}: the space it was trained on differs from this edgenas's {space.name}")
+    target = pick_device(device)
+    model = space.build_supernet()
+    load_model_state(model, ckpt)
+    model = model.to(target).eval()
+    data = ckpt.meta.get("data", {})
+    splits = load_splits(cfg.data, cfg.seed, int(data.get("image_size", cfg.data.image_size or 32)))
+    return TrainedSupernet(space, model, splits, cfg, ckpt, target)
