@@ -1,0 +1,102 @@
+"""The model registry: versions, sha256 checks, atomic and concurrent registration."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+
+import pytest
+import torch
+
+from nas.errors import EdgenasError
+from nas.registry import ModelRegistry
+from search_spaces import get_space
+
+
+@pytest.fixture()
+def space():
+    return get_space("mbv3", preset="small")
+
+
+def _model(space, seed=0):
+    arch = space.sample(random.Random(seed))
+    torch.manual_seed(seed)
+    return arch, space.build_static(arch)
+
+
+def test_register_load_and_export(tmp_path, space):
+    registry = ModelRegistry(tmp_path / "reg")
+    arch, model = _model(space)
+    entry = registry.register(
+        "digits", model, space, arch, device="cpu", metrics={"accuracy": 90.5},
+        lineage={"study": "s", "trial": 3}, formats=("safetensors", "onnx", "torch_export"),
+    )
+    assert entry.ref == "digits:v1" and set(entry.artifacts) == {"safetensors", "onnx", "torch_export"}
+    assert registry.verify(entry.ref) == []
+    loaded = registry.load_model("digits")  # latest version by name
+    x = torch.randn(2, 3, arch.resolution, arch.resolution)
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+    out = registry.export(entry.id, "onnx", tmp_path / "out")
+    assert out.name == "digits-v1.onnx" and out.stat().st_size > 0
+    program = torch.export.load(str(registry.export(entry.ref, "torch_export", tmp_path / "out")))
+    torch.testing.assert_close(program.module()(x), model(x))
+    with pytest.raises(EdgenasError, match="has no tvm export"):
+        registry.export(entry.ref, "tvm", tmp_path / "out")
+
+
+def test_versions_are_never_overwritten(tmp_path, space):
+    registry = ModelRegistry(tmp_path / "reg")
+    refs = [registry.register("m", _model(space, s)[1], space, _model(space, s)[0], device="cpu",
+                              formats=("safetensors",)).ref for s in range(3)]
+    assert refs == ["m:v1", "m:v2", "m:v3"]
+    assert [e.version for e in registry.list("m")] == [1, 2, 3]
+    assert registry.get("m").version == 3
+    with pytest.raises(EdgenasError, match="no registry entry"):
+        registry.get("m:v9")
+
+
+def test_changed_artifact_is_detected_and_refused(tmp_path, space):
+    registry = ModelRegistry(tmp_path / "reg")
+    arch, model = _model(space)
+    entry = registry.register("m", model, space, arch, device="cpu", formats=("safetensors",))
+    path = registry.artifacts / entry.artifact_dir / entry.artifacts["safetensors"]["file"]
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert any("sha256 mismatch" in p for p in registry.verify(entry.ref))
+    with pytest.raises(EdgenasError, match="sha256"):
+        registry.load_model(entry.ref)
+    path.unlink()
+    assert any("missing" in p for p in registry.verify(entry.ref))
+
+
+def test_failed_registration_leaves_nothing_behind(tmp_path, space):
+    registry = ModelRegistry(tmp_path / "reg")
+    arch, model = _model(space)
+    with pytest.raises(EdgenasError, match="unknown export format"):
+        registry.register("m", model, space, arch, device="cpu", formats=("safetensors", "coreml"))
+    with pytest.raises(EdgenasError, match="name"):
+        registry.register("a/b", model, space, arch, device="cpu")
+    assert registry.list() == []
+    assert list(registry.artifacts.iterdir()) == []
+
+
+def _register_many(root: str, seed: int) -> list[str]:
+    torch.set_num_threads(1)
+    space = get_space("mbv3", preset="small")
+    registry = ModelRegistry(root)
+    arch, model = _model(space, seed)
+    return [registry.register("shared", model, space, arch, device="cpu",
+                              formats=("safetensors",)).ref for _ in range(3)]
+
+
+def test_concurrent_writers_get_distinct_versions(tmp_path):
+    root = str(tmp_path / "reg")
+    ModelRegistry(root)  # create the schema once
+    with mp.get_context("spawn").Pool(2) as pool:
+        results = pool.starmap(_register_many, [(root, 0), (root, 1)])
+    refs = sorted(r for rs in results for r in rs)
+    assert refs == sorted(f"shared:v{i}" for i in range(1, 7))
+    registry = ModelRegistry(root)
+    assert all(registry.verify(e.ref) == [] for e in registry.list())
+    assert registry.gc() == []
