@@ -100,3 +100,26 @@ def test_concurrent_writers_get_distinct_versions(tmp_path):
     registry = ModelRegistry(root)
     assert all(registry.verify(e.ref) == [] for e in registry.list())
     assert registry.gc() == []
+
+
+def test_registry_cli(tmp_path, space, capsys):
+    from nas.cli import main
+
+    registry = ModelRegistry(tmp_path / "registry")
+    arch, model = _model(space)
+    entry = registry.register("cli", model, space, arch, device="cpu", formats=("safetensors", "onnx"),
+                              metrics={"accuracy": 88.0, "predicted_latency_ms": 1.5})
+    ws = ["--workspace", str(tmp_path)]
+    assert main(["registry", *ws, "list"]) == 0
+    assert "cli:v1" in capsys.readouterr().out
+    assert main(["registry", *ws, "show", "cli:v1"]) == 0
+    assert '"accuracy": 88.0' in capsys.readouterr().out
+    assert main(["registry", *ws, "export", "cli", "--format", "onnx", "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "cli-v1.onnx").is_file()
+    assert main(["registry", *ws, "verify"]) == 0
+    (registry.artifacts / entry.artifact_dir / "model.onnx").write_bytes(b"tampered")
+    assert main(["registry", *ws, "verify"]) == 2
+    err = capsys.readouterr().err
+    assert "failed verification" in err and len(err.strip().splitlines()) == 1
+    assert main(["registry", *ws, "export", "cli", "--format", "onnx", "--out", str(tmp_path / "o")]) == 2
+    assert "sha256" in capsys.readouterr().err
