@@ -15,6 +15,7 @@ Example::
 from search_spaces._base import Arch, BlockSpec, SearchSpace
 from search_spaces._registry import get_space, list_spaces, register_space, space_from_description
 from search_spaces.mbv3 import MBV3Arch, MBV3Config, MobileNetV3Space, MobileNetV3Supernet
+from search_spaces.modular import ModularArch, NebulaSpace
 from search_spaces.nb201 import NB201Arch, NB201Space
 
 __all__ = [
@@ -24,8 +25,10 @@ __all__ = [
     "MBV3Config",
     "MobileNetV3Space",
     "MobileNetV3Supernet",
+    "ModularArch",
     "NB201Arch",
     "NB201Space",
+    "NebulaSpace",
     "SearchSpace",
     "get_space",
     "list_spaces",
