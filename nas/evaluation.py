@@ -89,8 +89,13 @@ def accuracy(
     arch: Any,
     batches: Iterable[Batch],
     amp_dtype: torch.dtype | None = None,
+    resolution: int | None = None,
 ) -> EvalResult:
-    """Top-1 accuracy of ``model(x, arch)`` (``arch=None`` for a plain module) in eval mode."""
+    """Top-1 accuracy of ``model(x, arch)`` in eval mode.
+
+    ``arch=None`` evaluates a plain module (``model(x)``), on inputs resized to
+    ``resolution`` when given (an extracted sub-network at its arch's resolution).
+    """
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.long)
@@ -98,7 +103,8 @@ def accuracy(
     total = 0
     try:
         for images, labels in batches:
-            x = images if arch is None else resize_to(images, arch.resolution)
+            size = arch.resolution if arch is not None else resolution
+            x = images if size is None else resize_to(images, size)
             with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 logits = model(x) if arch is None else model(x, arch)
             logits = logits.float()
@@ -126,3 +132,16 @@ def evaluate_arch(
     with preserved_bn_statistics(supernet):
         calibrate_bn(supernet, arch, calibration, amp_dtype)
         return accuracy(supernet, arch, validation, amp_dtype)
+
+
+def calibrated_subnet(
+    supernet: nn.Module,
+    arch: Any,
+    calibration: Iterable[Batch],
+    amp_dtype: torch.dtype | None = None,
+) -> nn.Module:
+    """``supernet.extract(arch)`` with BN statistics recalibrated for ``arch`` (the supernet's
+    own statistics are left as they were)."""
+    with preserved_bn_statistics(supernet):
+        calibrate_bn(supernet, arch, calibration, amp_dtype)
+        return supernet.extract(arch)
