@@ -1,0 +1,187 @@
+"""A device's profile: who it is, how it was measured, how well its predictors do.
+
+Stored version-independently: a JSON file (``profiles/NAME.json``) with the device's
+identity, TVM target, how it was reached, schedule, timing settings, noise floor,
+predictor settings and validation figures, beside the measurements in the store. The
+fitted estimators are never pickled: :func:`fit_cost_model` refits them from the stored
+measurements when the profile is loaded (seconds), so a new scikit-learn never breaks
+an old profile.
+
+Example::
+
+    profile = DeviceProfile.load(workspace / "profiles" / "laptop.json")
+    model = fit_cost_model(profile, store)
+    model.predict([arch])["latency_ms"]
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latency_predictors.energy import NOT_MEASURED
+from latency_predictors.measurements import Measurement, MeasurementStore
+from latency_predictors.predictors import BlockSumRegressor, WholeNetworkRegressor
+from search_spaces import BlockSpec, SearchSpace, get_space
+
+FORMAT_VERSION = 1
+PREDICTOR_KINDS = ("block_sum", "whole_network", "fewshot")
+
+
+@dataclass
+class DeviceProfile:
+    """Everything about one device that is not a raw measurement.
+
+    ``reached``: ``{"kind": "local"}``, ``{"kind": "rpc", "address": ...}``,
+    ``{"kind": "tracker", "tracker": ..., "key": ...}`` or ``{"kind": "import", "file": ...}``.
+    ``schedule``: ``{"kind": "untuned" | "metaschedule", "trials": N, "database": DIR}``;
+    ``schedule_label`` is the form stored with each measurement. ``noise_floor``: the
+    spread of one network timed repeatedly. ``validation``: figures per predictor on
+    held-out whole networks, with ``how`` they were measured.
+    """
+
+    name: str
+    space: dict[str, Any]
+    target: dict[str, Any]
+    reached: dict[str, Any]
+    backend: str = "tvm"
+    schedule: dict[str, Any] = field(default_factory=lambda: {"kind": "untuned", "trials": 0, "database": None})
+    schedule_label: str = "untuned"
+    tvm_version: str = ""
+    timing: dict[str, Any] = field(default_factory=dict)
+    noise_floor: dict[str, Any] | None = None
+    energy: str = NOT_MEASURED
+    predictor: str = "block_sum"
+    predictor_params: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.predictor not in PREDICTOR_KINDS:
+            raise ValueError(f"predictor {self.predictor!r} is unknown; use one of {PREDICTOR_KINDS}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DeviceProfile:
+        known = set(cls.__dataclass_fields__)
+        if not isinstance(data, dict) or "name" not in data:
+            raise ValueError("a device profile is a JSON object with at least a name")
+        if data.get("format_version", 1) > FORMAT_VERSION:
+            raise ValueError(
+                f"profile {data['name']!r} has format {data['format_version']}, newer than this "
+                f"edgenas reads ({FORMAT_VERSION}); upgrade edgenas"
+            )
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def save(self, path: Path) -> Path:
+        """Write atomically (a half-written profile never replaces a good one)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> DeviceProfile:
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON ({exc.msg}); re-create the profile") from None
+        return cls.from_json(data)
+
+    def build_space(self) -> SearchSpace:
+        return space_from_description(self.space)
+
+
+def space_from_description(description: dict[str, Any]) -> SearchSpace:
+    """Rebuild a space from its ``describe()`` dict (name plus construction settings)."""
+    kwargs = {k: v for k, v in description.items() if k != "name"}
+    config = kwargs.pop("config", None)
+    if isinstance(config, dict):
+        kwargs.update(config)
+    try:
+        return get_space(description["name"], **kwargs)
+    except TypeError:  # a space whose describe() carries informational fields
+        return get_space(description["name"])
+
+
+@dataclass
+class CostModel:
+    """Fitted predictors of one device: ``predict(archs)`` gives latency (and energy)."""
+
+    profile: DeviceProfile
+    space: SearchSpace
+    latency: Any
+    energy: Any | None = None
+
+    def predict(self, archs: Sequence[Any]) -> dict[str, np.ndarray]:
+        nets = [self.space.blocks(a) for a in archs]
+        out = {"latency_ms": np.asarray(self.latency.predict(self._inputs(archs, nets)), dtype=float)}
+        if self.energy is not None:
+            out["energy_mj"] = np.asarray(self.energy.predict(nets), dtype=float)
+        return out
+
+    def _inputs(self, archs: Sequence[Any], nets: list[list[BlockSpec]]) -> Any:
+        if self.profile.predictor == "fewshot":
+            return [self.space.arch_key(a) for a in archs]
+        return nets
+
+
+def measurements_for(profile: DeviceProfile, store: MeasurementStore, role: str) -> list[Measurement]:
+    return store.query(
+        profile.name,
+        space=profile.space["name"],
+        role=role,
+        backend=profile.backend,
+        schedule=profile.schedule_label,
+    )
+
+
+def fit_cost_model(
+    profile: DeviceProfile,
+    store: MeasurementStore,
+    *,
+    exclude_holdout: bool = True,
+    space: SearchSpace | None = None,
+) -> CostModel:
+    """Refit ``profile``'s predictors from its stored measurements (never the holdout)."""
+    space = space or profile.build_space()
+    params = dict(profile.predictor_params)
+    nets_m = measurements_for(profile, store, "train") + measurements_for(profile, store, "import")
+    nets = [space.blocks(space.arch_from_json(m.item)) for m in nets_m]
+    y = [m.median_ms for m in nets_m]
+    if profile.predictor == "block_sum":
+        blocks_m = measurements_for(profile, store, "block")
+        if not blocks_m:
+            raise ValueError(f"device {profile.name!r} has no block measurements; re-run `edgenas profile`")
+        latency: Any = BlockSumRegressor(**params).fit(
+            nets,
+            y,
+            block_X=[BlockSpec.from_json(json.loads(m.item)) for m in blocks_m],
+            block_y=[m.median_ms for m in blocks_m],
+        )
+    elif profile.predictor == "whole_network":
+        if len(nets) < 2:
+            raise ValueError(f"device {profile.name!r} has {len(nets)} whole-network measurements; need 2 or more")
+        latency = WholeNetworkRegressor(**params).fit(nets, y)
+    else:
+        from latency_predictors.fewshot_adapter import fit_fewshot
+
+        latency = fit_fewshot(space, nets_m, params)
+    with_energy = [(n, m.energy_mj) for n, m in zip(nets, nets_m) if m.energy_mj is not None]
+    energy = None
+    if len(with_energy) >= 2:
+        energy = WholeNetworkRegressor(random_state=params.get("random_state", 0)).fit(
+            [n for n, _ in with_energy], [e for _, e in with_energy]
+        )
+    return CostModel(profile, space, latency, energy)

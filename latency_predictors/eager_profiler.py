@@ -1,0 +1,73 @@
+"""The torch-eager baseline: the same modules, timed without TVM (never instead of it).
+
+Useful beside TVM to see what compilation buys on a device, and where TVM is not
+installed. Threads are pinned (``torch.set_num_threads``) for the duration of a
+measurement and restored afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from latency_predictors.timing import Timing, TimingConfig
+
+
+@dataclass
+class EagerProfiler:
+    """Times ``module(x)`` under ``torch.inference_mode`` on this machine's CPU."""
+
+    threads: int = 1
+    timing: TimingConfig = TimingConfig()
+    backend: str = "eager"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "target": {"kind": "torch-cpu", "num-cores": self.threads},
+            "torch_version": torch.__version__,
+            "threads": self.threads,
+            "timing": self.timing.to_json(),
+            "session": {"kind": "local"},
+        }
+
+    def measure(self, module: nn.Module, input_shape: tuple[int, ...]) -> Timing:
+        return self.prepare(module, input_shape)()
+
+    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> Callable[[], Timing]:
+        """Nothing to compile: the returned function times ``module`` each time it is called."""
+        return lambda: self._time(module, input_shape)
+
+    def _time(self, module: nn.Module, input_shape: tuple[int, ...]) -> Timing:
+        cfg = self.timing
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            x = torch.randn(1, *input_shape)
+            module = module.eval()
+            with torch.inference_mode():
+                for _ in range(cfg.warmup):
+                    module(x)
+                number = cfg.number
+                while True:  # grow `number` until one repeat lasts min_repeat_ms
+                    t0 = time.perf_counter()
+                    for _ in range(number):
+                        module(x)
+                    elapsed = time.perf_counter() - t0
+                    if elapsed * 1e3 >= cfg.min_repeat_ms or number >= 1 << 20:
+                        break
+                    number *= 2
+                results = [elapsed / number * 1e3]
+                for _ in range(cfg.repeat - 1):
+                    t0 = time.perf_counter()
+                    for _ in range(number):
+                        module(x)
+                    results.append((time.perf_counter() - t0) / number * 1e3)
+        finally:
+            torch.set_num_threads(before)
+        return Timing(results_ms=tuple(results), number=number)

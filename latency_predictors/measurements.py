@@ -1,0 +1,204 @@
+"""Every measurement, persisted the moment it is taken (SQLite by default, any SQLAlchemy URL).
+
+One row is one thing timed on one device: a block, a whole network, or a repeat of the
+noise-floor model. It records how it was measured (backend, target, TVM version,
+schedule, repeats, input shape) next to the result (median, spread, every repeat, energy
+where a meter exists). A profile that is interrupted resumes by asking :meth:`get` before
+timing anything, so nothing is measured twice.
+
+Example::
+
+    store = MeasurementStore("sqlite:///edgenas-workspace/measurements.db")
+    if store.get(key) is None:
+        store.add(Measurement(...))
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    select,
+)
+
+ROLES = ("block", "train", "holdout", "noise", "import")
+"""``block``: one block at its shapes; ``train``/``holdout``: whole networks used for fitting
+or kept out for validation; ``noise``: the same network timed again and again; ``import``:
+a whole network measured elsewhere (CSV)."""
+
+_metadata = MetaData()
+_table = Table(
+    "measurements",
+    _metadata,
+    Column("id", Integer, primary_key=True),
+    Column("device", String(200), nullable=False, index=True),
+    Column("space", String(100), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("item", Text, nullable=False),
+    Column("backend", String(20), nullable=False),
+    Column("schedule", String(100), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("tvm_version", String(50), nullable=False),
+    Column("input_shape", String(100), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("repeat", Integer, nullable=False),
+    Column("median_ms", Float, nullable=False),
+    Column("spread_ms", Float, nullable=False),
+    Column("results_ms", Text, nullable=False),
+    Column("energy_mj", Float, nullable=True),
+    Column("energy_method", String(50), nullable=True),
+    Column("created", DateTime, nullable=False),
+    UniqueConstraint("device", "space", "role", "item", "backend", "schedule", name="one_per_item"),
+)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One timed item. ``item`` is the block's key or the arch's key (canonical JSON);
+    ``energy_mj`` is ``None`` where no meter measured it (never estimated)."""
+
+    device: str
+    space: str
+    role: str
+    item: str
+    backend: str
+    schedule: str
+    target: dict[str, Any]
+    tvm_version: str
+    input_shape: tuple[int, ...]
+    number: int
+    repeat: int
+    median_ms: float
+    spread_ms: float
+    results_ms: tuple[float, ...] = ()
+    energy_mj: float | None = None
+    energy_method: str | None = None
+    created: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc))
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"measurement role {self.role!r} is unknown; use one of {ROLES}")
+        if not self.median_ms > 0:
+            raise ValueError(f"latency must be positive, got {self.median_ms} ms for {self.item[:80]}")
+        if self.energy_mj is not None and not self.energy_mj > 0:
+            raise ValueError(f"energy must be positive, got {self.energy_mj} mJ for {self.item[:80]}")
+
+    @property
+    def identity(self) -> tuple[str, str, str, str, str, str]:
+        return (self.device, self.space, self.role, self.item, self.backend, self.schedule)
+
+
+def sqlite_url(path: str | Path) -> str:
+    return f"sqlite:///{Path(path)}"
+
+
+class MeasurementStore:
+    """Measurements in a relational database (created on first use)."""
+
+    def __init__(self, url: str) -> None:
+        if "://" not in url:
+            url = sqlite_url(url)
+        if url.startswith("sqlite:///"):
+            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.engine = create_engine(url)
+        _metadata.create_all(self.engine)
+
+    def add(self, m: Measurement, *, replace_existing: bool = False) -> None:
+        """Persist ``m`` at once (committed before returning)."""
+        row = _to_row(m)
+        with self.engine.begin() as conn:
+            if replace_existing:
+                conn.execute(_table.delete().where(*_where(m.identity)))
+            conn.execute(_table.insert().values(**row))
+
+    def get(
+        self, device: str, space: str, role: str, item: str, backend: str, schedule: str
+    ) -> Measurement | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(_table).where(*_where((device, space, role, item, backend, schedule)))
+            ).first()
+        return _from_row(row._mapping) if row is not None else None
+
+    def query(
+        self,
+        device: str,
+        *,
+        space: str | None = None,
+        role: str | None = None,
+        backend: str | None = None,
+        schedule: str | None = None,
+    ) -> list[Measurement]:
+        """Measurements of ``device`` (filtered), in the order they were taken."""
+        stmt = select(_table).where(_table.c.device == device)
+        for col, value in (("space", space), ("role", role), ("backend", backend), ("schedule", schedule)):
+            if value is not None:
+                stmt = stmt.where(_table.c[col] == value)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(_table.c.id)).all()
+        return [_from_row(r._mapping) for r in rows]
+
+    def devices(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return sorted({r[0] for r in conn.execute(select(_table.c.device).distinct())})
+
+    def delete(self, device: str, *, role: str | None = None) -> int:
+        stmt = _table.delete().where(_table.c.device == device)
+        if role is not None:
+            stmt = stmt.where(_table.c.role == role)
+        with self.engine.begin() as conn:
+            return int(conn.execute(stmt).rowcount or 0)
+
+
+def _where(identity: tuple[str, ...]) -> list[Any]:
+    cols = ("device", "space", "role", "item", "backend", "schedule")
+    return [_table.c[c] == v for c, v in zip(cols, identity)]
+
+
+def _to_row(m: Measurement) -> dict[str, Any]:
+    return {
+        "device": m.device,
+        "space": m.space,
+        "role": m.role,
+        "item": m.item,
+        "backend": m.backend,
+        "schedule": m.schedule,
+        "target": json.dumps(m.target, sort_keys=True),
+        "tvm_version": m.tvm_version,
+        "input_shape": json.dumps(list(m.input_shape)),
+        "number": m.number,
+        "repeat": m.repeat,
+        "median_ms": m.median_ms,
+        "spread_ms": m.spread_ms,
+        "results_ms": json.dumps(list(m.results_ms)),
+        "energy_mj": m.energy_mj,
+        "energy_method": m.energy_method,
+        "created": m.created,
+    }
+
+
+def _from_row(row: Any) -> Measurement:
+    data = dict(row)
+    data.pop("id")
+    data["target"] = json.loads(data["target"])
+    data["input_shape"] = tuple(json.loads(data["input_shape"]))
+    data["results_ms"] = tuple(json.loads(data["results_ms"]))
+    return Measurement(**data)
+
+
+__all__ = ["ROLES", "Measurement", "MeasurementStore", "sqlite_url"]

@@ -1,0 +1,211 @@
+"""Cost predictors as scikit-learn estimators: block-level with a whole-network correction,
+and whole-network.
+
+* :class:`RegressorSelector` picks its regressor (gradient boosting, random forest,
+  ridge, k-nearest neighbours) by cross-validated relative error, fitting in log space
+  (latencies span orders of magnitude; relative error is what matters).
+* :class:`BlockLatencyRegressor` predicts one block from its :class:`BlockSpec`. Blocks
+  that were measured are looked up exactly (``memorize``), the rest predicted.
+* :class:`BlockSumRegressor` predicts a whole network as the sum of its blocks'
+  predictions, corrected by a linear model learned on networks measured end to end
+  (blocks do not add up exactly: fusion across blocks, per-call overheads, caches).
+* :class:`WholeNetworkRegressor` predicts a network from aggregate features only: the
+  model for devices measured elsewhere, where only whole networks are known.
+
+Every estimator stores its parameters in ``__init__``, learns attributes ending in ``_``
+in ``fit`` (which returns ``self``) and is refitted from stored measurements rather than
+pickled (see :mod:`latency_predictors.device_profile`).
+
+Example::
+
+    block_model = BlockLatencyRegressor(random_state=0).fit(specs, block_ms)
+    model = BlockSumRegressor(random_state=0).fit(nets, net_ms, block_X=specs, block_y=block_ms)
+    model.predict([space.blocks(arch)])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+from sklearn.linear_model import HuberRegressor, Ridge
+from sklearn.model_selection import KFold, cross_val_predict
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
+
+from latency_predictors.features import BlockFeaturizer, NetworkFeaturizer
+from search_spaces import BlockSpec
+
+CANDIDATES = ("gbr", "rf", "ridge", "knn")
+
+
+def make_regressor(name: str, random_state: int | None = None) -> Any:
+    """A fresh regressor by short name (used by :class:`RegressorSelector`)."""
+    if name == "gbr":
+        return GradientBoostingRegressor(
+            n_estimators=300, max_depth=3, learning_rate=0.05, subsample=0.8, random_state=random_state
+        )
+    if name == "rf":
+        return RandomForestRegressor(n_estimators=200, min_samples_leaf=1, random_state=random_state)
+    if name == "ridge":
+        return make_pipeline(StandardScaler(), Ridge(alpha=1.0))
+    if name == "knn":
+        return make_pipeline(StandardScaler(), KNeighborsRegressor(n_neighbors=3, weights="distance"))
+    raise ValueError(f"unknown regressor {name!r}; use one of {CANDIDATES}")
+
+
+class RegressorSelector(RegressorMixin, BaseEstimator):
+    """Fits each candidate on ``log(y)``, keeps the one with the lowest cross-validated
+    mean relative error, refits it on all the data.
+
+    Attributes: ``cv_mape_`` (candidate → cross-validated MAPE %), ``best_`` (its name),
+    ``estimator_`` (the refitted regressor).
+    """
+
+    def __init__(self, candidates: Sequence[str] = CANDIDATES, cv: int = 5, random_state: int | None = 0):
+        self.candidates = candidates
+        self.cv = cv
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any) -> RegressorSelector:
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        if len(X) != len(y) or len(y) == 0:
+            raise ValueError(f"need as many targets as samples (and at least one), got {len(X)} and {len(y)}")
+        if np.any(y <= 0):
+            raise ValueError("costs must be positive to fit in log space")
+        log_y = np.log(y)
+        folds = min(self.cv, len(y))
+        self.cv_mape_: dict[str, float] = {}
+        if folds >= 2:
+            split = KFold(folds, shuffle=True, random_state=self.random_state)
+            for name in self.candidates:
+                pred = cross_val_predict(make_regressor(name, self.random_state), X, log_y, cv=split)
+                self.cv_mape_[name] = float(100 * np.mean(np.abs(np.exp(pred) - y) / y))
+            self.best_ = min(self.cv_mape_, key=self.cv_mape_.__getitem__)
+        else:
+            self.best_ = "ridge" if "ridge" in self.candidates else self.candidates[0]
+        self.estimator_ = make_regressor(self.best_, self.random_state).fit(X, log_y)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return np.exp(self.estimator_.predict(np.asarray(X, dtype=np.float64)))
+
+
+class BlockLatencyRegressor(RegressorMixin, BaseEstimator):
+    """Cost of one block from its :class:`BlockSpec` (``X`` is a list of specs).
+
+    With ``memorize`` a block measured during ``fit`` is predicted as its measured value
+    (the mean if measured more than once); others go through the selected regressor.
+    """
+
+    def __init__(
+        self, candidates: Sequence[str] = CANDIDATES, memorize: bool = True, cv: int = 5, random_state: int | None = 0
+    ):
+        self.candidates = candidates
+        self.memorize = memorize
+        self.cv = cv
+        self.random_state = random_state
+
+    def fit(self, X: Sequence[BlockSpec], y: Any) -> BlockLatencyRegressor:
+        y = np.asarray(y, dtype=np.float64)
+        if len(X) != len(y) or not len(y):
+            raise ValueError(f"need one cost per block (and at least one), got {len(X)} and {len(y)}")
+        self.featurizer_ = BlockFeaturizer().fit(X)
+        self.regressor_ = RegressorSelector(self.candidates, self.cv, self.random_state).fit(
+            self.featurizer_.transform(X), y
+        )
+        sums: dict[str, list[float]] = {}
+        for b, v in zip(X, y):
+            sums.setdefault(b.key(), []).append(float(v))
+        self.table_ = {k: float(np.mean(v)) for k, v in sums.items()} if self.memorize else {}
+        return self
+
+    def predict(self, X: Sequence[BlockSpec]) -> np.ndarray:
+        check_is_fitted(self, "regressor_")
+        if not len(X):
+            return np.zeros(0)
+        out = self.regressor_.predict(self.featurizer_.transform(X))
+        for i, b in enumerate(X):
+            known = self.table_.get(b.key())
+            if known is not None:
+                out[i] = known
+        return out
+
+
+class BlockSumRegressor(RegressorMixin, BaseEstimator):
+    """Whole-network cost = linear correction of the sum of block predictions.
+
+    ``X`` is a list of networks, each the list of its :class:`BlockSpec`; ``fit`` needs
+    the block measurements as ``block_X``/``block_y`` and the networks measured end to
+    end as ``X``/``y``. The correction is a robust (Huber) linear model of the measured
+    network cost on ``[sum of blocks, number of blocks]``; with fewer than 3 networks it
+    is the identity.
+    """
+
+    def __init__(
+        self, candidates: Sequence[str] = CANDIDATES, memorize: bool = True, cv: int = 5, random_state: int | None = 0
+    ):
+        self.candidates = candidates
+        self.memorize = memorize
+        self.cv = cv
+        self.random_state = random_state
+
+    def fit(
+        self, X: Sequence[Sequence[BlockSpec]], y: Any, *, block_X: Sequence[BlockSpec], block_y: Any
+    ) -> BlockSumRegressor:
+        self.block_model_ = BlockLatencyRegressor(self.candidates, self.memorize, self.cv, self.random_state)
+        self.block_model_.fit(block_X, block_y)
+        y = np.asarray(y, dtype=np.float64)
+        if len(X) >= 3:
+            self.correction_: Any = HuberRegressor(max_iter=1000).fit(self._design(X), y)
+        else:
+            self.correction_ = None
+        return self
+
+    def block_sums(self, X: Sequence[Sequence[BlockSpec]]) -> np.ndarray:
+        """Uncorrected sum of block predictions per network."""
+        check_is_fitted(self, "block_model_")
+        flat = [b for blocks in X for b in blocks]
+        preds = self.block_model_.predict(flat)
+        bounds = np.cumsum([0] + [len(blocks) for blocks in X])
+        return np.asarray([preds[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:])])
+
+    def _design(self, X: Sequence[Sequence[BlockSpec]]) -> np.ndarray:
+        return np.column_stack([self.block_sums(X), [len(blocks) for blocks in X]])
+
+    def predict(self, X: Sequence[Sequence[BlockSpec]]) -> np.ndarray:
+        check_is_fitted(self, "block_model_")
+        if self.correction_ is None:
+            return self.block_sums(X)
+        sums = self.block_sums(X)
+        corrected = self.correction_.predict(self._design(X))
+        # a linear correction must not turn a small network's cost negative
+        return np.where(corrected > 0, corrected, sums)
+
+
+class WholeNetworkRegressor(RegressorMixin, BaseEstimator):
+    """Whole-network cost from aggregate features of its blocks (``X``: list of networks)."""
+
+    def __init__(self, candidates: Sequence[str] = CANDIDATES, cv: int = 5, random_state: int | None = 0):
+        self.candidates = candidates
+        self.cv = cv
+        self.random_state = random_state
+
+    def fit(self, X: Sequence[Sequence[BlockSpec]], y: Any) -> WholeNetworkRegressor:
+        self.featurizer_ = NetworkFeaturizer().fit(X)
+        self.regressor_ = RegressorSelector(self.candidates, self.cv, self.random_state).fit(
+            self.featurizer_.transform(X), y
+        )
+        return self
+
+    def predict(self, X: Sequence[Sequence[BlockSpec]]) -> np.ndarray:
+        check_is_fitted(self, "regressor_")
+        return self.regressor_.predict(self.featurizer_.transform(X))

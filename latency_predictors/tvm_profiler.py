@@ -1,0 +1,243 @@
+"""Compile modules with Apache TVM and time them with ``time_evaluator`` (local or over RPC).
+
+The path is the one TVM documents for PyTorch models: ``torch.export`` →
+``tvm.relax.frontend.torch.from_exported_program`` → ``tvm.compile`` for a target given
+as a JSON dict (``{"kind": "llvm", "num-cores": 1}``). The compiled library runs on a
+:class:`Session`: this machine (:class:`LocalSession`) or a remote device reached over
+RPC (:mod:`latency_predictors.rpc`), where it is uploaded and timed in place.
+
+TVM is imported inside the functions, so the package imports without it.
+
+Example::
+
+    profiler = TVMProfiler({"kind": "llvm", "num-cores": 1})
+    timing = profiler.measure(space.build_block(spec), spec.in_shape)
+    print(timing.median_ms, timing.spread_ms)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from latency_predictors.energy import NOT_MEASURED, EnergyMeter, measure_energy
+from latency_predictors.errors import ProfilingError
+from latency_predictors.timing import Timing, TimingConfig
+from latency_predictors.tuning import Schedule
+
+T = TypeVar("T")
+_TARGET_EXAMPLE = '\'{"kind": "llvm", "num-cores": 1}\''
+
+
+def require_tvm() -> Any:
+    """Import TVM, or say which extra installs it."""
+    try:
+        import tvm
+    except ImportError:
+        raise ProfilingError(
+            "Apache TVM is not installed; install it with: pip install 'edgenas[tvm]'"
+        ) from None
+    return tvm
+
+
+def tvm_version() -> str:
+    try:
+        import tvm
+    except ImportError:
+        return "not installed"
+    return str(tvm.__version__)
+
+
+def parse_target(target: str | dict[str, Any]) -> dict[str, Any]:
+    """A TVM target as a JSON dict, checked by TVM itself.
+
+    ``target`` is the dict or its JSON text. Raises ``ValueError`` with one line naming
+    the problem and an example of a valid target.
+    """
+    if isinstance(target, str):
+        try:
+            target = json.loads(target)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"target is not valid JSON ({exc.msg} at column {exc.colno}); "
+                f"pass a JSON object such as {_TARGET_EXAMPLE}"
+            ) from None
+    if not isinstance(target, dict) or not isinstance(target.get("kind"), str):
+        raise ValueError(f"target must be a JSON object with a \"kind\", such as {_TARGET_EXAMPLE}")
+    tvm = require_tvm()
+    try:
+        tvm.target.Target(target)
+    except Exception as exc:  # TVM raises its own error types for unknown kinds and keys
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"TVM rejects target {json.dumps(target)}: {first}") from None
+    return dict(target)
+
+
+def target_threads(target: dict[str, Any]) -> int:
+    """Threads the timed code may use: the target's ``num-cores``, else 1 (pinned, comparable)."""
+    return int(target.get("num-cores", 1))
+
+
+def to_relax(module: nn.Module, input_shape: tuple[int, ...]) -> Any:
+    """``module`` (batch 1, float32 input of ``input_shape``) as a Relax ``IRModule``."""
+    from tvm.relax.frontend.torch import from_exported_program
+
+    example = torch.randn(1, *input_shape)
+    with torch.no_grad():
+        exported = torch.export.export(module.eval(), (example,))
+    return from_exported_program(exported, keep_params_as_input=False)
+
+
+def compile_relax(mod: Any, target: dict[str, Any], schedule: Schedule | None = None) -> Any:
+    """Compile ``mod`` for ``target``: TVM's default pipeline, or MetaSchedule-tuned."""
+    tvm = require_tvm()
+    tvm_target = tvm.target.Target(target)
+    if schedule is not None and schedule.kind == "metaschedule":
+        from latency_predictors.tuning import compile_tuned
+
+        return compile_tuned(mod, tvm_target, schedule)
+    return tvm.compile(mod, target=tvm_target)
+
+
+class Session(Protocol):
+    """Where compiled code runs: loads an executable and returns ``(vm, device)``."""
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def load(self, executable: Any) -> tuple[Any, Any]: ...
+
+
+class LocalSession:
+    """This machine: the CPU for ``llvm`` targets, the first GPU for ``cuda`` targets."""
+
+    def __init__(self, target: dict[str, Any]) -> None:
+        self.target = target
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "local"}
+
+    def device(self) -> Any:
+        tvm = require_tvm()
+        kind = self.target["kind"]
+        dev = tvm.cuda(0) if kind == "cuda" else tvm.cpu(0)
+        if not dev.exist:
+            raise ProfilingError(f"no {kind} device on this machine; use a target this machine has")
+        return dev
+
+    def load(self, executable: Any) -> tuple[Any, Any]:
+        from tvm import relax
+
+        dev = self.device()
+        if self.target["kind"] != "cuda":
+            _pin_threads(require_tvm().get_global_func, target_threads(self.target))
+        return relax.VirtualMachine(executable, dev), dev
+
+
+def _pin_threads(get_function: Any, threads: int) -> None:
+    """Fix the TVM runtime's thread pool size (``runtime.config_threadpool``, big cores)."""
+    os.environ.setdefault("TVM_NUM_THREADS", str(threads))
+    config = get_function("runtime.config_threadpool")
+    config(1, threads)
+
+
+@dataclass
+class TVMProfiler:
+    """Times modules compiled by TVM for ``target`` on ``session`` (local by default).
+
+    ``schedule`` chooses the default pipeline (``None`` or untuned) or MetaSchedule
+    tuning; it is recorded with every measurement.
+    """
+
+    target: dict[str, Any]
+    session: Session | None = None
+    timing: TimingConfig = TimingConfig()
+    schedule: Schedule = Schedule()
+    meter: EnergyMeter | None = None
+    backend: str = "tvm"
+
+    def __post_init__(self) -> None:
+        self.target = parse_target(self.target)
+        if self.session is None:
+            self.session = LocalSession(self.target)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "target": self.target,
+            "tvm_version": tvm_version(),
+            "schedule": self.schedule.to_json(),
+            "threads": target_threads(self.target),
+            "timing": self.timing.to_json(),
+            "session": self.session.describe() if self.session else {"kind": "local"},
+            "energy": self.meter.name if self.meter else NOT_MEASURED,
+        }
+
+    def measure(self, module: nn.Module, input_shape: tuple[int, ...]) -> Timing:
+        return self.prepare(module, input_shape)()
+
+    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> Callable[[], Timing]:
+        """Compile and load ``module`` once; the returned function times it (again and
+        again, for the noise floor)."""
+        executable = compile_relax(to_relax(module, input_shape), self.target, self.schedule)
+        assert self.session is not None
+        vm, dev = self._guard(lambda: self.session.load(executable))  # type: ignore[union-attr]
+
+        def timer() -> Timing:
+            timing = self._guard(lambda: time_vm(vm, dev, input_shape, self.timing))
+            if self.meter is None:
+                return timing
+            data = _input(dev, input_shape)
+
+            def run() -> None:
+                vm["main"](data)
+                dev.sync()
+
+            mj = self._guard(lambda: measure_energy(self.meter, run))  # type: ignore[arg-type]
+            return replace(timing, energy_mj=mj if mj > 0 else None, energy_method=self.meter.name)
+
+        return timer
+
+    @staticmethod
+    def _guard(call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except ProfilingError:
+            raise
+        except Exception as exc:  # a remote device that drops raises TVMError / OSError
+            raise ProfilingError(
+                f"the device stopped answering ({_first_line(exc)}); measurements so far are "
+                "kept: check the device and re-run the same command to resume"
+            ) from None
+
+
+def time_vm(vm: Any, dev: Any, input_shape: tuple[int, ...], cfg: TimingConfig) -> Timing:
+    """Warm up, then time ``vm["main"]`` with ``time_evaluator`` (repeat x number runs)."""
+    data = _input(dev, input_shape)
+    for _ in range(cfg.warmup):
+        vm["main"](data)
+    dev.sync()
+    evaluator = vm.time_evaluator(
+        "main", dev, number=cfg.number, repeat=cfg.repeat, min_repeat_ms=cfg.min_repeat_ms
+    )
+    result = evaluator(data)
+    # each result is the mean of one repeat's runs (at least `number`, more if
+    # min_repeat_ms asked for it)
+    return Timing(results_ms=tuple(float(r) * 1e3 for r in result.results), number=cfg.number)
+
+
+def _input(dev: Any, input_shape: tuple[int, ...]) -> Any:
+    tvm = require_tvm()
+    rng = np.random.default_rng(0)
+    return tvm.runtime.tensor(rng.standard_normal((1, *input_shape), dtype=np.float32), dev)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else type(exc).__name__
