@@ -30,12 +30,16 @@ ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
 )
 
 
+class RefusedGlobal(pickle.UnpicklingError):
+    """The pickle names a global outside :data:`ALLOWED_GLOBALS`."""
+
+
 class CifarUnpickler(pickle.Unpickler):
     """An unpickler that builds only numpy arrays and plain containers."""
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(f"refused global {module}.{name}")
+            raise RefusedGlobal(f"refused global {module}.{name}")
         if module == "_codecs":
             return codecs.encode
         if module.startswith("numpy.core") or module.startswith("numpy._core"):
@@ -54,12 +58,12 @@ def load_cifar_pickle(path: Path) -> dict[str, Any]:
             data = CifarUnpickler(fh, encoding="latin1").load()
     except FileNotFoundError:
         raise EdgenasError(f"{path} is missing: the CIFAR directory is incomplete") from None
-    except pickle.UnpicklingError as exc:
+    except RefusedGlobal as exc:
         raise EdgenasError(
             f"{path} is not a genuine CIFAR file ({exc}); nothing was executed: "
             "replace it with the original archive's file"
         ) from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
         raise EdgenasError(f"{path} is truncated or corrupt ({type(exc).__name__}): re-extract it") from None
     if not isinstance(data, dict):
         raise EdgenasError(f"{path} holds a {type(data).__name__}, not a CIFAR dict")

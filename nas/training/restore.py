@@ -39,7 +39,10 @@ def load_trained(path: str | Path, device: str = "auto") -> TrainedSupernet:
     except (KeyError, TypeError, EdgenasError) as exc:
         raise EdgenasError(f"{ckpt.path}: metadata is incomplete or from another version ({exc})") from None
     if space.describe() != ckpt.meta.get("space"):
-        raise EdgenasError(f"{ckpt.path}: the space it was trained on differs from this edgenas's {space.name}")
+        raise EdgenasError(
+            f"{ckpt.path}: its metadata describes two different spaces (space_config builds another space "
+            "than space); the file was edited or comes from another edgenas version"
+        )
     target = pick_device(device)
     model = space.build_supernet()
     load_model_state(model, ckpt)
