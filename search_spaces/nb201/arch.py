@@ -83,6 +83,23 @@ class NB201Arch:
             raise ValueError(f"nb201 index {index} out of range 0..{NUM_ARCHS - 1}")
         return cls.from_codes(_index_to_codes()[index])
 
+    # --- structure --------------------------------------------------------------------
+    def op_counts(self) -> tuple[int, ...]:
+        """How many edges carry each op other than ``none`` (``OPS[1:]`` order).
+
+        Every edge of a cell maps ``C`` channels to ``C`` at one resolution, so a cell's
+        cost is close to additive in these counts: they are the natural cost features."""
+        return tuple(sum(op == name for op in self.ops) for name in OPS[1:])
+
+    @property
+    def connected(self) -> bool:
+        """Whether the output node depends on the input (otherwise the cell outputs zeros,
+        and a compiler that removes dead code may drop the whole network)."""
+        reach = [True, False, False, False]
+        for (to_node, from_node), op in zip(EDGES, self.ops):
+            reach[to_node] = reach[to_node] or (op != "none" and reach[from_node])
+        return reach[3]
+
     # --- cell strings ---------------------------------------------------------------
     @classmethod
     def from_str(cls, cell: str) -> NB201Arch:
