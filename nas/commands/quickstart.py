@@ -23,7 +23,7 @@ QUICKSTART_CONFIG: dict[str, Any] = {
     "data": {"name": "digits", "val_fraction": 0.2, "calibration_size": 500},
     "train": {
         "steps": 150,
-        "batch_size": 64,
+        "batch_size": 32,
         "num_random": 2,
         "lr": 0.1,
         "warmup_steps": 10,
@@ -87,15 +87,29 @@ def train_supernet(config: Any, output: Path, progress: bool) -> Any:
 
 
 def evaluate_subnets(output: Path, seed: int = 0) -> list[dict[str, Any]]:
-    """Step 4: smallest, largest and 3 random sub-networks, BN recalibrated; saved as JSON."""
+    """Step 4: smallest, largest and 3 random sub-networks, BN recalibrated.
+
+    The table is saved in ``subnets.json`` with the checkpoint's sha256 and reused while
+    the checkpoint is unchanged.
+    """
     from nas.commands.eval import evaluate, parse_archs
     from nas.training.restore import load_trained
 
+    cache = output.parent / "subnets.json"
     trained = load_trained(output, "cpu")
+    digest = trained.checkpoint.meta["sha256"]
+    if cache.exists():
+        try:
+            saved = json.loads(cache.read_text())
+            if saved.get("checkpoint_sha256") == digest:
+                print(f"[4/4] sub-networks: evaluated before, reusing {cache}")
+                return list(saved["rows"])
+        except (json.JSONDecodeError, AttributeError, KeyError):
+            pass  # unreadable: evaluate again and overwrite it
     archs = parse_archs(trained.space, ["min", "max", "random:3"], seed)
     rows = evaluate(trained, archs, "validation", 256)
-    (output.parent / "subnets.json").write_text(json.dumps(rows, indent=1))
-    print(f"[4/4] sub-networks: accuracy on {rows[0]['samples']} validation images ({output.parent / 'subnets.json'})")
+    cache.write_text(json.dumps({"checkpoint_sha256": digest, "rows": rows}, indent=1))
+    print(f"[4/4] sub-networks: accuracy on {rows[0]['samples']} validation images ({cache})")
     return rows
 
 

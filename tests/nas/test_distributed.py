@@ -51,14 +51,17 @@ def reference_weights(cfg: TrainConfig, world: int) -> dict[str, torch.Tensor]:
         start = [b.clone() for b in buffers]
         grads: list[list[torch.Tensor]] = []
         stats: list[list[torch.Tensor]] = []
+
+        def capture(grads=grads, stats=stats) -> None:  # what each rank holds before the all-reduce
+            grads.append([p.grad.clone() for p in model.parameters()])
+            stats.append([b.clone() for b in buffers])
+
         for stream in streams:
             for b, s in zip(buffers, start):
                 b.copy_(s)
             images, labels = next(stream)
             sandwich_step(model, archs, images, labels, idle, distill=tc.distill,
-                          label_smoothing=tc.label_smoothing, before_step=lambda: (
-                              grads.append([p.grad.clone() for p in model.parameters()]),
-                              stats.append([b.clone() for b in buffers])))
+                          label_smoothing=tc.label_smoothing, before_step=capture)
         for i, p in enumerate(model.parameters()):
             p.grad = torch.stack([g[i] for g in grads]).sum(0) / world
         for i, b in enumerate(buffers):  # BN statistics averaged; batch counters are equal
