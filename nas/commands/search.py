@@ -1,0 +1,174 @@
+"""``edgenas search``: the Pareto front of sub-networks for one or more devices under budgets.
+
+Example::
+
+    edgenas search --space nb201 --device pixel3 --max-latency-ms 20 --trials 300 --out result.json
+    edgenas search --space mbv3 --checkpoint runs/digits_small --device laptop \\
+        --max-latency-ms 5 --storage postgresql://edgenas@db/edgenas --engine ray --ray-address auto
+
+Run the same command again to resume (same study); several processes with one
+``--storage`` are workers of one study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from typing import Any
+
+from nas.errors import EdgenasError
+from nas.workspace import add_workspace_argument, workspace_dir
+
+_UNIT = re.compile(r"^\s*([0-9.eE+-]+)\s*([a-zA-Zµ]+)\s*$")
+
+
+def _amount(flag: str, unit: str) -> Any:
+    """An argparse type: a plain positive number in ``unit``; a number with a unit is refused
+    with the conversion spelled out (``--max-latency-ms 0.02s`` -> give 20)."""
+
+    def parse(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        m = _UNIT.match(text)
+        if m:
+            raise argparse.ArgumentTypeError(
+                f"{flag} takes a plain number in {unit}, not {m.group(2)!r}: convert {text!r} to {unit}"
+            )
+        raise argparse.ArgumentTypeError(f"{flag} takes a number in {unit}, got {text!r}")
+
+    return parse
+
+
+def _margin(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text.rstrip("%")) / (100.0 if text.endswith("%") else 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--safety-margin takes auto, a fraction (0.05) or a percentage (5%), got {text!r}") from None
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from nas.search.samplers import SAMPLERS
+
+    p = subparsers.add_parser(
+        "search",
+        help="search sub-networks per device (Optuna, local or Ray Tune)",
+        description="Multi-objective search (accuracy against predicted latency/energy per device) "
+        "with hard budgets; resumable; several workers may share one --storage.",
+    )
+    p.add_argument("--space", required=True, help="search space: nb201 or mbv3 (with --checkpoint)")
+    p.add_argument("--checkpoint", metavar="DIR", help="trained supernet (edgenas train output) for mbv3")
+    p.add_argument("--device", action="append", default=[], metavar="NAME",
+                   help="profiled/imported device (repeatable); for nb201 also table:COLUMN (measured)")
+    p.add_argument("--max-latency-ms", type=_amount("--max-latency-ms", "milliseconds"), metavar="MS",
+                   help="latency budget per device, in milliseconds")
+    p.add_argument("--max-energy-mj", type=_amount("--max-energy-mj", "millijoules"), metavar="MJ",
+                   help="energy budget per device, in millijoules")
+    p.add_argument("--max-params-m", type=_amount("--max-params-m", "millions of parameters"), metavar="M",
+                   help="parameter budget, in millions")
+    p.add_argument("--max-mflops", type=_amount("--max-mflops", "MFLOPs (millions of MACs)"), metavar="M",
+                   help="compute budget, in millions of multiply-accumulates")
+    p.add_argument("--safety-margin", type=_margin, default="auto", metavar="auto|F",
+                   help="predicted cost must fit budget/(1+F); auto = the predictor's validation MAPE")
+    p.add_argument("--objectives", default="accuracy,latency",
+                   help="comma list of accuracy, latency, energy, mflops, params (default: accuracy,latency)")
+    p.add_argument("--trials", type=int, default=300, help="complete trials the study should hold (default 300)")
+    p.add_argument("--out", metavar="FILE", help="write the result (Pareto front, recommended arch) as JSON")
+    p.add_argument("--storage", metavar="URL",
+                   help="study storage: sqlite:///FILE, postgresql://..., journal:PATH (default: workspace studies.db)")
+    p.add_argument("--study", metavar="NAME", help="study name (default: derived from the search settings)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local")
+    p.add_argument("--buffered", action="store_true",
+                   help="local engine, cheap trials (nb201, warm cache): sample in memory and commit each "
+                   "finished trial in one write (much faster; a killed trial is re-sampled, not retried)")
+    p.add_argument("--ray-address", metavar="ADDR", help="auto, local, or HOST:PORT of a running Ray head")
+    p.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs per Ray trial (default 1)")
+    p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray trial, fractions allowed (0.25)")
+    p.add_argument("--ray-concurrency", type=int, help="at most this many Ray trials at once")
+    p.add_argument("--ray-retries", type=int, default=2, help="retries of a failed Ray trial (default 2)")
+    p.add_argument("--ray-storage-path", metavar="DIR", help="Ray Tune storage_path (shared by all nodes)")
+    p.add_argument("--sampler", choices=SAMPLERS, default="nsga2", help="Optuna sampler (default nsga2)")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    p.add_argument("--population", type=int, default=50, help="NSGA-II/III population size (default 50)")
+    p.add_argument("--nb201-dataset", default="cifar100", choices=("cifar10", "cifar100", "imagenet16-120"),
+                   help="nb201 accuracy table to optimise (validation split; default cifar100)")
+    p.add_argument("--cache", metavar="URL", help="accuracy cache database (default: workspace accuracy_cache.db)")
+    p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size for the supernet")
+    p.add_argument("--eval-device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_workspace_argument(p)
+    return p
+
+
+def _space_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The checkpoint's space (name and construction options) for supernet spaces."""
+    if not args.checkpoint:
+        return {}
+    from nas.training.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(args.checkpoint)
+    space_cfg = ckpt.meta.get("space_config") or {}
+    if space_cfg.get("name") != args.space:
+        raise EdgenasError(
+            f"checkpoint {args.checkpoint} holds a supernet of space {space_cfg.get('name')!r}, not {args.space!r}; "
+            f"use --space {space_cfg.get('name')} or another checkpoint"
+        )
+    return dict(space_cfg.get("options") or {})
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas.search.engine_ray import RayOptions
+    from nas.search.objectives import Budget
+    from nas.search.problem import SearchSpec
+    from nas.search.result import write_json
+    from nas.search.runner import SearchSettings, prepare, run_search
+
+    workspace = workspace_dir(args.workspace).resolve()
+    budget = Budget(args.max_latency_ms, args.max_energy_mj, args.max_params_m, args.max_mflops)
+    spec = SearchSpec(
+        space=args.space,
+        space_options=_space_options(args),
+        devices=tuple(args.device),
+        budget=budget,
+        objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()),
+        checkpoint=str(args.checkpoint) if args.checkpoint else None,
+        nb201_dataset=args.nb201_dataset,
+        workspace=str(workspace),
+        cache_url=args.cache,
+        eval_batch_size=args.batch_size,
+        eval_device=args.eval_device,
+    )
+    settings = SearchSettings(
+        trials=args.trials, engine=args.engine, storage=args.storage, study=args.study,
+        sampler=args.sampler, seed=args.seed, population=args.population, buffered=args.buffered,
+        ray=RayOptions(args.ray_address, args.ray_cpus, args.ray_gpus, args.ray_concurrency,
+                       args.ray_retries, args.ray_storage_path),
+    )
+    problem = prepare(spec, args.safety_margin)
+    result, study = run_search(problem, settings)
+    if args.out:
+        write_json(args.out, result)
+    print(summary(result))
+    return 0
+
+
+def summary(result: dict[str, Any]) -> str:
+    """A few lines: study, counts, recommended arch with its predicted cost."""
+    lines = [f"study {result['study']} in {result['storage']}: {result['trials']['complete']} trials, "
+             f"{result['trials']['feasible']} feasible, {len(result['pareto_front'])} on the feasible front"]
+    rec = result["recommended"]
+    if rec is None:
+        lines.append("no feasible arch found yet: run more --trials or relax the budget")
+    else:
+        costs = ", ".join(f"{k} {v:.4g}" for k, v in rec["predicted"].items())
+        lines.append(f"recommended: trial {rec['trial']} accuracy {rec['accuracy']:.2f} % | predicted {costs}")
+        lines.append(f"  arch {json.dumps(rec['arch'], separators=(',', ':'))}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run(add_parser(argparse.ArgumentParser().add_subparsers()).parse_args()))

@@ -1,0 +1,127 @@
+"""Is a budget reachable at all? Answered before the first trial, from predictions alone.
+
+For each constrained cost (latency or energy per device, FLOPs, parameters) this finds
+the smallest value any arch of the space reaches: exactly, over every arch, for spaces
+that can be enumerated (``nb201``: 15,625 cells, one batched prediction); otherwise by a
+quick search (``mbv3``): coordinate descent over the space's Optuna parameters, started
+from the smallest arch and a few random ones, each step trying every choice of one
+parameter. The message says which method gave the figure.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nas.errors import EdgenasError
+from nas.search.problem import SearchProblem
+
+
+@dataclass(frozen=True)
+class Cheapest:
+    metric: str
+    value: float
+    arch: Any
+    method: str
+
+
+class _Recorder:
+    """A stand-in Optuna trial: returns fixed choices and records every parameter's choices."""
+
+    def __init__(self, params: dict[str, Any] | None = None, rng: random.Random | None = None) -> None:
+        self.params = dict(params or {})
+        self.choices: dict[str, list[Any]] = {}
+        self.rng = rng
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        self.choices[name] = list(choices)
+        if name not in self.params:
+            self.params[name] = self.rng.choice(self.choices[name]) if self.rng else self.choices[name][0]
+        return self.params[name]
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        return self.suggest_categorical(name, list(range(low, high + 1, step)))
+
+
+def _arch(space: Any, params: dict[str, Any]) -> Any:
+    return space.suggest(_Recorder(params))
+
+
+def _metric(problem: SearchProblem, archs: list[Any], metric: str) -> np.ndarray:
+    return problem.costs(archs)[metric]
+
+
+def cheapest(problem: SearchProblem, metric: str, starts: int = 4, sweeps: int = 3, seed: int = 0) -> Cheapest:
+    """The smallest predicted ``metric`` over the space (exact when it can be enumerated)."""
+    space = problem.space
+    try:
+        archs = list(space.enumerate())
+    except TypeError:
+        archs = None
+    if archs is not None:
+        values = np.concatenate([_metric(problem, archs[i:i + 4096], metric) for i in range(0, len(archs), 4096)])
+        i = int(np.argmin(values))
+        return Cheapest(metric, float(values[i]), archs[i], f"exact over all {len(archs):,} archs")
+    rng = random.Random(seed)
+    probe = _Recorder()
+    space.suggest(probe)
+    choices = probe.choices
+    smallest = space.smallest()
+    starts_params = []
+    for _k in range(starts):
+        rec = _Recorder(rng=rng)
+        space.suggest(rec)
+        starts_params.append(rec.params)
+    best_value, best_arch, tried = float(_metric(problem, [smallest], metric)[0]), smallest, 1
+    for params in starts_params:
+        value = float(_metric(problem, [_arch(space, params)], metric)[0])
+        for _ in range(sweeps):
+            improved = False
+            for name, options in choices.items():
+                candidates = [{**params, name: o} for o in options]
+                vals = _metric(problem, [_arch(space, c) for c in candidates], metric)
+                tried += len(candidates)
+                j = int(np.argmin(vals))
+                if vals[j] < value - 1e-12:
+                    params, value, improved = candidates[j], float(vals[j]), True
+            if not improved:
+                break
+        if value < best_value:
+            best_value, best_arch = value, _arch(space, params)
+    method = (f"quick search: the smallest arch and coordinate descent from {starts} random archs "
+              f"({tried} archs predicted); not exhaustive")
+    return Cheapest(metric, best_value, best_arch, method)
+
+
+def check_budget(problem: SearchProblem) -> dict[str, Cheapest]:
+    """Raise a one-line error if some budget cannot be met by any arch; else the cheapest per cost."""
+    budget = problem.spec.budget
+    limits: dict[str, tuple[float, float, str]] = {}
+    for d in problem.devices:
+        if budget.max_latency_ms is not None:
+            limits[f"latency_ms@{d.name}"] = (budget.max_latency_ms, budget.allowed(budget.max_latency_ms), "--max-latency-ms")
+        if budget.max_energy_mj is not None:
+            limits[f"energy_mj@{d.name}"] = (budget.max_energy_mj, budget.allowed(budget.max_energy_mj), "--max-energy-mj")
+    if budget.max_params_m is not None:
+        limits["params_m"] = (budget.max_params_m, budget.max_params_m, "--max-params-m")
+    if budget.max_mflops is not None:
+        limits["mflops"] = (budget.max_mflops, budget.max_mflops, "--max-mflops")
+    found: dict[str, Cheapest] = {}
+    for metric, (given, allowed, flag) in limits.items():
+        if metric.startswith("energy") and not problem._energy[metric.split("@", 1)[1]]:
+            raise EdgenasError(f"{flag}: device {metric.split('@', 1)[1]!r} has no energy predictor (energy not measured)")
+        best = cheapest(problem, metric)
+        found[metric] = best
+        if best.value > allowed:
+            unit = metric.split("@")[0].split("_")[-1]
+            margin = (f" (within {allowed:.4g} after the {budget.safety_margin:.0%} safety margin)"
+                      if allowed != given else "")
+            raise EdgenasError(
+                f"{flag} {given:g}{margin} is infeasible: the cheapest arch of {problem.space.name} reaches "
+                f"{best.value:.4g} {unit} predicted {metric.replace('@', ' on ')} ({best.method}); "
+                f"raise {flag} to at least {best.value * (given / allowed):.4g}"
+            )
+    return found

@@ -1,0 +1,105 @@
+"""Objectives and hard constraints of a search, and an arch's measured outcome.
+
+Objectives are named ``accuracy`` (maximised), ``latency_ms@DEVICE`` and
+``energy_mj@DEVICE`` per device, ``mflops`` and ``params_m`` (minimised). Budgets are
+hard constraints, stored on each trial with ``trial.set_constraint`` as relative
+excess ``predicted / allowed - 1`` (feasible when <= 0), where ``allowed`` is the
+budget shrunk by the safety margin: the search sees predicted cost, the device will run
+the true one, so a predictor with a few per cent of error needs that much headroom.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from nas.errors import EdgenasError
+
+KINDS = ("accuracy", "latency", "energy", "mflops", "params")
+DEFAULT_OBJECTIVES = ("accuracy", "latency")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Hard limits: per device latency (ms) and energy (mJ), and the sub-network's size.
+
+    ``safety_margin`` is a fraction: predicted cost must stay within
+    ``budget / (1 + safety_margin)``.
+    """
+
+    max_latency_ms: float | None = None
+    max_energy_mj: float | None = None
+    max_params_m: float | None = None
+    max_mflops: float | None = None
+    safety_margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_latency_ms", "max_energy_mj", "max_params_m", "max_mflops"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                flag = "--" + name.replace("_", "-")
+                raise EdgenasError(f"{flag} must be a positive number, got {value}")
+        if not 0.0 <= self.safety_margin < 1.0:
+            raise EdgenasError(f"--safety-margin is a fraction in [0, 1), got {self.safety_margin}")
+
+    def allowed(self, value: float | None) -> float | None:
+        return None if value is None else value / (1.0 + self.safety_margin)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one arch scored: objective values (in study order), constraint values, extras."""
+
+    values: tuple[float, ...]
+    constraints: dict[str, float]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def feasible(self) -> bool:
+        return all(v <= 0.0 for v in self.constraints.values())
+
+
+def objective_names(kinds: tuple[str, ...], devices: list[str], has_energy: dict[str, bool]) -> list[str]:
+    """Study objective names in order, one per device for latency and energy."""
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise EdgenasError(f"--objectives: unknown {unknown[0]!r}; use some of {', '.join(KINDS)}")
+    if "accuracy" not in kinds:
+        raise EdgenasError("--objectives must include accuracy")
+    names: list[str] = []
+    for kind in kinds:
+        if kind == "latency":
+            names += [f"latency_ms@{d}" for d in devices]
+        elif kind == "energy":
+            missing = [d for d in devices if not has_energy[d]]
+            if missing:
+                raise EdgenasError(f"--objectives energy: device {missing[0]!r} has no energy predictor (not measured)")
+            names += [f"energy_mj@{d}" for d in devices]
+        elif kind == "params":
+            names.append("params_m")
+        else:
+            names.append(kind)
+    return names
+
+
+def direction(name: str) -> str:
+    return "maximize" if name == "accuracy" else "minimize"
+
+
+def constraint_values(budget: Budget, metrics: dict[str, float], devices: list[str]) -> dict[str, float]:
+    """Relative excess over each budget (<= 0 is feasible), by constraint name."""
+    out: dict[str, float] = {}
+    for d in devices:
+        if budget.max_latency_ms is not None:
+            out[f"latency_ms@{d}"] = metrics[f"latency_ms@{d}"] / budget.allowed(budget.max_latency_ms) - 1.0
+        if budget.max_energy_mj is not None:
+            out[f"energy_mj@{d}"] = metrics[f"energy_mj@{d}"] / budget.allowed(budget.max_energy_mj) - 1.0
+    if budget.max_params_m is not None:
+        out["params_m"] = metrics["params_m"] / budget.max_params_m - 1.0
+    if budget.max_mflops is not None:
+        out["mflops"] = metrics["mflops"] / budget.max_mflops - 1.0
+    return out

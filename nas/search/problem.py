@@ -1,0 +1,182 @@
+"""A search problem: space, accuracy source, devices, budget and objectives, and how one
+arch is scored. :class:`SearchSpec` is its JSON form: it is stored with the study (so a
+study is never reused for another space, checkpoint, device or budget) and shipped to
+Ray workers, which rebuild the problem from it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas.errors import EdgenasError
+from nas.search.costs import DeviceCost, load_device
+from nas.search.objectives import (
+    DEFAULT_OBJECTIVES,
+    Budget,
+    Outcome,
+    constraint_values,
+    direction,
+    objective_names,
+)
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """Everything that defines what a search optimises (JSON-serialisable)."""
+
+    space: str
+    space_options: dict[str, Any]
+    devices: tuple[str, ...]
+    budget: Budget
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    checkpoint: str | None = None
+    nb201_dataset: str = "cifar100"
+    workspace: str = "edgenas-workspace"
+    cache_url: str | None = None
+    eval_batch_size: int = 256
+    eval_device: str = "auto"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["devices"] = list(self.devices)
+        data["objectives"] = list(self.objectives)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SearchSpec:
+        data = dict(data)
+        data["budget"] = Budget(**data["budget"])
+        data["devices"] = tuple(data["devices"])
+        data["objectives"] = tuple(data["objectives"])
+        return cls(**data)
+
+
+@dataclass
+class SearchProblem:
+    """Scores archs: accuracy from its source, cost from each device, constraints from the budget."""
+
+    spec: SearchSpec
+    space: Any
+    accuracy: Any
+    devices: list[DeviceCost]
+    names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        has_energy = {d.name: d.predict_energy_mj([self.space.smallest()]) is not None for d in self.devices}
+        self.names = objective_names(self.spec.objectives, [d.name for d in self.devices], has_energy)
+        self._energy = has_energy
+
+    @property
+    def directions(self) -> list[str]:
+        return [direction(n) for n in self.names]
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for a stored study to be continued (see :mod:`nas.search.study`)."""
+        return {
+            "space": self.space.describe(),
+            "accuracy": self.accuracy.describe(),
+            "devices": {d.name: d.describe() for d in self.devices},
+            "budget": self.spec.budget.to_json(),
+            "objectives": self.names,
+        }
+
+    def costs(self, archs: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Predicted latency/energy per device, FLOPs (M) and params (M) for ``archs``."""
+        out: dict[str, np.ndarray] = {}
+        for d in self.devices:
+            out[f"latency_ms@{d.name}"] = np.asarray(d.predict_latency_ms(archs), dtype=float)
+            if self._energy[d.name]:
+                out[f"energy_mj@{d.name}"] = np.asarray(d.predict_energy_mj(archs), dtype=float)
+        out["mflops"] = np.array([self.space.flops(a) / 1e6 for a in archs])
+        out["params_m"] = np.array([self.space.params(a) / 1e6 for a in archs])
+        return out
+
+    def measure(self, arch: Any) -> Outcome:
+        """Accuracy, predicted costs and constraint values of one arch."""
+        acc, extra = self.accuracy.evaluate(arch)
+        metrics = {k: float(v[0]) for k, v in self.costs([arch]).items()}
+        metrics["accuracy"] = float(acc)
+        values = tuple(metrics[n] for n in self.names)
+        constraints = constraint_values(self.spec.budget, metrics, [d.name for d in self.devices])
+        attrs = {"arch": self.space.arch_to_json(arch), "metrics": metrics, **extra}
+        return Outcome(values, constraints, attrs)
+
+    def objective(self, trial: Any) -> tuple[float, ...]:
+        """The Optuna objective: suggest an arch, score it, record constraints and extras."""
+        arch = self.space.suggest(trial)
+        outcome = self.measure(arch)
+        record(trial, outcome)
+        return outcome.values
+
+
+def record(trial: Any, outcome: Outcome) -> None:
+    """Write an outcome's extras and constraint values onto an Optuna trial."""
+    for key, value in outcome.attrs.items():
+        trial.set_user_attr(key, value)
+    for key, value in outcome.constraints.items():
+        trial.set_constraint(key, value)
+
+
+def build_space(spec: SearchSpec) -> Any:
+    from search_spaces import get_space
+
+    try:
+        return get_space(spec.space, **spec.space_options)
+    except KeyError as exc:
+        raise EdgenasError(f"--space: {exc.args[0]}") from None
+    except (TypeError, ValueError) as exc:
+        raise EdgenasError(f"--space {spec.space}: {exc}") from None
+
+
+def build_accuracy(spec: SearchSpec, space: Any) -> Any:
+    """The accuracy source: the nb201 table, or the checkpoint's supernet with the cache."""
+    if spec.space == "nb201":
+        if spec.checkpoint:
+            raise EdgenasError("--checkpoint is for spaces with a supernet; nb201 reads its accuracy table")
+        from nas.search.accuracy import TabularAccuracy
+
+        source = TabularAccuracy(spec.nb201_dataset)
+        try:
+            source._values()
+        except ValueError as exc:
+            raise EdgenasError(f"--nb201-dataset: {exc}") from None
+        return source
+    if not spec.checkpoint:
+        raise EdgenasError(f"--space {spec.space} needs --checkpoint DIR (a supernet trained with `edgenas train`)")
+    from nas.search.accuracy import SupernetAccuracy
+    from nas.training.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(spec.checkpoint)
+    trained_space = ckpt.meta.get("space")
+    if trained_space != space.describe():
+        raise EdgenasError(
+            f"checkpoint {spec.checkpoint} was trained on space {trained_space}, not on {space.describe()}; "
+            "pass the --space and --space-options it was trained with, or another --checkpoint"
+        )
+    workspace = Path(spec.workspace)
+    cache_url = spec.cache_url or f"sqlite:///{(workspace / 'accuracy_cache.db').resolve()}"
+    return SupernetAccuracy(Path(spec.checkpoint), ckpt.meta["sha256"], cache_url,
+                            spec.eval_batch_size, spec.eval_device)
+
+
+def build_problem(spec: SearchSpec) -> SearchProblem:
+    """Rebuild the problem a spec describes (space, accuracy, fitted device predictors)."""
+    if not spec.devices:
+        raise EdgenasError("--device NAME is required (a profiled or imported device)")
+    space = build_space(spec)
+    accuracy = build_accuracy(spec, space)
+    devices = [load_device(name, space, Path(spec.workspace)) for name in spec.devices]
+    return SearchProblem(spec, space, accuracy, devices)
+
+
+@functools.lru_cache(maxsize=4)
+def cached_problem(spec_json: str) -> SearchProblem:
+    """One problem per process and spec (Ray workers score many trials each)."""
+    return build_problem(SearchSpec.from_json(json.loads(spec_json)))
