@@ -1,0 +1,210 @@
+"""Gather what a report shows: a study's trials per device, the registered models of the
+study, each device profile's validation, and what training and search cost."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nas.errors import EdgenasError
+from nas.pareto import knee_index, pareto_front
+from nas.search.result import feasible
+
+
+@dataclass
+class TrialPoint:
+    """One finished trial as seen on one device."""
+
+    number: int
+    arch: dict[str, Any]
+    accuracy: float
+    latency_ms: float
+    energy_mj: float | None
+    mflops: float | None
+    params_m: float | None
+    feasible: bool
+
+
+@dataclass
+class DeviceView:
+    """Everything the report shows for one device."""
+
+    name: str
+    points: list[TrialPoint]
+    front: list[TrialPoint]  # feasible Pareto front (accuracy up, latency down), by latency
+    knee: TrialPoint | None
+    best: TrialPoint | None  # most accurate feasible
+    max_latency_ms: float | None
+    safety_margin: float = 0.0  # predictions must stay within budget / (1 + margin)
+    profile: dict[str, Any] | None = None  # DeviceProfile.to_json(), when the device was profiled
+    validation_pairs: list[tuple[float, float]] = field(default_factory=list)  # (measured, predicted) ms
+
+
+@dataclass
+class ReportData:
+    study: str
+    storage: str
+    identity: dict[str, Any]
+    trials_complete: int
+    trials_feasible: int
+    search_wall_s: float
+    search_trial_s: float
+    devices: list[DeviceView]
+    registered: list[dict[str, Any]]
+    training: dict[str, Any] | None
+    generated: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+
+
+def study_points(study: Any, device: str) -> list[TrialPoint]:
+    """Finished trials of ``study`` with their accuracy and ``device``'s predicted cost."""
+    from optuna.trial import TrialState
+
+    points = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        metrics = t.user_attrs.get("metrics", {})
+        if f"latency_ms@{device}" not in metrics:
+            continue
+        points.append(
+            TrialPoint(
+                number=t.number,
+                arch=t.user_attrs.get("arch", {}),
+                accuracy=float(metrics["accuracy"]),
+                latency_ms=float(metrics[f"latency_ms@{device}"]),
+                energy_mj=metrics.get(f"energy_mj@{device}"),
+                mflops=metrics.get("mflops"),
+                params_m=metrics.get("params_m"),
+                feasible=feasible(t),
+            )
+        )
+    return points
+
+
+def device_view(study: Any, device: str, budget: dict[str, Any]) -> DeviceView:
+    points = study_points(study, device)
+    feasible = [p for p in points if p.feasible]
+    front_idx = pareto_front([(p.accuracy, p.latency_ms) for p in feasible])
+    front = sorted((feasible[i] for i in front_idx), key=lambda p: p.latency_ms)
+    knee = front[knee_index([(p.accuracy, p.latency_ms) for p in front])] if front else None
+    best = max(feasible, key=lambda p: (p.accuracy, -p.number), default=None)
+    return DeviceView(device, points, front, knee, best, budget.get("max_latency_ms"),
+                      float(budget.get("safety_margin") or 0.0))
+
+
+def attach_profile(view: DeviceView, workspace: Path) -> None:
+    """Add the device profile and its held-out validation pairs (refitted from measurements)."""
+    try:
+        from latency_predictors.device_profile import (
+            DeviceProfile,
+            fit_cost_model,
+            measurements_for,
+        )
+        from latency_predictors.measurements import MeasurementStore, sqlite_url
+    except ImportError:
+        return
+    path = workspace / "profiles" / f"{view.name}.json"
+    if not path.is_file():
+        return
+    profile = DeviceProfile.load(path)
+    view.profile = profile.to_json()
+    db = workspace / "measurements.db"
+    if not db.is_file():
+        return
+    try:
+        store = MeasurementStore(sqlite_url(db))
+        holdout = measurements_for(profile, store, "holdout")
+        if len(holdout) < 2:
+            return
+        model = fit_cost_model(profile, store, exclude_holdout=True)
+        space = model.space
+        archs = [space.arch_from_json(json.loads(m.key)) for m in holdout]
+        predicted = model.predict(archs)["latency_ms"]
+        view.validation_pairs = [(m.median_ms, float(p)) for m, p in zip(holdout, predicted)]
+    except Exception as exc:  # the report still renders; the section says why it is empty
+        view.profile = {**(view.profile or {}), "validation_unavailable": str(exc).splitlines()[0]}
+
+
+def collect(
+    study_name: str,
+    storage: Any,
+    storage_display: str,
+    workspace: Path,
+    devices: list[str] | None = None,
+) -> ReportData:
+    """Read study ``study_name`` and everything around it for :func:`nas.report.html.render`."""
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        raise EdgenasError(
+            f"no study {study_name!r} in {storage_display}; studies there: {', '.join(names) or 'none'}"
+        ) from None
+    identity = study.user_attrs.get("edgenas")
+    if identity is None:
+        raise EdgenasError(f"study {study_name!r} was not made by edgenas search; nothing to report")
+    known = list(identity.get("devices", {}))
+    chosen = devices or known
+    unknown = [d for d in chosen if d not in known]
+    if unknown:
+        raise EdgenasError(f"device {unknown[0]!r} is not in study {study_name!r}; it has {', '.join(known)}")
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise EdgenasError(f"study {study_name!r} has no finished trial yet; run `edgenas search` first")
+    starts = [t.datetime_start for t in complete if t.datetime_start]
+    ends = [t.datetime_complete for t in complete if t.datetime_complete]
+    wall = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
+    trial_s = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in complete
+                  if t.datetime_start and t.datetime_complete)
+    views = []
+    for name in chosen:
+        view = device_view(study, name, identity.get("budget", {}))
+        attach_profile(view, workspace)
+        views.append(view)
+    return ReportData(
+        study=study_name,
+        storage=storage_display,
+        identity=identity,
+        trials_complete=len(complete),
+        trials_feasible=sum(feasible(t) for t in complete),
+        search_wall_s=wall,
+        search_trial_s=trial_s,
+        devices=views,
+        registered=_registered(workspace, study_name),
+        training=_training(identity),
+    )
+
+
+def _registered(workspace: Path, study_name: str) -> list[dict[str, Any]]:
+    root = workspace / "registry"
+    if not (root / "registry.db").is_file():
+        return []
+    from nas.registry import ModelRegistry
+
+    registry = ModelRegistry(root)
+    return [registry.to_json(e) for e in registry.list() if e.lineage.get("study") == study_name]
+
+
+def _training(identity: dict[str, Any]) -> dict[str, Any] | None:
+    """What training the supernet cost, from its checkpoint's metadata (None for tables)."""
+    source = identity.get("accuracy", {})
+    path = source.get("checkpoint_path") or source.get("checkpoint")
+    if not path:
+        return None
+    meta_path = Path(path)
+    meta_path = meta_path / "checkpoint.json" if meta_path.is_dir() else meta_path
+    if not meta_path.is_file():
+        return {"checkpoint": str(path), "note": "checkpoint not found on this machine"}
+    meta = json.loads(meta_path.read_text())
+    return {
+        "checkpoint": str(path),
+        "steps": meta.get("step"),
+        "train_seconds": meta.get("train_seconds"),
+        "world_size": meta.get("world_size"),
+        "sha256": meta.get("sha256"),
+        "data": meta.get("data", {}).get("name"),
+    }
