@@ -142,11 +142,23 @@ def _scatter(view: DeviceView, cost: str) -> str:
 def _validation_plot(view: DeviceView) -> str:
     import plotly.graph_objects as go
 
+    figures = (view.profile or {}).get("validation", {})
+    rows = "".join(
+        f"<tr><td class='l'>{html.escape(kind)}</td>" + "".join(
+            f"<td>{_fmt(v.get(k))}</td>" for k in ("n", "mape_pct", "within_5pct", "within_10pct", "spearman", "kendall"))
+        + "</tr>"
+        for kind, v in figures.items() if isinstance(v, dict) and "n" in v
+    )
+    table = ("<table><thead><tr><th class='l'>predictor (validated on)</th><th>n</th><th>MAPE %</th><th>within ±5 %</th>"
+             f"<th>within ±10 %</th><th>Spearman</th><th>Kendall</th></tr></thead><tbody>{rows}</tbody></table>") if rows else ""
+    noise = (view.profile or {}).get("noise_floor") or {}
+    noise_text = f"<p class='muted'>noise floor (one model timed repeatedly): {html.escape(json.dumps(noise))}</p>" if noise else ""
     if not view.validation_pairs:
         reason = (view.profile or {}).get("validation_unavailable") or (
-            "this device was not profiled here (imported or table-based), so no held-out networks were measured"
-            if view.profile is None else "no held-out whole networks were measured")
-        return f"<p class='muted'>Predictor validation: {html.escape(reason)}.</p>"
+            "this device has no profile in this workspace" if view.profile is None
+            else "no held-out whole networks were measured for this device (imported measurements are "
+                 "validated by cross-validation, in the table)")
+        return f"{table}{noise_text}<p class='muted'>Predicted against measured scatter: {html.escape(reason)}.</p>"
     measured = [m for m, _ in view.validation_pairs]
     predicted = [p for _, p in view.validation_pairs]
     lo, hi = min(measured + predicted) * 0.9, max(measured + predicted) * 1.1
@@ -159,19 +171,7 @@ def _validation_plot(view: DeviceView) -> str:
     fig.update_layout(title=f"{view.name}: predicted against measured latency (held-out whole networks)",
                       xaxis_title="measured (ms)", yaxis_title="predicted (ms)", height=420,
                       margin=dict(l=60, r=20, t=50, b=50))
-    figures = (view.profile or {}).get("validation", {})
-    rows = "".join(
-        f"<tr><td class='l'>{html.escape(kind)}</td>" + "".join(
-            f"<td>{_fmt(v.get(k))}</td>" for k in ("n", "mape_pct", "within_5pct", "within_10pct", "spearman", "kendall"))
-        + "</tr>"
-        for kind, v in figures.items() if isinstance(v, dict) and "n" in v
-    )
-    noise = (view.profile or {}).get("noise_floor") or {}
-    noise_text = f"noise floor (same model timed repeatedly): {json.dumps(noise)}" if noise else ""
-    table = ("<table><thead><tr><th class='l'>predictor</th><th>n</th><th>MAPE %</th><th>within ±5 %</th>"
-             f"<th>within ±10 %</th><th>Spearman</th><th>Kendall</th></tr></thead><tbody>{rows}</tbody></table>") if rows else ""
-    return (fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"validation-{_id(view.name)}")
-            + table + f"<p class='muted'>{html.escape(noise_text)}</p>")
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"validation-{_id(view.name)}") + table + noise_text
 
 
 def _device_section(view: DeviceView) -> str:
