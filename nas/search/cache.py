@@ -68,6 +68,9 @@ class AccuracyCache:
     def __init__(self, url: str, checkpoint_sha256: str, settings: dict[str, Any]) -> None:
         if "://" not in url:
             url = f"sqlite:///{Path(url).resolve()}"
+        from nas.search.storage import with_driver
+
+        url = with_driver(url)
         if url.startswith("sqlite:///"):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.url = url

@@ -15,6 +15,7 @@ and nothing is written. Optuna is imported lazily (``pip install edgenas[search]
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,19 @@ def parse_storage(value: str | None, workspace: Path) -> StorageSpec:
         raise EdgenasError(f"--storage scheme {scheme!r} is not supported; use sqlite, postgresql, mysql or journal:PATH")
     if scheme == "postgres":
         value = "postgresql" + value[len("postgres"):]
-    return StorageSpec("rdb", value)
+    return StorageSpec("rdb", with_driver(value))
+
+
+def with_driver(url: str) -> str:
+    """``postgresql://`` with the driver that is installed: SQLAlchemy 2.1 picks psycopg 3 by
+    default, the ``search`` extra installs psycopg2 (either works)."""
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
 
 
 def check_reachable(spec: StorageSpec) -> None:
@@ -131,7 +144,15 @@ def open_storage(spec: StorageSpec, heartbeat: bool = True) -> Any:
     if spec.is_sqlite:
         # Several workers on one SQLite file wait for each other's writes instead of failing.
         engine_kwargs["connect_args"] = {"timeout": 60}
-    storage = optuna.storages.RDBStorage(spec.target, engine_kwargs=engine_kwargs, **kwargs)
+    storage = None
+    for attempt in range(5):
+        try:
+            storage = optuna.storages.RDBStorage(spec.target, engine_kwargs=engine_kwargs, **kwargs)
+            break
+        except Exception as exc:  # two workers creating the schema of a new database at once
+            if attempt == 4:
+                raise EdgenasError(f"cannot open study storage {spec.display}: {str(exc).splitlines()[0]}") from None
+            time.sleep(0.5 + attempt)
     if spec.is_sqlite:
         _fast_sqlite(storage.engine)
     return storage

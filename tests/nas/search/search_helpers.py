@@ -1,0 +1,29 @@
+"""Reading studies back in the search tests."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+
+def load(url: str, name: str) -> Any:
+    import optuna
+
+    warnings.filterwarnings("ignore")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from nas.search.storage import with_driver
+
+    return optuna.load_study(study_name=name, storage=with_driver(url))
+
+
+def complete(study: Any) -> list[Any]:
+    from optuna.trial import TrialState
+
+    return study.get_trials(states=(TrialState.COMPLETE,))
+
+
+def count_complete(url: str, name: str) -> int:
+    try:
+        return len(complete(load(url, name)))
+    except Exception:  # the study does not exist yet
+        return 0
