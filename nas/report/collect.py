@@ -126,6 +126,20 @@ def attach_profile(view: DeviceView, workspace: Path) -> None:
         view.profile = {**(view.profile or {}), "validation_unavailable": str(exc).splitlines()[0]}
 
 
+def load_edgenas_study(name: str, storage: Any, display: str) -> Any:
+    """The Optuna study ``name`` made by ``edgenas search`` (one-line errors otherwise)."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        raise EdgenasError(f"no study {name!r} in {display}; studies there: {', '.join(names) or 'none'}") from None
+    if "edgenas" not in study.user_attrs:
+        raise EdgenasError(f"study {name!r} in {display} was not made by edgenas search")
+    return study
+
+
 def collect(
     study_name: str,
     storage: Any,
@@ -134,19 +148,10 @@ def collect(
     devices: list[str] | None = None,
 ) -> ReportData:
     """Read study ``study_name`` and everything around it for :func:`nas.report.html.render`."""
-    import optuna
     from optuna.trial import TrialState
 
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
-        raise EdgenasError(
-            f"no study {study_name!r} in {storage_display}; studies there: {', '.join(names) or 'none'}"
-        ) from None
-    identity = study.user_attrs.get("edgenas")
-    if identity is None:
-        raise EdgenasError(f"study {study_name!r} was not made by edgenas search; nothing to report")
+    study = load_edgenas_study(study_name, storage, storage_display)
+    identity = study.user_attrs["edgenas"]
     known = list(identity.get("devices", {}))
     chosen = devices or known
     unknown = [d for d in chosen if d not in known]
