@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--val", type=int, default=2000, help="validation images")
     parser.add_argument("--batch", type=int, default=500, help="evaluation batch size")
     parser.add_argument("--archs", type=int, default=20, help="timed sub-networks (all new)")
-    parser.add_argument("--no-amp", action="store_true", help="fp32 instead of bf16 autocast")
+    parser.add_argument("--amp", choices=("bf16", "fp16", "none"), default="bf16",
+                        help="autocast dtype on the GPU (default: bf16, as in training)")
     parser.add_argument("--cudnn-benchmark", action="store_true",
                         help="let cuDNN autotune (pays off only for shapes seen again)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the one-time block warm-up")
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         torch.set_num_threads(args.threads)
     cuda = args.device.startswith("cuda")
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
-    amp = torch.bfloat16 if cuda and not args.no_amp else None
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[args.amp] if cuda else None
     fmt = torch.channels_last if cuda else torch.contiguous_format
 
     space = get_space("mbv3", preset=args.preset, resolutions=(args.resolution,))
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     config = {
         "space": f"mbv3/{args.preset}", "resolution": args.resolution, "calib_images": args.calib,
         "val_images": args.val, "batch": args.batch, "archs": args.archs,
-        "amp": "bf16" if amp else "fp32", "mean_mflops": round(mean_flops, 1),
+        "amp": args.amp if amp else "fp32", "mean_mflops": round(mean_flops, 1),
         "torch": torch.__version__,
     }
     records: list[dict] = []
