@@ -61,6 +61,7 @@ class DeviceProfile:
     predictor_params: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    build_seconds: float | None = None
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     format_version: int = FORMAT_VERSION
 
@@ -126,15 +127,11 @@ class CostModel:
 
     def predict(self, archs: Sequence[Any]) -> dict[str, np.ndarray]:
         nets = [self.space.blocks(a) for a in archs]
-        out = {"latency_ms": np.asarray(self.latency.predict(self._inputs(archs, nets)), dtype=float)}
+        inputs = list(archs) if self.profile.predictor == "fewshot" else nets
+        out = {"latency_ms": np.asarray(self.latency.predict(inputs), dtype=float)}
         if self.energy is not None:
             out["energy_mj"] = np.asarray(self.energy.predict(nets), dtype=float)
         return out
-
-    def _inputs(self, archs: Sequence[Any], nets: list[list[BlockSpec]]) -> Any:
-        if self.profile.predictor == "fewshot":
-            return [self.space.arch_key(a) for a in archs]
-        return nets
 
 
 def measurements_for(profile: DeviceProfile, store: MeasurementStore, role: str) -> list[Measurement]:

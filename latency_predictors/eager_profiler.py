@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from latency_predictors.timing import Timing, TimingConfig
+from latency_predictors.timing import Timing, TimingConfig, time_calls
 
 
 @dataclass
@@ -25,6 +25,10 @@ class EagerProfiler:
     threads: int = 1
     timing: TimingConfig = TimingConfig()
     backend: str = "eager"
+
+    def __post_init__(self) -> None:
+        if self.timing.clock == "cpu" and self.threads != 1:
+            raise ValueError("--clock cpu needs one thread (\"num-cores\": 1)")
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -44,30 +48,13 @@ class EagerProfiler:
         return lambda: self._time(module, input_shape)
 
     def _time(self, module: nn.Module, input_shape: tuple[int, ...]) -> Timing:
-        cfg = self.timing
         before = torch.get_num_threads()
         torch.set_num_threads(self.threads)
+        clock = time.thread_time if self.timing.clock == "cpu" else time.perf_counter
         try:
             x = torch.randn(1, *input_shape)
             module = module.eval()
             with torch.inference_mode():
-                for _ in range(cfg.warmup):
-                    module(x)
-                number = cfg.number
-                while True:  # grow `number` until one repeat lasts min_repeat_ms
-                    t0 = time.perf_counter()
-                    for _ in range(number):
-                        module(x)
-                    elapsed = time.perf_counter() - t0
-                    if elapsed * 1e3 >= cfg.min_repeat_ms or number >= 1 << 20:
-                        break
-                    number *= 2
-                results = [elapsed / number * 1e3]
-                for _ in range(cfg.repeat - 1):
-                    t0 = time.perf_counter()
-                    for _ in range(number):
-                        module(x)
-                    results.append((time.perf_counter() - t0) / number * 1e3)
+                return time_calls(lambda: module(x), self.timing, clock)
         finally:
             torch.set_num_threads(before)
-        return Timing(results_ms=tuple(results), number=number)

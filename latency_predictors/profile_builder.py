@@ -48,11 +48,12 @@ class ProfilePlan:
 
     budget_minutes: float = 20.0
     noise_repeats: int = 10
-    holdout: int = 20
-    train: int = 20
+    holdout: int = 10
+    train: int = 12
     pool_archs: int = 400
     seed_blocks: int = 24
     round_size: int = 8
+    max_blocks: int | None = None
     stop_error: float = 0.005
     seed: int = 0
 
@@ -68,8 +69,11 @@ class _Clock:
         self.start = time.monotonic()
         self.limit = minutes * 60
 
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
     def left(self) -> float:
-        return self.limit - (time.monotonic() - self.start)
+        return self.limit - self.elapsed()
 
 
 @dataclass
@@ -104,7 +108,18 @@ class ProfileBuilder:
             per_net = self._seconds_per_network or 10.0
             self._blocks(pool, freq, clock, reserve=per_net * len(train_pool) * 1.1)
             self._networks(space, train_pool, "train", clock, reserve=0.0)
+        self.profile.build_seconds = round(self._previous_seconds() + clock.elapsed(), 1)
         return self.finish(space)
+
+    def _previous_seconds(self) -> float:
+        """Time spent by earlier, interrupted runs of this profile (from its saved JSON)."""
+        path = self.profiles_dir / f"{self.profile.name}.json"
+        if not path.is_file():
+            return 0.0
+        try:
+            return float(DeviceProfile.load(path).build_seconds or 0.0)
+        except (ValueError, TypeError):
+            return 0.0
 
     # --- phases -----------------------------------------------------------------
     _seconds_per_network: float | None = None
@@ -140,12 +155,14 @@ class ProfileBuilder:
         for arch in archs:
             key = space.arch_key(arch)
             if key not in done:
-                if clock.left() <= reserve:
+                # at least two networks per role, else nothing can be fitted or validated
+                if clock.left() <= reserve and len(done) >= 2:
                     self.log(f"budget reached during {role} networks; fitting with what is measured")
                     return
                 t0 = time.monotonic()
                 timing = self.profiler.measure(space.build_static(arch), space.input_shape(arch))
                 self._save(role, key, space.input_shape(arch), timing)
+                done.add(key)
                 spent = time.monotonic() - t0
                 prev = self._seconds_per_network
                 self._seconds_per_network = spent if prev is None else 0.7 * prev + 0.3 * spent
@@ -163,6 +180,9 @@ class ProfileBuilder:
                 if not queue:
                     return
             i = queue.pop(0)
+            if self.plan.max_blocks is not None and len(measured) >= self.plan.max_blocks:
+                self.log(f"block phase stopped at --max-blocks {self.plan.max_blocks} of {len(pool)} blocks")
+                return
             if clock.left() <= reserve:
                 self.log(f"budget: block phase stopped after {len(measured)} of {len(pool)} blocks")
                 return

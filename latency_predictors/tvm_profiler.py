@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
@@ -29,7 +30,7 @@ from torch import nn
 
 from latency_predictors.energy import NOT_MEASURED, EnergyMeter, measure_energy
 from latency_predictors.errors import ProfilingError
-from latency_predictors.timing import Timing, TimingConfig
+from latency_predictors.timing import Timing, TimingConfig, time_calls
 from latency_predictors.tuning import Schedule
 
 T = TypeVar("T")
@@ -166,6 +167,13 @@ class TVMProfiler:
         self.target = parse_target(self.target)
         if self.session is None:
             self.session = LocalSession(self.target)
+        if self.timing.clock == "cpu" and (
+            not isinstance(self.session, LocalSession) or self.target["kind"] == "cuda" or target_threads(self.target) != 1
+        ):
+            raise ValueError(
+                "--clock cpu needs a local CPU target with \"num-cores\": 1; use --clock wall for "
+                "RPC devices, GPUs and multi-threaded targets"
+            )
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -220,6 +228,9 @@ class TVMProfiler:
 def time_vm(vm: Any, dev: Any, input_shape: tuple[int, ...], cfg: TimingConfig) -> Timing:
     """Warm up, then time ``vm["main"]`` with ``time_evaluator`` (repeat x number runs)."""
     data = _input(dev, input_shape)
+    if cfg.clock == "cpu":  # this thread's CPU time (local, single-threaded targets only)
+        main = vm["main"]
+        return time_calls(lambda: main(data), cfg, time.thread_time)
     for _ in range(cfg.warmup):
         vm["main"](data)
     dev.sync()

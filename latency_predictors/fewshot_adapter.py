@@ -1,0 +1,77 @@
+"""Few-shot predictors for imported devices: :class:`FewShotLatencyRegressor` on a space's archs.
+
+The regressor works on feature rows (reference devices' latencies, then arch cost
+features); this adapter builds those rows from archs, so a device imported with a few
+measured rows predicts any arch of the space. For ``nb201`` the reference latencies are
+the measured table (``latency_ms.csv``: every cell on 13 devices) and the cost features
+the cell's op counts. Used by ``edgenas devices import`` when few rows are given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from latency_predictors.measurements import Measurement
+from search_spaces import SearchSpace
+
+FEWSHOT_MAX_ROWS = 50
+"""Imports with at most this many rows use the few-shot regressor where it applies."""
+
+
+def fewshot_supported(space: SearchSpace) -> bool:
+    """True where the few-shot regressor and its features exist for ``space``."""
+    if space.name != "nb201":
+        return False
+    try:
+        import latency_predictors.fewshot  # noqa: F401
+        from latency_predictors.nb201_table import nb201_data_dir
+
+        nb201_data_dir()
+    except (ImportError, FileNotFoundError):
+        return False
+    return True
+
+
+class FewShotArchModel:
+    """Fitted few-shot model over archs: ``predict(archs)`` in ms."""
+
+    def __init__(self, space: SearchSpace, reference: Sequence[str], regressor: Any) -> None:
+        self.space = space
+        self.reference = tuple(reference)
+        self.regressor = regressor
+        self._table: Any = None
+
+    def features(self, archs: Sequence[Any]) -> np.ndarray:
+        idx = np.asarray([a.index for a in archs], dtype=int)
+        counts = np.asarray([a.op_counts() for a in archs], dtype=np.float64)
+        if not self.reference:
+            return counts
+        if self._table is None:
+            from latency_predictors.nb201_table import load_nb201_latency
+
+            table = load_nb201_latency()
+            self._table = table.matrix(exclude=[d for d in table.devices if d not in self.reference])
+        return np.column_stack([self._table[idx], counts])
+
+    def predict(self, archs: Sequence[Any]) -> np.ndarray:
+        return self.regressor.predict(self.features(archs))
+
+
+def fit_fewshot(space: SearchSpace, measurements: Sequence[Measurement], params: dict[str, Any]) -> FewShotArchModel:
+    """Fit on ``measurements`` (whole networks); ``params`` holds ``reference`` (table
+    columns used as features) and the regressor's own parameters."""
+    from latency_predictors.fewshot import FewShotLatencyRegressor
+
+    if not fewshot_supported(space):
+        raise ValueError(f"few-shot prediction needs the nb201 space and its latency table, not {space.name}")
+    params = dict(params)
+    reference = params.pop("reference", [])
+    archs = [space.arch_from_json(m.item) for m in measurements]
+    model = FewShotArchModel(space, reference, None)
+    n_arch = len(archs[0].op_counts()) if archs else 0
+    regressor = FewShotLatencyRegressor(n_arch_features=n_arch, **params)
+    model.regressor = regressor.fit(model.features(archs), [m.median_ms for m in measurements])
+    return model
