@@ -10,6 +10,7 @@ data-parallel rank takes its contiguous share of the same global batch.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -39,7 +40,9 @@ class Normalizer:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
+@functools.lru_cache(maxsize=4)
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order of epoch ``epoch`` (cached: every step of an epoch slices the same one)."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
@@ -89,7 +92,16 @@ def train_batches(
     local = global_batch // world_size
     start = rank * local
     if isinstance(train, FileImages):
-        yield from _file_train_batches(train, normalizer, image_size, augment, seed, start_step, global_batch, start, local, workers)
+        loader = torch.utils.data.DataLoader(
+            _FileDataset(train, image_size, train=True, flip=augment == "crop_flip"),
+            batch_sampler=_FileSampler(len(train), seed, start_step, global_batch, start, local),
+            num_workers=workers,
+            pin_memory=normalizer.device.type == "cuda",
+            persistent_workers=workers > 0,
+            prefetch_factor=4 if workers > 0 else None,
+        )
+        for images, labels in loader:
+            yield normalizer(images), labels.to(normalizer.device, non_blocking=True)
         return
     step = start_step
     while True:
@@ -132,32 +144,6 @@ class _FileDataset(torch.utils.data.Dataset):
             i = int(item)  # type: ignore[arg-type]
             image = decode_eval(self.files.paths[i], self.size)
         return image, self.files.labels[i]
-
-
-def _file_train_batches(
-    train: FileImages,
-    normalizer: Normalizer,
-    image_size: int,
-    augment: str,
-    seed: int,
-    start_step: int,
-    global_batch: int,
-    start: int,
-    local: int,
-    workers: int,
-) -> Iterator[Batch]:
-    dataset = _FileDataset(train, image_size, train=True, flip=augment == "crop_flip")
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=_FileSampler(len(train), seed, start_step, global_batch, start, local),
-        num_workers=workers,
-        pin_memory=normalizer.device.type == "cuda",
-        persistent_workers=workers > 0,
-        prefetch_factor=4 if workers > 0 else None,
-    )
-    for images, labels in loader:
-        yield normalizer(images), labels.to(normalizer.device, non_blocking=True)
-
 
 
 class EvalBatches(Iterable[Batch]):
