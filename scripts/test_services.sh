@@ -2,4 +2,5 @@
 # Installs what the test suite needs beyond Python packages (Debian packages for the
 # PostgreSQL server and headless Chromium). Idempotent: it does nothing when they exist.
 set -euo pipefail
-echo "test services: nothing beyond Python packages is needed yet"
+# PostgreSQL for the search tests (each test session starts its own server on loopback).
+bash "$(dirname "$0")/postgres_local.sh" install

@@ -126,9 +126,13 @@ def _searcher_class() -> type:
                 self._edgenas_progress.add(values, list(payload["constraints"].values()))
 
         def save(self, checkpoint_path: str) -> None:
-            state = {k: v for k, v in self.__dict__.items() if k != "_edgenas_progress"}
+            """Tune's searcher checkpoint holds nothing: the Optuna study is the record and
+            a resumed search reopens it (the sampler, storage and space are not picklable)."""
             with open(checkpoint_path, "wb") as fh:
-                pickle.dump(state, fh)
+                pickle.dump({"study": self._ot_study.study_name}, fh)
+
+        def restore(self, checkpoint_path: str) -> None:
+            return None
 
     return ConstrainedOptunaSearch
 
