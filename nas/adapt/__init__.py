@@ -1,0 +1,53 @@
+"""Edge-cloud collaborative adaptation (Nebula / ECLM, arXiv 2311.11083) and its baselines.
+
+The cloud model is modular (``search_spaces.modular``): a selector routes inputs to
+interchangeable modules. A device gets the modules that matter for its data under its
+memory, compute and bandwidth budgets (a knapsack over module importance), fine-tunes
+them, and the cloud averages each module over its holders by importance. The simulator
+runs that against no adaptation, local-only training, FedAvg and HeteroFL on the same
+devices, data and budgets, with failures, stragglers and checked updates.
+
+Example::
+
+    from nas.adapt import AdaptConfig, simulate
+    from nas.config import load_config
+
+    results = simulate(load_config(AdaptConfig, "experiments/configs/adapt_mnist1d.yaml"))
+    results["summary"]["nebula"]["accuracy_final"]
+"""
+
+from nas.adapt.aggregate import weighted_average
+from nas.adapt.config import METHODS, AdaptConfig
+from nas.adapt.costs import Cost, CostModel
+from nas.adapt.elastic import choose_elastic_arch, elastic_round
+from nas.adapt.knapsack import Infeasible, Item, solve
+from nas.adapt.methods import BudgetError, choose_modules
+from nas.adapt.partition import DeviceData, PartitionSpec, devices_at, drift, partition
+from nas.adapt.simulator import Simulation, simulate, summarise
+from nas.adapt.wire import Update, UpdateRejected, validate
+
+__all__ = [
+    "METHODS",
+    "AdaptConfig",
+    "BudgetError",
+    "Cost",
+    "CostModel",
+    "DeviceData",
+    "Infeasible",
+    "Item",
+    "PartitionSpec",
+    "Simulation",
+    "Update",
+    "UpdateRejected",
+    "choose_elastic_arch",
+    "choose_modules",
+    "devices_at",
+    "drift",
+    "elastic_round",
+    "partition",
+    "simulate",
+    "solve",
+    "summarise",
+    "validate",
+    "weighted_average",
+]

@@ -1,0 +1,99 @@
+"""``edgenas adapt`` configuration: typed, frozen sections validated by ``load_config``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+METHODS = ("nebula", "no_adaptation", "local_only", "fedavg", "heterofl")
+
+
+@dataclass(frozen=True)
+class DataSection:
+    name: Literal["mnist1d", "digits", "cifar10", "cifar100"] = "mnist1d"
+    root: str | None = None
+    proxy_samples: int = 3000
+    device_samples: int = 16000
+
+
+@dataclass(frozen=True)
+class DevicesSection:
+    count: int = 100
+    per_round_min: int = 10
+    per_round_max: int = 25
+    classes_per_device: int = 3
+    min_samples: int = 50
+    max_samples: int = 150
+    test_samples: int = 60
+    budget_low: float = 0.15
+    budget_high: float = 1.0
+    fail_prob: float = 0.05
+    straggler_prob: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.per_round_min <= self.per_round_max <= self.count:
+            raise ValueError("need 1 <= per_round_min <= per_round_max <= count")
+        for name in ("fail_prob", "straggler_prob"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1)")
+        if not 0 < self.budget_low <= self.budget_high:
+            raise ValueError("need 0 < budget_low <= budget_high (fractions of the full model's cost)")
+
+
+@dataclass(frozen=True)
+class CloudSection:
+    preset: str | None = None
+    pretrain_steps: int = 1500
+    sharpen_steps: int = 500
+    batch_size: int = 64
+    lr: float = 0.05
+    balance_weight: float = 0.05
+    sharpen_weight: float = 0.2
+    min_importance: float = 0.05
+
+
+@dataclass(frozen=True)
+class LocalSection:
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 0.05
+
+
+@dataclass(frozen=True)
+class FaultsSection:
+    """Injected faults, to exercise the cloud's checks (probabilities per returned update)."""
+
+    corrupt_prob: float = 0.0
+    nan_prob: float = 0.0
+    stale_prob: float = 0.0
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    data: DataSection = field(default_factory=DataSection)
+    devices: DevicesSection = field(default_factory=DevicesSection)
+    cloud: CloudSection = field(default_factory=CloudSection)
+    local: LocalSection = field(default_factory=LocalSection)
+    faults: FaultsSection = field(default_factory=FaultsSection)
+    rounds: int = 20
+    continuous: bool = False
+    drift_share: float = 0.3
+    methods: tuple[str, ...] = METHODS
+    target_accuracy: float = 80.0
+    seed: int = 0
+    out_dir: str = "runs/adapt"
+    parallel: Literal["auto", "ray", "sequential"] = "auto"
+    workers: int = 2
+    checkpoint: str | None = None
+    device_dirs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"methods: unknown {unknown}; choose from {', '.join(METHODS)}")
+        if self.rounds < 1 or self.workers < 1:
+            raise ValueError("rounds and workers must be at least 1")
+        if not 0 <= self.drift_share <= 1:
+            raise ValueError(f"drift_share must be in [0, 1], got {self.drift_share}")
+        if self.checkpoint and not self.device_dirs:
+            raise ValueError("checkpoint is set but device_dirs is empty: list the device data directories")
