@@ -1,7 +1,7 @@
 """``edgenas quickstart``: the whole available flow on an offline data set, on a CPU, in minutes.
 
 Steps (each a function, each reusing what an earlier run left in the workspace):
-build the digits data set, write the training config, train a small ``mbv3`` supernet
+write the training config, build the digits data set, train a small ``mbv3`` supernet
 (resumed or skipped when a checkpoint exists), evaluate a few sub-networks (smallest,
 largest, three random) and print a table. Later issues add profiling and search.
 """
@@ -29,6 +29,7 @@ QUICKSTART_CONFIG: dict[str, Any] = {
         "warmup_steps": 10,
         "label_smoothing": 0.1,
         "device": "cpu",
+        "threads": 1,  # small convolutions gain little from a second thread, and lose much on a busy machine
     },
     "checkpoint": {"every_steps": 25},
 }
@@ -48,18 +49,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def prepare_data(config: Any) -> Any:
-    """Step 1: the digits splits (real scans shipped with scikit-learn, resized to 32x32)."""
+    """Step 2: the digits splits (real scans shipped with scikit-learn, resized to 32x32)."""
     from nas.training.build import space_and_data
 
     _, splits, _ = space_and_data(config)
     d = splits.describe()
-    print(f"[1/4] data: {d['name']}, {d['train']} train / {d['validation']} validation / "
+    print(f"[2/4] data: {d['name']}, {d['train']} train / {d['validation']} validation / "
           f"{d['calibration']} calibration images at {d['image_size']}x{d['image_size']}, {d['num_classes']} classes")
     return splits
 
 
 def write_config(directory: Path, steps: int | None) -> Path:
-    """Step 2: ``train.yaml`` in the quickstart directory (kept if it exists: edit it to experiment)."""
+    """Step 1: ``train.yaml`` in the quickstart directory (kept if it exists: edit it to experiment)."""
     import yaml
 
     path = directory / "train.yaml"
@@ -70,7 +71,7 @@ def write_config(directory: Path, steps: int | None) -> Path:
             config["train"]["steps"] = steps
         directory.mkdir(parents=True, exist_ok=True)
         path.write_text("# written by `edgenas quickstart`; `edgenas train` reads it\n" + yaml.safe_dump(config, sort_keys=False))
-    print(f"[2/4] config: {path}")
+    print(f"[1/4] config: {path}")
     return path
 
 
