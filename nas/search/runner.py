@@ -25,6 +25,9 @@ from nas.search.study import default_study_name, open_study
 MARGIN_PER_ERROR = 1.0
 """``--safety-margin auto`` = this many times the predictor's validation MAPE (see the
 README: chosen on the nb201 leave-one-device-out benchmark)."""
+MAX_AUTO_MARGIN = 0.15
+"""Cap of the automatic margin: a MAPE inflated by one outlier among ten cross-validated
+rows would otherwise rule out most of the space."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ def auto_margin(devices: list[Any]) -> float:
     errors = [d.latency_error for d in devices]
     if any(e is None for e in errors):
         return 0.10  # a predictor without validation figures: assume the few-shot 10 %
-    return min(0.5, MARGIN_PER_ERROR * max(errors, default=0.0))
+    return min(MAX_AUTO_MARGIN, MARGIN_PER_ERROR * max(errors, default=0.0))
 
 
 def prepare(spec: SearchSpec, margin: float | str = "auto") -> SearchProblem:
