@@ -36,9 +36,9 @@ def hypervolume(acc: np.ndarray, lat: np.ndarray, budget: float) -> float:
     points = sorted(zip(lat[ok], acc[ok]))
     area, best = 0.0, 0.0
     edges = [p[0] for p in points] + [budget]
-    for (l, a), nxt in zip(points, edges[1:]):
+    for (lat_i, a), nxt in zip(points, edges[1:]):
         best = max(best, a)
-        area += best * (nxt - l)
+        area += best * (nxt - lat_i)
     return area / (100.0 * budget)
 
 
