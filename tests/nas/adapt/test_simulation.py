@@ -138,3 +138,15 @@ def test_real_round_from_checkpoint_and_device_dirs(tmp_path, small_mnist1d):
     assert main(["adapt", str(path), "--quiet"]) == 0
     record = json.loads((tmp_path / "out" / "round.json").read_text())
     assert len(record["devices"]) == 2 and record["version_before"] != record["version_after"]
+
+
+@pytest.mark.slow
+def test_ray_runs_devices_in_parallel_with_the_same_results(tmp_path, small_mnist1d):
+    pytest.importorskip("ray")
+    seq = load_config(AdaptConfig, tiny_config(tmp_path / "seq", methods=["nebula"], rounds=1))
+    par = load_config(AdaptConfig, tiny_config(tmp_path / "ray", methods=["nebula"], rounds=1,
+                                               parallel="ray", workers=2))
+    a = Simulation(seq, progress=False, data=small_mnist1d).run_method("nebula")[0]
+    b = Simulation(par, progress=False, data=small_mnist1d).run_method("nebula")[0]
+    assert a["version"] == b["version"]  # same aggregated cloud model, bit for bit
+    assert a["accuracy"] == b["accuracy"] and a["bytes_up"] == b["bytes_up"]
