@@ -48,10 +48,10 @@ def make_regressor(name: str, random_state: int | None = None) -> Any:
     """A fresh regressor by short name (used by :class:`RegressorSelector`)."""
     if name == "gbr":
         return GradientBoostingRegressor(
-            n_estimators=300, max_depth=3, learning_rate=0.05, subsample=0.8, random_state=random_state
+            n_estimators=150, max_depth=3, learning_rate=0.1, subsample=0.8, random_state=random_state
         )
     if name == "rf":
-        return RandomForestRegressor(n_estimators=200, min_samples_leaf=1, random_state=random_state)
+        return RandomForestRegressor(n_estimators=100, min_samples_leaf=1, random_state=random_state)
     if name == "ridge":
         return make_pipeline(StandardScaler(), Ridge(alpha=1.0))
     if name == "knn":

@@ -1,0 +1,124 @@
+"""``edgenas devices`` / ``predict`` / ``profile`` from the command line: imports, predictions,
+and one-line errors with exit code 2 for bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from nas.cli import main
+from search_spaces import get_space
+
+SMALL = get_space("mbv3", preset="small")
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def mbv3_rows(n: int, seed: int = 0) -> list[list[object]]:
+    """Archs with a cost that grows with FLOPs (what an external meter would report)."""
+    rng = random.Random(seed)
+    archs = {SMALL.arch_key(a): a for a in (SMALL.sample(rng) for _ in range(n))}
+    return [[k, 0.5 + SMALL.flops(a) / 4e6, 10 + SMALL.flops(a) / 1e6] for k, a in archs.items()]
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_import_list_show_predict(tmp_path, capsys):
+    ws = str(tmp_path / "ws")
+    rows = mbv3_rows(15)
+    data = write_csv(tmp_path / "m.csv", ["arch", "latency_ms", "energy_mj"], rows)
+    rc, out, _ = run(capsys, "devices", "import", "phone", "--space", "mbv3", "--measurements", str(data), "--workspace", ws)
+    assert rc == 0 and "imported 15 measurements" in out and "whole_network" in out
+
+    rc, out, _ = run(capsys, "devices", "list", "--workspace", ws)
+    assert rc == 0 and "phone" in out and "import" in out
+    rc, out, _ = run(capsys, "devices", "show", "phone", "--workspace", ws)
+    shown = json.loads(out)
+    assert shown["energy"] == "imported" and shown["validation"]["whole_network"]["n"] == 15
+    assert "cross-validation" in shown["validation"]["whole_network"]["how"]
+
+    archs = tmp_path / "archs.jsonl"
+    archs.write_text("\n".join(r[0] for r in mbv3_rows(5, seed=9)) + "\n")
+    out_csv = tmp_path / "pred.csv"
+    rc, out, _ = run(capsys, "predict", "--device", "phone", "--space", "mbv3", "--archs", str(archs),
+                     "--out", str(out_csv), "--workspace", ws)  # fmt: skip
+    assert rc == 0
+    with out_csv.open() as f:
+        got = list(csv.DictReader(f))
+    assert len(got) == 5 and all(float(r["latency_ms"]) > 0 and float(r["energy_mj"]) > 0 for r in got)
+    by_flops = sorted(got, key=lambda r: SMALL.flops(SMALL.arch_from_json(r["arch"])))
+    assert float(by_flops[-1]["latency_ms"]) > float(by_flops[0]["latency_ms"])
+
+
+def test_nb201_import_with_few_rows_uses_fewshot(tmp_path, capsys):
+    from latency_predictors.nb201_table import load_nb201_latency
+
+    try:
+        table = load_nb201_latency()
+    except FileNotFoundError:
+        pytest.skip("NAS-Bench-201 data not present")
+    truth = table.column("pixel3")
+    rows = [[i, truth[i]] for i in random.Random(0).sample(range(15625), 12)]
+    data = write_csv(tmp_path / "p.csv", ["arch", "latency_ms"], rows)
+    ws = str(tmp_path / "ws")
+    rc, out, _ = run(capsys, "devices", "import", "pixel3", "--space", "nb201", "--measurements", str(data), "--workspace", ws)
+    assert rc == 0 and "fewshot" in out
+    out_csv = tmp_path / "all.csv"
+    rc, _, _ = run(capsys, "predict", "--device", "pixel3", "--space", "nb201", "--all", "--out", str(out_csv), "--workspace", ws)
+    assert rc == 0
+    with out_csv.open() as f:
+        pred = [float(r["latency_ms"]) for r in csv.DictReader(f)]
+    from scipy.stats import spearmanr
+
+    assert len(pred) == 15625 and spearmanr(pred, truth).statistic > 0.8
+
+
+@pytest.mark.parametrize(
+    "header, rows, words",
+    [
+        (["arch", "ms"], [["{}", 1.0]], "missing column(s) latency_ms"),
+        (["arch", "latency_ms"], [['{"depths": [9]}', 1.0]], "unknown mbv3 arch"),
+        (["arch", "latency_ms"], [[mbv3_rows(1)[0][0], -2.0]], "latency_ms must be positive"),
+        (["arch", "latency_ms"], [[mbv3_rows(1)[0][0], "fast"]], "is not a number"),
+    ],
+)
+def test_bad_csv_is_one_line_and_exit_2(tmp_path, capsys, header, rows, words):
+    data = write_csv(tmp_path / "bad.csv", header, rows)
+    rc, _, err = run(capsys, "devices", "import", "x", "--space", "mbv3", "--measurements", str(data),
+                     "--workspace", str(tmp_path / "ws"))  # fmt: skip
+    assert rc == 2 and words in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--target", '{"kind": llvm}'], "not valid JSON"),
+        (["--target", '{"kind": "llvm"}', "--rpc", "127.0.0.1:1"], "cannot reach the RPC server"),
+        (["--target", '{"kind": "llvm"}', "--rpc-tracker", "127.0.0.1:1"], "needs --rpc-key"),
+        (["--target", '{"kind": "llvm"}', "--rpc", "nohost"], "HOST:PORT"),
+    ],
+)
+def test_profile_bad_input_is_one_line_and_exit_2(tmp_path, capsys, extra, words):
+    pytest.importorskip("tvm")
+    rc, _, err = run(capsys, "profile", "--device", "d", "--workspace", str(tmp_path), *extra)
+    assert rc == 2 and words in err and err.count("\n") == 1
+
+
+def test_unknown_device_names_the_fix(tmp_path, capsys):
+    rc, _, err = run(capsys, "predict", "--device", "ghost", "--space", "nb201", "--all", "--out",
+                     str(tmp_path / "o.csv"), "--workspace", str(tmp_path))  # fmt: skip
+    assert rc == 2 and "edgenas profile --device ghost" in err
