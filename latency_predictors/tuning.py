@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+BUILD_TIMEOUT_S = 180.0
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -74,5 +76,9 @@ def compile_tuned(mod: Any, target: Any, schedule: Schedule) -> Any:
             max_trials_global=schedule.trials,
             num_trials_per_iter=min(64, schedule.trials),
             database=database,
+            # a worker process imports TVM before it builds: on a busy 2-core machine that
+            # alone can pass MetaSchedule's 30 s default, failing every candidate
+            builder=ms.builder.LocalBuilder(max_workers=1, timeout_sec=BUILD_TIMEOUT_S),
+            runner=ms.runner.LocalRunner(timeout_sec=BUILD_TIMEOUT_S),
         )
     return ms.relax_integration.compile_relax(database, mod, target, None)
