@@ -56,7 +56,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
         args.workspace = tempfile.mkdtemp(prefix="edgenas-bench-")
     if args.smoke:
-        args.archs, args.budget_minutes = 3, 5.0
+        args.archs, args.budget_minutes = 3, 10.0
     return args
 
 
