@@ -49,6 +49,16 @@ class Schedule:
         return self.kind if self.kind == "untuned" else f"{self.kind}-{self.trials}"
 
 
+def _cost_model() -> str:
+    """MetaSchedule's learned cost model needs xgboost; without it candidates are drawn at
+    random from the search space (still measured, so still a valid, if slower, tuning)."""
+    try:
+        import xgboost  # noqa: F401
+    except ImportError:
+        return "random"
+    return "xgb"
+
+
 def compile_tuned(mod: Any, target: Any, schedule: Schedule) -> Any:
     """Tune the tasks of ``mod`` not yet in ``schedule.database``, then compile with the
     best records (tasks without a record fall back to the default schedule)."""
@@ -80,5 +90,6 @@ def compile_tuned(mod: Any, target: Any, schedule: Schedule) -> Any:
             # alone can pass MetaSchedule's 30 s default, failing every candidate
             builder=ms.builder.LocalBuilder(max_workers=1, timeout_sec=BUILD_TIMEOUT_S),
             runner=ms.runner.LocalRunner(timeout_sec=BUILD_TIMEOUT_S),
+            cost_model=_cost_model(),
         )
     return ms.relax_integration.compile_relax(database, mod, target, None)
