@@ -183,7 +183,8 @@ class ProfileBuilder:
             if self.plan.max_blocks is not None and len(measured) >= self.plan.max_blocks:
                 self.log(f"block phase stopped at --max-blocks {self.plan.max_blocks} of {len(pool)} blocks")
                 return
-            if clock.left() <= reserve:
+            # the seed blocks are timed whatever the budget: with fewer, nothing can be fitted
+            if clock.left() <= reserve and len(measured) >= min(self.plan.seed_blocks, len(pool)):
                 self.log(f"budget: block phase stopped after {len(measured)} of {len(pool)} blocks")
                 return
             block = pool[i]

@@ -88,6 +88,10 @@ def run_search(problem: SearchProblem, settings: SearchSettings, quiet: bool = F
     storage = open_storage(storage_spec, heartbeat=settings.engine == "local")
     sampler = make_sampler(settings.sampler, settings.seed, settings.population)
     study = open_study(storage, storage_spec, name, identity, problem.directions, sampler)
+    if problem.spec.checkpoint and "edgenas_checkpoint" not in study.user_attrs:
+        # where the cloud model lives, so `edgenas finetune STUDY` finds it (not part of the
+        # identity: the checkpoint's sha256 is, and a moved checkpoint is still the same)
+        study.set_user_attr("edgenas_checkpoint", str(Path(problem.spec.checkpoint).resolve()))
     progress = Progress.from_study(study, settings.trials, problem.names, problem.directions)
     progress.every_s = float("inf") if quiet else settings.progress_every_s
     if settings.engine == "ray":
