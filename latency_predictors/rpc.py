@@ -83,6 +83,7 @@ def connect(
     if rpc is not None:
         host, port = parse_address(rpc, "--rpc")
         try:
+            _probe(host, port)  # TVM itself retries a refused connection for a minute
             remote = tvm.rpc.connect(host, port, session_timeout=session_timeout)
         except Exception as exc:
             raise ProfilingError(
@@ -95,6 +96,7 @@ def connect(
         raise ValueError("--rpc-tracker needs --rpc-key KEY (the key the device's rpc_server registered)")
     host, port = parse_address(str(tracker), "--rpc-tracker")
     try:
+        _probe(host, port)
         client = tvm.rpc.connect_tracker(host, port)
         queues = client.summary().get("queue_info", {})
     except Exception as exc:
@@ -117,3 +119,11 @@ def connect(
         ) from None
     how = {"kind": "tracker", "tracker": f"{host}:{port}", "key": key}
     return RemoteSession(remote, how, target, cross_compiler)
+
+
+def _probe(host: str, port: int, timeout: float = 5.0) -> None:
+    """Open and close a TCP connection: an unreachable address fails in seconds, not minutes."""
+    import socket
+
+    with socket.create_connection((host, port), timeout=timeout):
+        pass
