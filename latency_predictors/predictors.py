@@ -80,12 +80,16 @@ class RegressorSelector(RegressorMixin, BaseEstimator):
         if np.any(y <= 0):
             raise ValueError("costs must be positive to fit in log space")
         log_y = np.log(y)
-        folds = min(self.cv, len(y))
+        folds = min(self.cv, len(y) // 2)  # every training fold keeps at least two samples
         self.cv_mape_: dict[str, float] = {}
         if folds >= 2:
             split = KFold(folds, shuffle=True, random_state=self.random_state)
             for name in self.candidates:
-                pred = cross_val_predict(make_regressor(name, self.random_state), X, log_y, cv=split)
+                try:
+                    pred = cross_val_predict(make_regressor(name, self.random_state), X, log_y, cv=split)
+                except (ValueError, ZeroDivisionError):  # a candidate that cannot fit so few samples
+                    self.cv_mape_[name] = float("inf")
+                    continue
                 self.cv_mape_[name] = float(100 * np.mean(np.abs(np.exp(pred) - y) / y))
             self.best_ = min(self.cv_mape_, key=self.cv_mape_.__getitem__)
         else:
