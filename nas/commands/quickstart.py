@@ -47,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_workspace_argument(parser)
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: 150)")
     parser.add_argument("--trials", type=int, default=60, help="search trials (default: 60)")
+    parser.add_argument("--finetune-epochs", type=int, default=2, help="fine-tuning epochs per pick (default: 2)")
     parser.add_argument("--profile-minutes", type=float, default=3.0,
                         help="time budget of the TVM profile of this CPU (default: 3)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -166,14 +167,14 @@ def search(workspace: Path, output: Path, budget_ms: float, trials: int) -> dict
     return result
 
 
-def ship(workspace: Path, study: str, output: Path, progress: bool) -> None:
+def ship(workspace: Path, study: str, output: Path, epochs: int, progress: bool) -> None:
     """Step 7-8: the best and the knee, fine-tuned, measured on this CPU, exported, registered."""
     from nas.cli import main as cli
 
     for step, pick in (("7/9", "best"), ("8/9", "knee")):
         print(f"[{step}] {pick}: fine-tune, measure, export, register")
         argv = ["finetune", study, "--device", DEVICE, "--pick", pick, "--checkpoint", str(output),
-                "--epochs", "2", "--name", f"quickstart-{pick}", "--workspace", str(workspace)]
+                "--epochs", str(epochs), "--name", f"quickstart-{pick}", "--workspace", str(workspace)]
         _call(cli, argv + ([] if progress else ["--quiet"]), f"fine-tuning the {pick}")
 
 
@@ -226,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
         from nas.errors import EdgenasError
 
         raise EdgenasError(f"no arch met the {budget} ms budget in {args.trials} trials; run again with more --trials")
-    ship(workspace, result["study"], output, not args.no_progress)
+    ship(workspace, result["study"], output, args.finetune_epochs, not args.no_progress)
     page = report(workspace, result["study"])
     print(f"\nquickstart done in {time.perf_counter() - started:.0f} s. Open {page.resolve()}")
     print("next: `edgenas registry list`, `edgenas registry export quickstart-knee --format onnx --out dist/`")

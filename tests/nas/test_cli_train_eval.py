@@ -1,4 +1,4 @@
-"""``edgenas train``, ``eval`` and ``quickstart`` through ``nas.cli.main`` and as real processes."""
+"""``edgenas train`` and ``eval`` through ``nas.cli.main`` and as real processes."""
 
 from __future__ import annotations
 
@@ -96,16 +96,3 @@ def test_killed_and_interrupted_processes_resume_bit_identically(tiny_config, tm
     assert json.loads(evaluated.stdout)[0]["name"].startswith("r24:k3e3")
 
 
-def test_quickstart_runs_and_reuses_its_workspace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["quickstart", "--workspace", str(tmp_path / "ws"), "--steps", "2", "--no-progress"]
-    assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "[3/4] supernet: 2/2 steps" in out and "top-1 (%)" in out
-    table = out[out.index("arch  "):].strip().splitlines()
-    assert len(table) == 2 + 5  # header, rule, smallest, largest, 3 random
-    supernet = tmp_path / "ws" / "quickstart" / "supernet"
-    before = sha256_file(supernet / read_checkpoint(supernet).meta["weights"])
-    assert main(args) == 0
-    again = capsys.readouterr().out
-    assert "2/2 steps" in again and "reusing" in again and again.endswith(out[out.index("arch  "):])
-    assert sha256_file(supernet / read_checkpoint(supernet).meta["weights"]) == before

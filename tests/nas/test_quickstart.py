@@ -1,0 +1,37 @@
+"""``edgenas quickstart`` end to end at small sizes: every step for real, then reused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nas.cli import main
+from nas.registry import ModelRegistry
+
+
+def test_quickstart_runs_the_whole_flow_and_reuses_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ws = tmp_path / "ws"
+    args = ["quickstart", "--workspace", str(ws), "--steps", "12", "--trials", "10",
+            "--profile-minutes", "0.3", "--finetune-epochs", "1", "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for step in range(1, 10):
+        assert f"[{step}/9]" in out
+    assert "top-1 (%)" in out
+    registry = ModelRegistry(ws / "registry")
+    entries = {e.name: e for e in registry.list()}
+    assert set(entries) == {"quickstart-best", "quickstart-knee"}
+    for entry in entries.values():
+        assert {"safetensors", "onnx", "torch_export", "tvm"} <= set(entry.artifacts)
+        assert registry.verify(entry.ref) == []
+        assert entry.metrics["measured_latency_ms"] > 0 and entry.metrics["predicted_latency_ms"] > 0
+        assert entry.lineage["supernet_sha256"] and entry.lineage["device"] == "this-cpu"
+    report = ws / "quickstart" / "report.html"
+    page = report.read_text()
+    assert "this-cpu" in page and "quickstart-knee:v1" in page
+
+    assert main(args) == 0  # again: every step reuses what the first run left
+    again = capsys.readouterr().out
+    assert "profiled before" in again and again.count("already registered") == 2
+    assert [e.version for e in registry.list()] == [1, 1]
