@@ -174,7 +174,9 @@ def run_ray(study: Any, storage: Any, sampler: Any, problem: SearchProblem, targ
     storage_path = options.storage_path or str(Path(problem.spec.workspace).resolve() / "ray_results")
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining),
+        # One actor scores many trials, so the problem is built once per worker process
+        # (cached_problem); a fresh actor per trial re-imports and rebuilds it every time.
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining, reuse_actors=True),
         run_config=tune.RunConfig(
             name=f"{study.study_name}-{int(time.time())}",
             storage_path=storage_path,
