@@ -312,7 +312,7 @@ def run_jobs(jobs: list[DeviceJob], parallel: str, workers: int) -> list[DeviceR
     import ray
 
     if not _RAY_STARTED and not ray.is_initialized():
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+        ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
                  _node_ip_address="127.0.0.1", configure_logging=False)
         _RAY_STARTED = True
     remote = ray.remote(num_cpus=1)(run_device)

@@ -140,6 +140,9 @@ def _train(
     last_loss: float | None = None
     bar = tqdm(total=total, initial=step, unit="step", disable=not (progress and ctx.is_main), dynamic_ncols=True)
     window_start, window_images = time.perf_counter(), 0
+    # wall time spent training, summed over interrupted runs (reports quote it)
+    run_start = time.perf_counter()
+    earlier_seconds = float(ckpt.meta.get("train_seconds", 0.0)) if ckpt is not None else 0.0
 
     def before_step() -> None:
         stop["agreed"] = ctx.sync(supernet, stop["requested"])
@@ -147,7 +150,8 @@ def _train(
     def save(step_done: int, phase: Phase) -> None:
         digest = ctx.check_in_sync(supernet)
         if ctx.is_main:
-            state = {**meta, "step": step_done, "phase": phase.name, "phase_index": phase.index}
+            state = {**meta, "step": step_done, "phase": phase.name, "phase_index": phase.index,
+                     "train_seconds": round(earlier_seconds + time.perf_counter() - run_start, 1)}
             state["optimizer_phase"] = phase.index
             state["fingerprint"] = digest
             save_checkpoint(out, supernet, optimizer, state, keep=cfg.checkpoint.keep)
