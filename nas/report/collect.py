@@ -119,7 +119,7 @@ def attach_profile(view: DeviceView, workspace: Path) -> None:
             return
         model = fit_cost_model(profile, store, exclude_holdout=True)
         space = model.space
-        archs = [space.arch_from_json(json.loads(m.key)) for m in holdout]
+        archs = [space.arch_from_json(m.item) for m in holdout]
         predicted = model.predict(archs)["latency_ms"]
         view.validation_pairs = [(m.median_ms, float(p)) for m, p in zip(holdout, predicted)]
     except Exception as exc:  # the report still renders; the section says why it is empty
@@ -180,7 +180,7 @@ def collect(
         search_trial_s=trial_s,
         devices=views,
         registered=_registered(workspace, study_name),
-        training=_training(identity),
+        training=_training(identity, study.user_attrs.get("edgenas_checkpoint")),
     )
 
 
@@ -194,12 +194,12 @@ def _registered(workspace: Path, study_name: str) -> list[dict[str, Any]]:
     return [registry.to_json(e) for e in registry.list() if e.lineage.get("study") == study_name]
 
 
-def _training(identity: dict[str, Any]) -> dict[str, Any] | None:
+def _training(identity: dict[str, Any], path: str | None) -> dict[str, Any] | None:
     """What training the supernet cost, from its checkpoint's metadata (None for tables)."""
-    source = identity.get("accuracy", {})
-    path = source.get("checkpoint_path") or source.get("checkpoint")
-    if not path:
+    if identity.get("accuracy", {}).get("kind") != "supernet":
         return None
+    if not path:
+        return {"note": "the study does not record where its checkpoint is"}
     meta_path = Path(path)
     meta_path = meta_path / "checkpoint.json" if meta_path.is_dir() else meta_path
     if not meta_path.is_file():

@@ -91,6 +91,8 @@ def _accuracy_source(source: dict[str, Any]) -> str:
 def _training(training: dict[str, Any] | None) -> str:
     if not training:
         return "not applicable (tabular accuracy)"
+    if training.get("note"):
+        return training["note"]
     if training.get("train_seconds"):
         return f"{training.get('steps')} steps, {training['train_seconds']:.0f} s on {training.get('world_size', 1)} process(es)"
     return f"{training.get('steps', '?')} steps (checkpoint {training.get('checkpoint')})"
