@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from nas.commands import COMMANDS
@@ -30,7 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# torch.export warns about its own deprecated LeafSpec use on every export (torch 2.13); it
+# says nothing about the user's model, so it is hidden here and in TVM's worker processes.
+_QUIET = "ignore:`isinstance(treespec:FutureWarning"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec", category=FutureWarning)
+    if _QUIET not in os.environ.get("PYTHONWARNINGS", ""):
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), _QUIET]))
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
