@@ -28,7 +28,7 @@ import numpy as np
 from latency_predictors.energy import NOT_MEASURED
 from latency_predictors.measurements import Measurement, MeasurementStore
 from latency_predictors.predictors import BlockSumRegressor, WholeNetworkRegressor
-from search_spaces import BlockSpec, SearchSpace, get_space
+from search_spaces import BlockSpec, SearchSpace, space_from_description
 
 FORMAT_VERSION = 1
 PREDICTOR_KINDS = ("block_sum", "whole_network", "fewshot")
@@ -102,18 +102,6 @@ class DeviceProfile:
 
     def build_space(self) -> SearchSpace:
         return space_from_description(self.space)
-
-
-def space_from_description(description: dict[str, Any]) -> SearchSpace:
-    """Rebuild a space from its ``describe()`` dict (name plus construction settings)."""
-    kwargs = {k: v for k, v in description.items() if k != "name"}
-    config = kwargs.pop("config", None)
-    if isinstance(config, dict):
-        kwargs.update(config)
-    try:
-        return get_space(description["name"], **kwargs)
-    except TypeError:  # a space whose describe() carries informational fields
-        return get_space(description["name"])
 
 
 @dataclass

@@ -18,7 +18,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -31,6 +30,7 @@ from torch import nn
 
 from nas.errors import EdgenasError
 from nas.export import export_model
+from nas.training.checkpoint import sha256_file
 from search_spaces import SearchSpace, space_from_description
 
 
@@ -53,14 +53,6 @@ class RegistryEntry:
     @property
     def ref(self) -> str:
         return f"{self.name}:v{self.version}"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ModelRegistry:
@@ -118,7 +110,7 @@ class ModelRegistry:
             written = export_model(
                 model, space.input_shape(arch), staging, formats, stem="model", tvm_target=tvm_target
             )
-            artifacts = {fmt: {"file": p.name, "sha256": sha256_of(p)} for fmt, p in written.items()}
+            artifacts = {fmt: {"file": p.name, "sha256": sha256_file(p)} for fmt, p in written.items()}
             staging.rename(final)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -199,7 +191,7 @@ class ModelRegistry:
             path = self.artifacts / entry.artifact_dir / info["file"]
             if not path.is_file():
                 problems.append(f"{fmt}: {path} is missing")
-            elif sha256_of(path) != info["sha256"]:
+            elif sha256_file(path) != info["sha256"]:
                 problems.append(f"{fmt}: {path} was changed on disk (sha256 mismatch)")
         return problems
 
@@ -213,7 +205,7 @@ class ModelRegistry:
         path = self.artifacts / entry.artifact_dir / info["file"]
         if not path.is_file():
             raise EdgenasError(f"{entry.ref}: artifact {path} is missing; the entry cannot be used")
-        if sha256_of(path) != info["sha256"]:
+        if sha256_file(path) != info["sha256"]:
             raise EdgenasError(f"{entry.ref}: {path} does not match its sha256 (changed on disk); refusing to use it")
         return path
 
