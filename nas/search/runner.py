@@ -86,7 +86,7 @@ def run_search(problem: SearchProblem, settings: SearchSettings, quiet: bool = F
     identity = problem.identity()
     name = settings.study or default_study_name(identity)
     storage = open_storage(storage_spec, heartbeat=settings.engine == "local")
-    sampler = make_sampler(settings.sampler, settings.seed, settings.population)
+    sampler = make_sampler(settings.sampler, settings.seed, settings.population, problem)
     study = open_study(storage, storage_spec, name, identity, problem.directions, sampler)
     if problem.spec.checkpoint and "edgenas_checkpoint" not in study.user_attrs:
         # where the cloud model lives, so `edgenas finetune STUDY` finds it (not part of the

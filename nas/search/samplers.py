@@ -11,12 +11,13 @@ from typing import Any
 
 from nas.search.storage import require_optuna
 
-SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random")
+SAMPLERS = ("nsga2", "screened", "nsga3", "tpe", "gp", "random")
 DEFAULT_SAMPLER = "nsga2"
 
 
-def make_sampler(name: str, seed: int | None, population_size: int = 50) -> Any:
-    """A fresh sampler: ``nsga2`` (default), ``nsga3``, ``tpe`` (multivariate, constant liar
+def make_sampler(name: str, seed: int | None, population_size: int = 50, problem: Any = None) -> Any:
+    """A fresh sampler: ``nsga2`` (default), ``screened`` (cost-screened, accuracy-predictor
+    ranked; needs ``problem``, see :mod:`nas.search.screened`), ``nsga3``, ``tpe`` (multivariate, constant liar
     for parallel workers), ``gp`` (needs torch, slow past a few hundred trials), ``random``.
 
     Constraints are never passed as ``constraints_func`` (deprecated in Optuna 5): samplers
@@ -26,6 +27,12 @@ def make_sampler(name: str, seed: int | None, population_size: int = 50) -> Any:
     s = optuna.samplers
     if name == "nsga2":
         return s.NSGAIISampler(population_size=population_size, seed=seed)
+    if name == "screened":
+        if problem is None:
+            raise ValueError("the screened sampler needs the search problem")
+        from nas.search.screened import ScreenedSampler
+
+        return ScreenedSampler(problem, seed=seed)
     if name == "nsga3":
         return s.NSGAIIISampler(population_size=population_size, seed=seed)
     if name == "tpe":

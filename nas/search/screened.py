@@ -1,0 +1,228 @@
+"""``--sampler screened``: spend evaluations only on archs that are predicted to fit, and
+rank them with an accuracy predictor trained on the study's own trials.
+
+Costs are predictions and cost nothing; accuracy is the expensive part (a supernet
+evaluation, or a table look-up standing in for one). NSGA-II spends trials on archs the
+cost predictor already knows to be over budget and needs many generations to climb
+towards the budget's edge, where the most accurate feasible archs are. This sampler
+works like OFA's predictor-guided search (an accuracy predictor screens candidates;
+every arch on the front is still *evaluated*):
+
+1. the first ``n_startup`` trials are random archs that meet every budget by prediction
+   (rejection sampling over the Optuna parameters, so any space works);
+2. then, every ``batch`` completed trials, a gradient-boosted regressor is fitted on
+   (``space.encode(arch)``, evaluated accuracy) of the completed trials, and a pool of
+   candidates (every arch when the space has at most ``exhaustive`` parameter
+   combinations, as ``nb201``'s 15,625; otherwise random archs, every one-parameter change
+   and crossovers of the best evaluated archs) is screened: predicted-infeasible and already tried archs are
+   dropped, and the next trials are the candidates with the highest predicted accuracy,
+   a quarter of them spread over the predicted latency range so the front stays wide.
+
+It is an Optuna sampler: the study, storage, resume and workers are those of any other
+sampler. Its state is rebuilt from the study's trials, so a resumed search continues
+where it stopped. It needs the problem (space, predicted costs, budget), so it is made
+by :func:`nas.search.samplers.make_sampler` with the problem at hand.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+from typing import Any
+
+import numpy as np
+from optuna.samplers import BaseSampler
+
+from nas.search.objectives import constraint_values
+
+
+class _Choices:
+    """Records every Optuna parameter a space asks for (name -> choices) and answers from a dict."""
+
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        self.params = params or {}
+        self.choices: dict[str, list[Any]] = {}
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        self.choices[name] = list(choices)
+        return self.params.get(name, self.choices[name][0])
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        return self.suggest_categorical(name, list(range(low, high + 1, step)))
+
+
+class ScreenedSampler(BaseSampler):
+    """Optuna sampler (see the module docstring). ``problem`` is a :class:`SearchProblem`."""
+
+    def __init__(self, problem: Any, seed: int | None = 0, n_startup: int = 50, batch: int = 20,
+                 pool: int = 2000, parents: int = 8, exhaustive: int = 20000,
+                 min_samples_leaf: int = 5) -> None:
+        if "accuracy" not in problem.names:
+            raise ValueError("the screened sampler needs accuracy among the objectives")
+        self.problem = problem
+        self.seed = seed
+        self.n_startup = n_startup
+        self.batch = batch
+        self.pool = pool
+        self.parents = parents
+        self.min_samples_leaf = min_samples_leaf
+        self._rng = random.Random(seed)
+        probe = _Choices()
+        problem.space.suggest(probe)
+        self.choices = probe.choices
+        self._acc_index = problem.names.index("accuracy")
+        self._lat_name = next((n for n in problem.names if n.startswith("latency_ms@")), None)
+        self._queue: list[dict[str, Any]] = []
+        self._fitted_at = -1
+        self._proposals: dict[int, dict[str, Any]] = {}
+        sizes = [len(c) for c in self.choices.values()]
+        self._everything: tuple | None = None
+        if math.prod(sizes) <= exhaustive:
+            combos = [dict(zip(self.choices, values)) for values in itertools.product(*self.choices.values())]
+            self._everything = self._screen(combos, set())
+
+    # --- Optuna's sampler interface ---------------------------------------------------------
+    def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+        return {}
+
+    def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+        params = self._proposals.get(trial.number)
+        if params is None:
+            params = self._proposals[trial.number] = self._propose(study)
+        value = params.get(param_name)
+        choices = getattr(param_distribution, "choices", None)
+        if choices is not None and value in choices:
+            return value
+        low, high = getattr(param_distribution, "low", None), getattr(param_distribution, "high", None)
+        if choices is None and value is not None and low is not None and low <= value <= high:
+            return value
+        return self._rng.choice(choices) if choices is not None else self._rng.randint(low, high)
+
+    def before_trial(self, study: Any, trial: Any) -> None:
+        pass
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        self._proposals.pop(trial.number, None)
+
+    def reseed_rng(self) -> None:
+        self._rng = random.Random(self._rng.random())
+
+    # --- proposals ----------------------------------------------------------------------------
+    def _arch(self, params: dict[str, Any]) -> Any:
+        return self.problem.space.suggest(_Choices(params))
+
+    def _key(self, arch: Any) -> str:
+        return json.dumps(self.problem.space.arch_to_json(arch), sort_keys=True)
+
+    def _random_params(self) -> dict[str, Any]:
+        return {name: self._rng.choice(options) for name, options in self.choices.items()}
+
+    def _screen(self, candidates: list[dict[str, Any]], seen: set[str]) -> tuple[list[dict[str, Any]], list[Any], np.ndarray, np.ndarray]:
+        """Unseen, distinct candidates with their archs, predicted excess (<= 0: fits) and latency."""
+        kept, archs, keys = [], [], set()
+        for params in candidates:
+            arch = self._arch(params)
+            key = self._key(arch)
+            if key in seen or key in keys:
+                continue
+            keys.add(key)
+            kept.append(params)
+            archs.append(arch)
+        if not archs:
+            return [], [], np.zeros(0), np.zeros(0)
+        costs = self.problem.costs(archs)
+        devices = [d.name for d in self.problem.devices]
+        excess = np.array([
+            max(constraint_values(self.problem.spec.budget, {k: float(v[i]) for k, v in costs.items()}, devices).values(),
+                default=-1.0)
+            for i in range(len(archs))
+        ])
+        latency = costs[self._lat_name] if self._lat_name else np.zeros(len(archs))
+        return kept, archs, excess, np.asarray(latency, dtype=float)
+
+    def _propose(self, study: Any) -> dict[str, Any]:
+        from optuna.trial import TrialState
+
+        trials = study.get_trials(deepcopy=False)
+        seen = {self._key(self._arch(t.params)) for t in trials if t.params}
+        seen |= {self._key(self._arch(p)) for p in self._proposals.values()}
+        done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+        if len(done) < self.n_startup:
+            return self._random_feasible(seen)
+        if len(done) >= self._fitted_at + self.batch or not self._queue:
+            self._queue = self._ranked(done, seen)
+            self._fitted_at = len(done)
+        while self._queue:
+            params = self._queue.pop(0)
+            if self._key(self._arch(params)) not in seen:
+                return params
+        return self._random_feasible(seen)
+
+    def _random_feasible(self, seen: set[str], tries: int = 8, draw: int = 256) -> dict[str, Any]:
+        """A random unseen arch that fits by prediction (the least excess one if none does)."""
+        if self._everything is not None:
+            params, archs, excess, _lat = self._everything
+            fits = [i for i in np.flatnonzero(excess <= 0) if self._key(archs[i]) not in seen]
+            if fits:
+                return params[fits[self._rng.randrange(len(fits))]]
+        best: tuple[float, dict[str, Any]] | None = None
+        for _ in range(tries):
+            params, _archs, excess, _lat = self._screen([self._random_params() for _ in range(draw)], seen)
+            fits = np.flatnonzero(excess <= 0)
+            if len(fits):
+                return params[int(fits[self._rng.randrange(len(fits))])]
+            if len(params):
+                i = int(np.argmin(excess))
+                if best is None or excess[i] < best[0]:
+                    best = (float(excess[i]), params[i])
+        return best[1] if best else self._random_params()
+
+    def _ranked(self, done: list[Any], seen: set[str]) -> list[dict[str, Any]]:
+        """The next ``batch`` proposals: candidates screened by cost, ranked by predicted accuracy."""
+        from sklearn.ensemble import HistGradientBoostingRegressor
+        from threadpoolctl import threadpool_limits
+
+        space = self.problem.space
+        X = np.array([space.encode(self._arch(t.params)) for t in done], dtype=float)
+        y = np.array([t.values[self._acc_index] for t in done], dtype=float)
+        model = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, min_samples_leaf=self.min_samples_leaf,
+                                              random_state=self._rng.randrange(2**31))
+        with threadpool_limits(1):  # OpenMP threads cost far more than they give on a few hundred rows
+            model.fit(X, y)
+        feasible = [t for t in done if all(v <= 0 for v in t.constraints.values())]
+        top = sorted(feasible or done, key=lambda t: -t.values[self._acc_index])[: self.parents]
+        if self._everything is not None:
+            params, archs, excess, latency = self._everything
+            fresh = np.array([self._key(a) not in seen for a in archs], dtype=bool)
+        else:
+            candidates = [self._random_params() for _ in range(self.pool)]
+            for t in top:
+                for name, options in self.choices.items():
+                    candidates += [{**t.params, name: o} for o in options if o != t.params.get(name)]
+            for _ in range(self.pool // 4):
+                a, b = self._rng.sample(top, 2) if len(top) > 1 else (top[0], top[0])
+                candidates.append({n: (a if self._rng.random() < 0.5 else b).params.get(n) for n in self.choices})
+            params, archs, excess, latency = self._screen(candidates, seen)
+            fresh = np.ones(len(archs), dtype=bool)
+        fits = np.flatnonzero((excess <= 0) & fresh)
+        if not len(fits):
+            return []
+        with threadpool_limits(1):
+            score = model.predict(np.array([space.encode(archs[i]) for i in fits], dtype=float))
+        order = list(fits[np.argsort(-score)])
+        n_spread = self.batch // 4
+        picked = order[: self.batch - n_spread]
+        if n_spread:  # the best predicted candidate in each latency band, for a wide front
+            bands = np.array_split(sorted(fits, key=lambda i: latency[i]), n_spread)
+            rank = {i: r for r, i in enumerate(order)}
+            for band in bands:
+                rest = [i for i in band if i not in picked]
+                if rest:
+                    picked.append(min(rest, key=lambda i: rank[i]))
+        return [params[i] for i in picked]
+
