@@ -83,9 +83,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="study storage: sqlite:///FILE, postgresql://..., journal:PATH (default: workspace studies.db)")
     p.add_argument("--study", metavar="NAME", help="study name (default: derived from the search settings)")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
-    p.add_argument("--buffered", action="store_true",
-                   help="local engine, cheap trials (nb201, warm cache): sample in memory and commit each "
-                   "finished trial in one write (much faster; a killed trial is re-sampled, not retried)")
+    p.add_argument("--buffered", action=argparse.BooleanOptionalAction, default=None,
+                   help="local engine: sample in memory and commit each finished trial in one write "
+                   "(default when the study is the workspace's own SQLite file: much faster for cheap "
+                   "trials; a killed trial is re-sampled). --no-buffered: one Optuna trial at a time with "
+                   "heartbeats (default with --storage, where several workers share the study)")
     p.add_argument("--ray-address", metavar="ADDR", help="auto, local, or HOST:PORT of a running Ray head")
     p.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs per Ray trial (default 1)")
     p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray trial, fractions allowed (0.25)")
@@ -144,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
     )
     settings = SearchSettings(
         trials=args.trials, engine=args.engine, storage=args.storage, study=args.study,
-        sampler=args.sampler, seed=args.seed, population=args.population, buffered=args.buffered,
+        sampler=args.sampler, seed=args.seed, population=args.population,
+        buffered=args.buffered if args.buffered is not None else (args.engine == "local" and not args.storage),
         ray=RayOptions(args.ray_address, args.ray_cpus, args.ray_gpus, args.ray_concurrency,
                        args.ray_retries, args.ray_storage_path),
     )

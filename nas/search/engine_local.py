@@ -42,6 +42,28 @@ def run_local(study: Any, problem: SearchProblem, target: int, progress: Progres
     return count_complete(study) - before
 
 
+def _run_waiting(study: Any, problem: SearchProblem, progress: Progress) -> None:
+    """Run the queued trials (a dead worker's trial, re-queued by ``recover_dead_trials``,
+    or ones a user enqueued) one by one through the stored study, as the per-trial engine
+    would: the buffered loop samples in memory and would never pick them up."""
+    from optuna.trial import TrialState
+
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    if not waiting:
+        return
+    worker = worker_identity()
+
+    def objective(trial: Any) -> tuple[float, ...]:
+        mark_worker(study, trial, worker)
+        return problem.objective(trial)
+
+    def report(_study: Any, trial: Any) -> None:
+        if trial.state == TrialState.COMPLETE:
+            progress.add(trial.values, list(trial.constraints.values()))
+
+    study.optimize(objective, n_trials=len(waiting), callbacks=[report])
+
+
 def run_buffered(study: Any, problem: SearchProblem, target: int, progress: Progress,
                  sampler: Any, sync_every: int = 25) -> int:
     """Fast path for cheap trials (tabular accuracy, warm cache): the sampler works on an
@@ -57,6 +79,7 @@ def run_buffered(study: Any, problem: SearchProblem, target: int, progress: Prog
     from optuna.trial import TrialState
 
     recover_dead_trials(study)
+    _run_waiting(study, problem, progress)
     before = count_complete(study)
     if before >= target:
         return 0

@@ -62,7 +62,8 @@ def _ops(cellstr: str) -> list[str]:
 
 def test_seeded_search_is_reproducible_and_modes_agree(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
-    assert main(_args(a, "--max-latency-ms", "4", "--trials", "30", "--study", "s", "--seed", "3")) == 0
+    assert main(_args(a, "--max-latency-ms", "4", "--trials", "30", "--study", "s", "--seed", "3",
+                      "--no-buffered")) == 0
     assert main(_args(b, "--max-latency-ms", "4", "--trials", "30", "--study", "s", "--seed", "3",
                       "--buffered")) == 0
     params = [[t.params for t in complete(load(_url(d), "s"))] for d in (a, b)]
@@ -118,7 +119,7 @@ def test_study_of_another_search_is_refused_and_left_intact(tmp_path: Path, caps
     assert [(t.number, t.values) for t in complete(load(_url(tmp_path), "s"))] == before
 
 
-@pytest.mark.parametrize("mode", [[], ["--buffered"]])
+@pytest.mark.parametrize("mode", [["--no-buffered"], []])
 def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path: Path, mode: list[str]) -> None:
     cmd = search_cmd("--space", "nb201", "--device", DEVICE, "--max-latency-ms", "4", "--trials", "150",
                      "--study", "s", "--workspace", str(tmp_path), *mode)
@@ -136,8 +137,10 @@ def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path: Path, mode: list
     assert {t.number: (t.params, t.values) for t in after if t.number in before} == before
 
 
-def test_a_dead_workers_running_trial_is_retried(tmp_path: Path) -> None:
-    """A real worker process takes a trial and is killed with SIGKILL while it runs it."""
+@pytest.mark.parametrize("mode", [["--no-buffered"], []])
+def test_a_dead_workers_running_trial_is_retried(tmp_path: Path, mode: list[str]) -> None:
+    """A real worker process takes a trial and is killed with SIGKILL while it runs it; the
+    next run (per-trial or the default buffered mode) fails it and runs its arch again."""
     assert main(_args(tmp_path, "--max-latency-ms", "4", "--trials", "5", "--study", "s")) == 0
     holder = textwrap.dedent(f"""
         import sys, time
@@ -161,9 +164,10 @@ def test_a_dead_workers_running_trial_is_retried(tmp_path: Path) -> None:
     study = load(_url(tmp_path), "s")
     dead = study.trials[number]
     assert dead.state.name == "RUNNING"
-    assert main(_args(tmp_path, "--max-latency-ms", "4", "--trials", "8", "--study", "s")) == 0
+    assert main(_args(tmp_path, "--max-latency-ms", "4", "--trials", "8", "--study", "s", *mode)) == 0
     study = load(_url(tmp_path), "s")
     assert study.trials[number].state.name == "FAIL"
+    assert not [t for t in study.trials if t.state.name in ("WAITING", "RUNNING")]
     retried = [t for t in complete(study) if t.system_attrs.get("failed_trial") == number]
     assert len(retried) == 1 and retried[0].params == dead.params
     assert len(complete(study)) == 8
