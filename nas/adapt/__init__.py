@@ -3,7 +3,9 @@
 The cloud model is modular (``search_spaces.modular``): a selector routes inputs to
 interchangeable modules. A device gets the modules that matter for its data under its
 memory, compute and bandwidth budgets (a knapsack over module importance), fine-tunes
-them, and the cloud averages each module over its holders by importance. The simulator
+them, and the cloud averages each module over its holders by importance. The mbv3 elastic
+supernet is the second decomposition behind the same interface
+(:class:`~nas.adapt.decomposition.Decomposition`, ``decomposition: elastic``). The simulator
 runs that against no adaptation, local-only training, FedAvg and HeteroFL on the same
 devices, data and budgets, with failures, stragglers and checked updates.
 
@@ -19,6 +21,7 @@ Example::
 from nas.adapt.aggregate import weighted_average
 from nas.adapt.config import METHODS, AdaptConfig
 from nas.adapt.costs import Cost, CostModel
+from nas.adapt.decomposition import Decomposition, ElasticDecomposition, ModularDecomposition
 from nas.adapt.elastic import choose_elastic_arch, elastic_round
 from nas.adapt.knapsack import Infeasible, Item, solve
 from nas.adapt.methods import BudgetError, choose_modules
@@ -32,9 +35,12 @@ __all__ = [
     "BudgetError",
     "Cost",
     "CostModel",
+    "Decomposition",
     "DeviceData",
+    "ElasticDecomposition",
     "Infeasible",
     "Item",
+    "ModularDecomposition",
     "PartitionSpec",
     "Simulation",
     "Update",

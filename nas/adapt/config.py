@@ -86,6 +86,9 @@ class AdaptConfig:
     workers: int = 2
     checkpoint: str | None = None
     device_dirs: tuple[str, ...] = ()
+    # how the cloud model splits into device sub-models: Nebula's modular layers ("modular",
+    # the nebula space) or the mbv3 elastic supernet ("elastic"; no HeteroFL there)
+    decomposition: Literal["modular", "elastic"] = "modular"
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -95,5 +98,8 @@ class AdaptConfig:
             raise ValueError("rounds and workers must be at least 1")
         if not 0 <= self.drift_share <= 1:
             raise ValueError(f"drift_share must be in [0, 1], got {self.drift_share}")
+        if self.decomposition == "elastic" and "heterofl" in self.methods:
+            raise ValueError("methods: heterofl needs width-scaled copies, which the elastic decomposition "
+                             "does not have; drop it or use decomposition: modular")
         if self.checkpoint and not self.device_dirs:
             raise ValueError("checkpoint is set but device_dirs is empty: list the device data directories")

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from nas.adapt.cloud import accuracy
+from nas.adapt.decomposition import build_from_spec
 from nas.adapt.wire import Update, pack, unpack
-from search_spaces.modular import ModularArch, ModularConfig, ModularNet
 
 FROZEN_PREFIX = "selector."  # the selector is routed with, never trained on devices
 
@@ -45,7 +45,7 @@ class DeviceJob:
     """Everything a device gets for one round (the model as safetensors bytes)."""
 
     device: int
-    config: dict[str, Any]
+    config: dict[str, Any]  # the decomposition's spec: how to build the model
     arch: dict[str, Any]
     width_ratio: float
     weights: bytes
@@ -58,6 +58,7 @@ class DeviceJob:
     seed: int
     upload: bool = True
     importance: tuple[tuple[float, ...], ...] | None = None
+    class_histogram: int = 0  # > 0: send the training labels' histogram over this many classes
 
 
 @dataclass(frozen=True)
@@ -75,13 +76,14 @@ class DeviceResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def build_model(config: dict[str, Any], arch: dict[str, Any], width_ratio: float, weights: bytes) -> ModularNet:
-    net = ModularNet(ModularConfig(**config), ModularArch.from_json(arch), width_ratio)
+def build_model(spec: dict[str, Any], arch: dict[str, Any], width_ratio: float, weights: bytes) -> torch.nn.Module:
+    """The job's model (``spec`` from :meth:`nas.adapt.decomposition.Decomposition.spec`) with its weights."""
+    net = build_from_spec(spec, arch, width_ratio)
     net.load_state_dict(unpack(weights))
     return net
 
 
-def _saved_activation_bytes(net: ModularNet, x: torch.Tensor, y: torch.Tensor) -> int:
+def _saved_activation_bytes(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
     """Bytes of the distinct non-parameter storages autograd saves for one training batch."""
     params = {p.untyped_storage().data_ptr() for p in net.parameters()}
     seen: dict[int, int] = {}
@@ -134,7 +136,9 @@ def run_device(job: DeviceJob) -> DeviceResult:
     update = None
     if job.upload:
         tensors = {k: v for k, v in state.items() if not k.startswith(FROZEN_PREFIX)}
-        update = Update.build(job.device, job.base_version, tensors, len(y), job.importance)
+        counts = (tuple(np.bincount(job.train_y, minlength=job.class_histogram).tolist())
+                  if job.class_histogram else None)
+        update = Update.build(job.device, job.base_version, tensors, len(y), job.importance, counts)
     return DeviceResult(
         device=job.device,
         update=update,

@@ -4,7 +4,10 @@ Each method says what a device downloads (a :class:`Plan`), whether it trains an
 uploads, how the cloud aggregates accepted updates, and which accuracy counts:
 
 - ``nebula``: the knapsack picks modules by importance under the device's budgets; the
-  cloud averages each module over its holders, weighted by normalised importance.
+  device keeps its sub-model between rounds and downloads only the tensors whose cloud
+  copy changed since it last got them (or that it lacks); the cloud averages each module
+  over its holders, weighted by normalised importance, and each class's classifier row
+  over the devices that trained on that class.
 - ``no_adaptation``: the cloud model as trained on proxy data, never fine-tuned.
 - ``local_only``: the device's Nebula sub-model, fine-tuned on local data only, kept.
 - ``fedavg``: the full model on every device (budgets ignored; violations counted).
@@ -19,15 +22,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from nas.adapt.aggregate import importance_weight, sample_weight, weighted_average
-from nas.adapt.cloud import module_importance
+from nas.adapt.aggregate import (
+    module_of,
+    sample_weight,
+    weighted_average,
+)
 from nas.adapt.costs import Cost, CostModel
 from nas.adapt.knapsack import Infeasible, Item, solve
 from nas.adapt.wire import pack
 from nas.errors import EdgenasError
-from search_spaces.modular import ModularArch, ModularNet
+from search_spaces.modular import ModularArch
 
 HETEROFL_RATIOS = (1.0, 0.5, 0.25, 0.125, 0.0625)
+LOCAL_STATS = ("running_mean", "running_var", "num_batches_tracked")  # batch-norm statistics of local data
 
 
 class BudgetError(EdgenasError):
@@ -47,6 +54,14 @@ class Plan:
     upload: bool = True
     importance: np.ndarray | None = None
     notes: dict[str, float] = field(default_factory=dict)
+    sent: dict[str, torch.Tensor] | None = None  # what is downloaded (``None``: all of ``state``)
+    versions: dict[str, int] | None = None  # cloud versions of the groups the device now holds
+
+
+def tensor_group(name: str) -> str:
+    """The unit a tensor travels and is versioned with: ``layers.L.K`` for a module, else its top-level part."""
+    key = module_of(name)
+    return f"layers.{key[0]}.{key[1]}" if key else name.split(".", 1)[0]
 
 
 def choose_modules(importance: np.ndarray, budget: Cost, costs: CostModel, min_importance: float,
@@ -80,30 +95,66 @@ class Method(abc.ABC):
     evaluate_after_aggregation = False
 
     @abc.abstractmethod
-    def plan(self, sim, device: int, x: np.ndarray) -> Plan:  # type: ignore[no-untyped-def]
-        """What ``device`` (local training data ``x``) gets this round; may raise :class:`BudgetError`."""
+    def plan(self, sim, device: int, x: np.ndarray, y: np.ndarray) -> Plan:  # type: ignore[no-untyped-def]
+        """What ``device`` (local training data ``x``, labels ``y``) gets this round; may raise
+        :class:`BudgetError`."""
 
     def aggregate(self, sim, accepted: list) -> None:  # type: ignore[no-untyped-def]
         """Replace the cloud state by the weighted average of accepted ``(plan, tensors, update)``."""
         if accepted:
             sim.cloud.load_state_dict(weighted_average(
-                sim.cloud.state_dict(), [(t, sample_weight(u.samples)) for _, t, u in accepted]))
+                sim.cloud.state_dict(), [(t, sample_weight(u.samples)) for _, t, u in accepted],
+                where=sim.decomp.where))
 
 
 class Nebula(Method):
+    """Modules by importance under the budgets; devices keep what they hold and fetch what changed.
+
+    The classifier is the device's own (its rows were trained on its classes); only the rows
+    of classes it has not trained on yet come from the cloud, where each row is the average
+    over the devices that trained on that class. Batch-norm statistics describe the
+    device's data and stay on the device once it has them.
+    """
+
     name = "nebula"
 
-    def plan(self, sim, device, x):  # type: ignore[no-untyped-def]
-        importance = module_importance(sim.cloud, x)
-        arch = choose_modules(importance, sim.budgets[device], sim.costs, sim.config.cloud.min_importance, device)
-        sub = sim.cloud.extract(arch)
-        return Plan(device, arch, 1.0, sub.state_dict(), sim.costs.of_arch(arch), importance=importance)
+    def plan(self, sim, device, x, y):  # type: ignore[no-untyped-def]
+        decomp = sim.decomp
+        arch, importance = decomp.choose(sim.cloud, x, sim.budgets[device], device, sim.config.cloud.min_importance)
+        cloud = sim.cloud.state_dict()
+        cloud_versions, held_versions = sim.cloud_versions, sim.held_versions.get(device, {})
+        _, held = sim.local_states.get(device, (None, {}))
+        known = set(sim.held_classes.get(device, ()))
+        new_rows = sorted(set(np.unique(y).tolist()) - known) if known else None
+        state, sent, versions = {}, {}, {}
+        for name, shape in decomp.shapes(arch).items():
+            group = decomp.group(name)
+            versions[group] = cloud_versions.get(group, 0)
+            mine = held.get(name)
+            if mine is not None and mine.shape != shape:
+                mine = None  # another slice of that tensor (its sub-network changed): fetch it
+            if name in decomp.head_keys and mine is not None and new_rows is not None:
+                state[name] = mine.clone()  # its own classifier; the cloud's rows of new classes
+                if new_rows:
+                    rows = cloud[name][decomp.where(cloud[name].shape, shape)][new_rows]
+                    state[name][new_rows] = rows
+                    sent[name] = rows
+            elif mine is not None and (held_versions.get(group) == versions[group] or name.endswith(LOCAL_STATS)):
+                state[name] = mine  # its own copy: the cloud has nothing newer, or its data's statistics
+            else:
+                state[name] = cloud[name][decomp.where(cloud[name].shape, shape)].clone() if len(shape) \
+                    else cloud[name].clone()
+                if not name.startswith("selector."):  # frozen in the cloud too; counted once, when first sent
+                    sent[name] = state[name]
+        return Plan(device, arch, 1.0, state, decomp.cost(arch), importance=importance, sent=sent,
+                    versions=versions, notes={"kept_tensors": float(len(state) - len(sent))})
 
     def aggregate(self, sim, accepted):  # type: ignore[no-untyped-def]
         if accepted:
             sim.cloud.load_state_dict(weighted_average(
                 sim.cloud.state_dict(),
-                [(t, importance_weight(p.importance.tolist(), u.samples)) for p, t, u in accepted]))
+                [(t, sim.decomp.weight(p.importance, u.samples, u.class_counts)) for p, t, u in accepted],
+                where=sim.decomp.where))
 
 
 class LocalOnly(Method):
@@ -111,15 +162,15 @@ class LocalOnly(Method):
 
     name = "local_only"
 
-    def plan(self, sim, device, x):  # type: ignore[no-untyped-def]
+    def plan(self, sim, device, x, y):  # type: ignore[no-untyped-def]
+        decomp = sim.decomp
         if device in sim.local_states:
             arch, weights = sim.local_states[device]
-            state = ModularNet(sim.costs.config, arch).state_dict()
-            state.update(weights)
-            return Plan(device, arch, 1.0, state, sim.costs.of_arch(arch), upload=False, notes={"cached": 1})
-        importance = module_importance(sim.cloud, x)
-        arch = choose_modules(importance, sim.budgets[device], sim.costs, sim.config.cloud.min_importance, device)
-        return Plan(device, arch, 1.0, sim.cloud.extract(arch).state_dict(), sim.costs.of_arch(arch), upload=False)
+            state = decomp.extract(sim.cloud.state_dict(), arch)  # the selector it got first (never trained)
+            state.update({k: v for k, v in weights.items() if not k.startswith("selector.")})
+            return Plan(device, arch, 1.0, state, decomp.cost(arch), upload=False, notes={"cached": 1})
+        arch, _ = decomp.choose(sim.cloud, x, sim.budgets[device], device, sim.config.cloud.min_importance)
+        return Plan(device, arch, 1.0, decomp.extract(sim.cloud.state_dict(), arch), decomp.cost(arch), upload=False)
 
     def aggregate(self, sim, accepted):  # type: ignore[no-untyped-def]
         return None
@@ -128,9 +179,9 @@ class LocalOnly(Method):
 class NoAdaptation(Method):
     name = "no_adaptation"
 
-    def plan(self, sim, device, x):  # type: ignore[no-untyped-def]
-        return Plan(device, sim.full_arch, 1.0, sim.cloud.state_dict(), sim.costs.full(), train=False,
-                    upload=False, notes={"cached": 1})
+    def plan(self, sim, device, x, y):  # type: ignore[no-untyped-def]
+        return Plan(device, sim.full_arch, 1.0, sim.decomp.extract(sim.cloud.state_dict(), sim.full_arch),
+                    sim.decomp.cost(sim.full_arch), train=False, upload=False, notes={"cached": 1})
 
     def aggregate(self, sim, accepted):  # type: ignore[no-untyped-def]
         return None
@@ -140,9 +191,9 @@ class FedAvg(Method):
     name = "fedavg"
     evaluate_after_aggregation = True
 
-    def plan(self, sim, device, x):  # type: ignore[no-untyped-def]
-        cost = sim.costs.full()
-        return Plan(device, sim.full_arch, 1.0, sim.cloud.state_dict(), cost,
+    def plan(self, sim, device, x, y):  # type: ignore[no-untyped-def]
+        cost = sim.decomp.cost(sim.full_arch)
+        return Plan(device, sim.full_arch, 1.0, sim.decomp.extract(sim.cloud.state_dict(), sim.full_arch), cost,
                     notes={"over_budget": float(not cost.fits(sim.budgets[device]))})
 
 
@@ -150,14 +201,13 @@ class HeteroFL(Method):
     name = "heterofl"
     evaluate_after_aggregation = True
 
-    def plan(self, sim, device, x):  # type: ignore[no-untyped-def]
-        budget = sim.budgets[device]
+    def plan(self, sim, device, x, y):  # type: ignore[no-untyped-def]
+        budget, decomp = sim.budgets[device], sim.decomp
         for ratio in HETEROFL_RATIOS:
-            if sim.costs.full(ratio).fits(budget):
-                like = ModularNet(sim.costs.config, width_ratio=ratio).state_dict()
-                return Plan(device, sim.full_arch, ratio, slice_state(sim.cloud.state_dict(), like),
-                            sim.costs.full(ratio), notes={"width_ratio": ratio})
-        smallest = sim.costs.full(HETEROFL_RATIOS[-1])
+            if decomp.cost(sim.full_arch, ratio).fits(budget):
+                return Plan(device, sim.full_arch, ratio, decomp.extract(sim.cloud.state_dict(), sim.full_arch, ratio),
+                            decomp.cost(sim.full_arch, ratio), notes={"width_ratio": ratio})
+        smallest = decomp.cost(sim.full_arch, HETEROFL_RATIOS[-1])
         raise BudgetError(f"device {device}: budget ({budget.describe()}) is below the smallest "
                           f"HeteroFL model (width {HETEROFL_RATIOS[-1]}: {smallest.describe()})")
 
@@ -171,4 +221,8 @@ def download_bytes(plan: Plan, selector_cached: bool) -> int:
     """Serialised bytes the device receives (the selector only until it holds a copy)."""
     if plan.notes.get("cached"):
         return 0
-    return len(pack({k: v for k, v in plan.state.items() if not (selector_cached and k.startswith("selector."))}))
+    tensors = dict(plan.sent if plan.sent is not None else plan.state)
+    if not selector_cached and plan.sent is not None:  # a first download includes the selector
+        tensors.update({k: v for k, v in plan.state.items() if k.startswith("selector.")})
+    tensors = {k: v for k, v in tensors.items() if not (selector_cached and k.startswith("selector."))}
+    return len(pack(tensors)) if tensors else 0

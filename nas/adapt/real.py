@@ -11,7 +11,6 @@ in the simulator; the aggregated model is written to ``out_dir/cloud_adapted.saf
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -24,6 +23,7 @@ from nas.adapt.aggregate import importance_weight, weighted_average
 from nas.adapt.cloud import module_importance
 from nas.adapt.config import AdaptConfig
 from nas.adapt.costs import Cost, CostModel
+from nas.adapt.decomposition import ModularDecomposition
 from nas.adapt.device import DeviceJob, LocalTraining, run_device
 from nas.adapt.methods import BudgetError, choose_modules
 from nas.adapt.wire import UpdateRejected, pack, state_version, validate
@@ -79,10 +79,11 @@ def adapt_round(config: AdaptConfig) -> dict[str, Any]:
             record["budget_errors"].append(f"{path}: {exc}")
             continue
         sub = cloud.extract(arch).state_dict()
-        job = DeviceJob(i, dataclasses.asdict(space.config), arch.to_json(), 1.0, pack(sub), version, x, y,
+        job = DeviceJob(i, ModularDecomposition(space, config.local.batch_size).spec(), arch.to_json(), 1.0,
+                        pack(sub), version, x, y,
                         data.get("test_x", x).astype(np.float32), data.get("test_y", y).astype(np.int64),
                         LocalTraining(config.local.epochs, config.local.batch_size, config.local.lr),
-                        config.seed + i, True, tuple(map(tuple, importance.tolist())))
+                        config.seed + i, True, tuple(map(tuple, importance.tolist())), space.config.num_classes)
         record["bytes_down"] += len(job.weights)
         res = run_device(job)
         assert res.update is not None
@@ -93,7 +94,8 @@ def adapt_round(config: AdaptConfig) -> dict[str, Any]:
             log.warning("%s: rejected: %s", path, exc)
             record["rejected"].append(f"{path}: {exc}")
             continue
-        accepted.append((tensors, importance_weight(importance.tolist(), res.update.samples)))
+        accepted.append((tensors, importance_weight(importance.tolist(), res.update.samples,
+                                                    res.update.class_counts)))
         record["devices"].append({"dir": str(path), "arch": arch.to_json(), "accuracy_before": res.accuracy_before,
                                   "accuracy_after": res.accuracy_after, "peak_memory_bytes": res.peak_memory_bytes,
                                   "time_per_batch_ms": 1e3 * res.time_per_batch_s})

@@ -22,18 +22,31 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from nas.adapt.cloud import CloudTraining, accuracy, pretrain, sharpen
+from nas.adapt.cloud import accuracy
 from nas.adapt.config import AdaptConfig
-from nas.adapt.costs import Cost, CostModel, sample_budgets
+from nas.adapt.costs import Cost, sample_budgets
 from nas.adapt.data import DomainData, load_domain_data
+from nas.adapt.decomposition import (
+    Decomposition,
+    ElasticDecomposition,
+    ModularDecomposition,
+    elastic_space,
+)
 from nas.adapt.device import DeviceJob, DeviceResult, LocalTraining, run_device
-from nas.adapt.methods import METHOD_TYPES, BudgetError, Method, Plan, download_bytes, slice_state
+from nas.adapt.methods import (
+    METHOD_TYPES,
+    BudgetError,
+    Method,
+    Plan,
+    download_bytes,
+    tensor_group,
+)
 from nas.adapt.partition import DeviceData, PartitionSpec, devices_at
 from nas.adapt.wire import Update, UpdateRejected, pack, state_version, unpack, validate
 from nas.config import config_to_dict
 from nas.errors import EdgenasError
 from search_spaces import get_space
-from search_spaces.modular import ModularArch, ModularNet, NebulaSpace
+from search_spaces.modular import NebulaSpace
 
 log = logging.getLogger("edgenas.adapt")
 
@@ -45,6 +58,13 @@ def build_space(config: AdaptConfig, data: DomainData) -> NebulaSpace:
     space = get_space("nebula", preset=preset, in_channels=c, height=h, width=w, num_classes=data.num_classes)
     assert isinstance(space, NebulaSpace)
     return space
+
+
+def build_decomposition(config: AdaptConfig, data: DomainData) -> Decomposition:
+    """The configured decomposition of a cloud model sized to the data."""
+    if config.decomposition == "elastic":
+        return ElasticDecomposition(elastic_space(data.input_shape, data.num_classes), config.local.batch_size)
+    return ModularDecomposition(build_space(config, data), config.local.batch_size)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -63,17 +83,17 @@ class Simulation:
         (self.out / "state").mkdir(exist_ok=True)
         d = config.data
         self.data = data or load_domain_data(d.name, config.seed, d.proxy_samples, d.device_samples, d.root)
-        self.space = build_space(config, self.data)
-        self.costs = CostModel(self.space.config, config.local.batch_size)
+        self.decomp = build_decomposition(config, self.data)
+        self.space = self.decomp.space
         dev = config.devices
-        self.budgets: list[Cost] = sample_budgets(self.costs.full(), dev.count, dev.budget_low, dev.budget_high, config.seed)
+        self.budgets: list[Cost] = sample_budgets(self.decomp.cost(self.decomp.full_arch()), dev.count, dev.budget_low, dev.budget_high, config.seed)
         self.spec = PartitionSpec(dev.count, dev.classes_per_device, dev.min_samples, dev.max_samples,
                                   dev.test_samples, self.data.num_classes)
-        self.full_arch = self.space.largest()
+        self.full_arch = self.decomp.full_arch()
         self.pretrained = self._pretrained()
         self._steps: dict[int, list[DeviceData]] = {}
-        self.cloud = ModularNet(self.space.config)
-        self.local_states: dict[int, tuple[ModularArch, dict[str, torch.Tensor]]] = {}
+        self.cloud = self.decomp.build()
+        self.local_states: dict[int, tuple[Any, dict[str, torch.Tensor]]] = {}
         self.results_path = self.out / "results.json"
         self.results = self._load_results()
 
@@ -91,11 +111,9 @@ class Simulation:
                 if (f.metadata() or {}).get("key") == key:
                     return load_file(str(path))
         torch.manual_seed(self.config.seed)
-        net = self.space.build_supernet()
-        training = CloudTraining(cc.pretrain_steps, cc.sharpen_steps, cc.batch_size, cc.lr, cc.balance_weight,
-                                 cc.sharpen_weight, self.config.devices.classes_per_device)
-        pretrain(net, self.data.proxy_x, self.data.proxy_y, training, self.config.seed, self.progress)
-        sharpen(net, self.data.proxy_x, self.data.proxy_y, training, self.config.seed, self.progress)
+        net = self.decomp.build()
+        self.decomp.pretrain(net, self.data, cc, self.config.devices.classes_per_device, self.config.seed,
+                             self.progress)
         state = {k: v.contiguous() for k, v in net.state_dict().items()}
         save_file(state, str(path), metadata={"key": key})
         return state
@@ -113,10 +131,8 @@ class Simulation:
             return old
         return fresh
 
-    def _net(self, state: dict[str, torch.Tensor]) -> ModularNet:
-        net = ModularNet(self.space.config)
-        net.load_state_dict(state)
-        return net
+    def _net(self, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+        return self.decomp.model(state, self.full_arch)
 
     def devices(self, round_: int) -> list[DeviceData]:
         step = round_ if self.config.continuous else 0
@@ -142,10 +158,11 @@ class Simulation:
     def _restore(self, name: str, done: int) -> dict[str, Any]:
         self.cloud.load_state_dict(self.pretrained)
         self.local_states = {}
-        meta: dict[str, Any] = {"selector_cached": [], "late": []}
+        meta: dict[str, Any] = {"selector_cached": [], "late": [], "cloud_versions": {}, "held_versions": {},
+                                "held_classes": {}}
         path = self.out / "state" / f"{name}.json"
         if done and path.is_file():
-            meta = json.loads(path.read_text())
+            meta = {**meta, **json.loads(path.read_text())}
             meta["late"] = []  # stragglers' updates from before the interruption are not replayed
             self.cloud.load_state_dict(load_file(str(self.out / "state" / f"{name}.safetensors")))
             local = self.out / "state" / f"{name}.local.safetensors"
@@ -153,9 +170,13 @@ class Simulation:
                 tensors = load_file(str(local))
                 for dev, arch in meta.get("local_archs", {}).items():
                     prefix = f"{dev}::"
-                    self.local_states[int(dev)] = (ModularArch.from_json(arch), {
+                    self.local_states[int(dev)] = (self.space.arch_from_json(arch), {
                         k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
         meta["version"] = state_version(self.cloud.state_dict(), done)
+        self.cloud_versions = meta["cloud_versions"]  # tensor group -> round it last changed
+        self.held_versions = {int(d): v for d, v in meta["held_versions"].items()}
+        self.held_classes = {int(d): v for d, v in meta["held_classes"].items()}
+        meta["held_versions"], meta["held_classes"] = self.held_versions, self.held_classes
         return meta
 
     def _persist(self, name: str, meta: dict[str, Any]) -> None:
@@ -165,7 +186,10 @@ class Simulation:
             flat = {f"{d}::{k}": v.contiguous() for d, (_, w) in self.local_states.items() for k, v in w.items()}
             save_file(flat, str(state / f"{name}.local.safetensors"))
             meta["local_archs"] = {str(d): a.to_json() for d, (a, _) in self.local_states.items()}
-        _write_json(state / f"{name}.json", {k: v for k, v in meta.items() if k != "late"})
+        saved = {k: v for k, v in meta.items() if k != "late"}
+        saved["held_versions"] = {str(d): v for d, v in self.held_versions.items()}
+        saved["held_classes"] = {str(d): v for d, v in self.held_classes.items()}
+        _write_json(state / f"{name}.json", saved)
 
     def round(self, method: Method, r: int, meta: dict[str, Any]) -> dict[str, Any]:
         """One round of ``method``; returns its record (figures and everything logged)."""
@@ -185,7 +209,7 @@ class Simulation:
             data = devices[d]
             x = self.data.pool_x[data.train]
             try:
-                plan = method.plan(self, d, x)
+                plan = method.plan(self, d, x, self.data.pool_y[data.train])
             except BudgetError as exc:
                 log.warning("round %d %s: %s", r + 1, method.name, exc)
                 record["budget_errors"].append(str(exc))
@@ -199,19 +223,25 @@ class Simulation:
                 continue
             training = LocalTraining(cfg.local.epochs if plan.train else 0, cfg.local.batch_size, cfg.local.lr)
             imp = tuple(map(tuple, plan.importance.tolist())) if plan.importance is not None else None
-            jobs.append(DeviceJob(d, dataclasses.asdict(self.space.config), plan.arch.to_json(), plan.width_ratio,
+            jobs.append(DeviceJob(d, self.decomp.spec(), plan.arch.to_json(), plan.width_ratio,
                                   pack(plan.state), version, x, self.data.pool_y[data.train],
                                   self.data.test_x[data.test], self.data.test_y[data.test], training,
-                                  cfg.seed * 100003 + r * 1009 + d, plan.upload, imp))
+                                  cfg.seed * 100003 + r * 1009 + d, plan.upload, imp,
+                                  self.data.num_classes if method.name == "nebula" else 0))
         meta["selector_cached"] = sorted(cached)
         results = run_jobs(jobs, cfg.parallel, cfg.workers)
         incoming: list[Update] = list(meta["late"])
         meta["late"] = []
         for res in results:
             plan = plans[res.device]
-            if method.name == "local_only":
+            if method.name in ("local_only", "nebula"):  # the device keeps what it trained
                 self.local_states[res.device] = (plan.arch, {k: v for k, v in unpack(res.local_weights).items()
                                                              if not k.startswith("selector.")})
+                if plan.versions is not None:
+                    self.held_versions[res.device] = plan.versions
+                    trained = set(self.held_classes.get(res.device, ()))
+                    self.held_classes[res.device] = sorted(trained | set(
+                        np.unique(self.data.pool_y[devices[res.device].train]).tolist()))
             if res.update is None:
                 continue
             update = _inject_faults(res.update, draws[res.device], cfg, version)
@@ -239,6 +269,9 @@ class Simulation:
         if not all(torch.isfinite(v).all() for v in self.cloud.state_dict().values() if v.is_floating_point()):
             self.cloud.load_state_dict(before)  # defence in depth: never keep a broken cloud model
             record["rejected"].append("aggregate had non-finite values; cloud model kept")
+        for key, value in self.cloud.state_dict().items():
+            if not torch.equal(value, before[key]):
+                self.cloud_versions[tensor_group(key)] = r + 1
         meta["version"] = state_version(self.cloud.state_dict(), r + 1)
         record["accepted"] = len(accepted)
         record["version"] = meta["version"]
@@ -251,8 +284,7 @@ class Simulation:
         for res in results:
             if method.evaluate_after_aggregation:
                 plan = plans[res.device]
-                net = ModularNet(self.space.config, width_ratio=plan.width_ratio)
-                net.load_state_dict(slice_state(self.cloud.state_dict(), net.state_dict()))
+                net = self.decomp.model(self.cloud.state_dict(), plan.arch, plan.width_ratio)
                 data = devices[res.device]
                 accs.append(accuracy(net, self.data.test_x[data.test], self.data.test_y[data.test]))
             elif method.name == "no_adaptation":
@@ -260,10 +292,13 @@ class Simulation:
             else:
                 accs.append(res.accuracy_after)
         trained = [r for r in results if r.batches]
-        mods = [sum(1 for _, k in plans[r.device].arch.modules() if k != self.space.config.skip) for r in results]
+        mods = [self.decomp.units(plans[r.device].arch) for r in results]
         return {
             "accuracy": float(np.mean(accs)) if accs else None,
             "accuracy_before_training": float(np.mean([r.accuracy_before for r in results])) if results else None,
+            "accuracy_after_training": float(np.mean([r.accuracy_after for r in results])) if results else None,
+            "kept_tensors_mean": float(np.mean([plans[r.device].notes.get("kept_tensors", 0.0) for r in results]))
+            if results else 0.0,
             "devices_reporting": len(results),
             "peak_memory_bytes_mean": float(np.mean([r.peak_memory_bytes for r in trained])) if trained else 0.0,
             "peak_memory_bytes_max": int(max((r.peak_memory_bytes for r in trained), default=0)),
@@ -346,6 +381,10 @@ def summarise(results: dict[str, Any], last: int = 5) -> dict[str, dict[str, Any
         out[name] = {
             "accuracy_round1": rounds[0]["accuracy"],
             "accuracy_final": float(np.mean([r["accuracy"] for r in tail])),
+            # the sampled devices' models right after local training (FedAvg/HeteroFL: fine-tuned
+            # global model; the others: the same as accuracy_final)
+            "accuracy_final_after_training": float(np.mean([r.get("accuracy_after_training") or 0.0 for r in tail])),
+            "modules_per_device_mean": float(np.mean([r["modules_per_device_mean"] for r in rounds])),
             "bytes_down": int(sum(r["bytes_down"] for r in rounds)),
             "bytes_up": int(sum(r["bytes_up"] for r in rounds)),
             "bytes_per_device_round": (sum(r["bytes_down"] + r["bytes_up"] for r in rounds)) / device_rounds,

@@ -54,17 +54,21 @@ class Update:
     checksum: str
     samples: int
     importance: tuple[tuple[float, ...], ...] | None = field(default=None)
+    class_counts: tuple[int, ...] | None = field(default=None)
 
     @classmethod
     def build(cls, device: int, base_version: str, tensors: Mapping[str, torch.Tensor], samples: int,
-              importance: tuple[tuple[float, ...], ...] | None = None) -> Update:
+              importance: tuple[tuple[float, ...], ...] | None = None,
+              class_counts: tuple[int, ...] | None = None) -> Update:
         payload = pack(tensors)
-        return cls(device, base_version, payload, sha256(payload), samples, importance)
+        return cls(device, base_version, payload, sha256(payload), samples, importance, class_counts)
 
     @property
     def nbytes(self) -> int:
-        """Bytes on the wire: the payload plus the importance vector (float32) when sent."""
+        """Bytes on the wire: the payload plus the importance vector (float32) and the class
+        histogram (int32) when sent."""
         extra = 4 * sum(len(r) for r in self.importance) if self.importance else 0
+        extra += 4 * len(self.class_counts) if self.class_counts else 0
         return len(self.payload) + extra
 
 
@@ -91,4 +95,7 @@ def validate(update: Update, version: str, expected: Mapping[str, torch.Size]) -
             raise UpdateRejected(f"device {update.device}: non-finite values in {name}")
     if update.samples < 1:
         raise UpdateRejected(f"device {update.device}: update claims {update.samples} samples")
+    if update.class_counts is not None and (min(update.class_counts, default=0) < 0
+                                            or sum(update.class_counts) != update.samples):
+        raise UpdateRejected(f"device {update.device}: class histogram does not add up to {update.samples} samples")
     return tensors

@@ -5,7 +5,9 @@ modules of its arch); parameter names are the same in both (``layers.2.5.conv1.w
 is module 5 of layer 2 everywhere), so a sub-model's weights go back to the cloud model
 by name. Each layer computes ``x + sum_k g_k(x) * module_k(x)``: the selector's gates
 ``g`` are per sample, non-zero on the top-k modules the sub-model holds; the skip module
-contributes nothing (the input passes through), so choosing it costs nothing.
+contributes nothing (the input passes through), so choosing it costs nothing. A module no
+sample of a batch is routed to is not run (its output would be multiplied by zero), so
+it gets no gradient and its batch-norm statistics stay as they were.
 """
 
 from __future__ import annotations
@@ -137,7 +139,10 @@ class ModularNet(nn.Module):
         for layer, g in zip(self.layers, gates):
             out = h
             for key, module in layer.items():
-                out = out + g[:, int(key)].view(-1, 1, 1, 1) * module(h)
+                gate = g[:, int(key)]
+                if not bool(gate.any()):  # routed to by no sample of the batch: not run, not trained
+                    continue
+                out = out + gate.view(-1, 1, 1, 1) * module(h)
             h = out
         return self.head(h), gates
 

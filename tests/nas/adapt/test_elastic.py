@@ -44,3 +44,38 @@ def test_elastic_round_absorbs_good_and_rejects_nan():
     after = supernet.state_dict()
     assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_elastic_decomposition_runs_in_the_simulator(tmp_path):
+    """The same simulator, methods and checks over the mbv3 supernet (digits, tiny sizes)."""
+    from nas.adapt.config import AdaptConfig
+    from nas.adapt.data import load_domain_data
+    from nas.adapt.decomposition import ElasticDecomposition
+    from nas.adapt.simulator import Simulation
+    from nas.config import load_config
+    from tests.nas.adapt.conftest import tiny_config
+
+    data = load_domain_data("digits", seed=0, proxy_samples=200, device_samples=600)
+    cfg = load_config(AdaptConfig, tiny_config(
+        tmp_path, data={"name": "digits"}, decomposition="elastic", methods=["nebula", "fedavg"], rounds=1,
+        cloud={"preset": None, "pretrain_steps": 3}, devices={"count": 6, "per_round_min": 2, "per_round_max": 2,
+                                                              "budget_low": 0.6}))
+    sim = Simulation(cfg, progress=False, data=data)
+    assert isinstance(sim.decomp, ElasticDecomposition)
+    before = {k: v.clone() for k, v in sim.cloud.state_dict().items()}
+    nebula = sim.run_method("nebula")[0]
+    assert nebula["accepted"] == 2 and nebula["bytes_up"] > 0
+    after = sim.cloud.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert 0 < nebula["modules_per_device_mean"] <= sum(sim.full_arch.depths)
+    fedavg = sim.run_method("fedavg")[0]
+    assert fedavg["bytes_down"] > nebula["bytes_down"]  # the whole largest network against sub-networks
+
+
+def test_elastic_has_no_heterofl():
+    import pytest
+
+    from nas.adapt.config import AdaptConfig
+
+    with pytest.raises(ValueError, match="heterofl"):
+        AdaptConfig(decomposition="elastic")
