@@ -27,6 +27,16 @@ def run_local(study: Any, problem: SearchProblem, target: int, progress: Progres
     before = count_complete(study)
     if before >= target:
         return 0
+    _optimize(study, problem, progress, callbacks=[MaxTrialsCallback(target, states=(TrialState.COMPLETE,))])
+    progress.print()
+    return count_complete(study) - before
+
+
+def _optimize(study: Any, problem: SearchProblem, progress: Progress, n_trials: int | None = None,
+              callbacks: list[Any] | None = None) -> None:
+    """``study.optimize`` one Optuna trial at a time, each marked with this worker."""
+    from optuna.trial import TrialState
+
     worker = worker_identity()
 
     def objective(trial: Any) -> tuple[float, ...]:
@@ -37,9 +47,7 @@ def run_local(study: Any, problem: SearchProblem, target: int, progress: Progres
         if trial.state == TrialState.COMPLETE:
             progress.add(trial.values, list(trial.constraints.values()))
 
-    study.optimize(objective, callbacks=[MaxTrialsCallback(target, states=(TrialState.COMPLETE,)), report])
-    progress.print()
-    return count_complete(study) - before
+    study.optimize(objective, n_trials=n_trials, callbacks=[*(callbacks or []), report])
 
 
 def _run_waiting(study: Any, problem: SearchProblem, progress: Progress) -> None:
@@ -49,19 +57,8 @@ def _run_waiting(study: Any, problem: SearchProblem, progress: Progress) -> None
     from optuna.trial import TrialState
 
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    if not waiting:
-        return
-    worker = worker_identity()
-
-    def objective(trial: Any) -> tuple[float, ...]:
-        mark_worker(study, trial, worker)
-        return problem.objective(trial)
-
-    def report(_study: Any, trial: Any) -> None:
-        if trial.state == TrialState.COMPLETE:
-            progress.add(trial.values, list(trial.constraints.values()))
-
-    study.optimize(objective, n_trials=len(waiting), callbacks=[report])
+    if waiting:
+        _optimize(study, problem, progress, n_trials=len(waiting))
 
 
 def run_buffered(study: Any, problem: SearchProblem, target: int, progress: Progress,
