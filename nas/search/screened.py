@@ -82,6 +82,8 @@ class ScreenedSampler(BaseSampler):
         if math.prod(sizes) <= exhaustive:
             combos = [dict(zip(self.choices, values)) for values in itertools.product(*self.choices.values())]
             self._everything = self._screen(combos, set())
+            self._everything_keys = [self._key(a) for a in self._everything[1]]
+        self._trial_keys: dict[int, str] = {}
 
     # --- Optuna's sampler interface ---------------------------------------------------------
     def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
@@ -149,7 +151,15 @@ class ScreenedSampler(BaseSampler):
         from optuna.trial import TrialState
 
         trials = study.get_trials(deepcopy=False)
-        seen = {self._key(self._arch(t.params)) for t in trials if t.params}
+        seen = set()
+        for t in trials:
+            if t.number in self._trial_keys:
+                seen.add(self._trial_keys[t.number])
+            elif t.params:
+                key = self._key(self._arch(t.params))
+                seen.add(key)
+                if t.state.is_finished():  # its parameters are final
+                    self._trial_keys[t.number] = key
         seen |= {self._key(self._arch(p)) for p in self._proposals.values()}
         done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
         if len(done) < self.n_startup:
@@ -167,7 +177,7 @@ class ScreenedSampler(BaseSampler):
         """A random unseen arch that fits by prediction (the least excess one if none does)."""
         if self._everything is not None:
             params, archs, excess, _lat = self._everything
-            fits = [i for i in np.flatnonzero(excess <= 0) if self._key(archs[i]) not in seen]
+            fits = [i for i in np.flatnonzero(excess <= 0) if self._everything_keys[i] not in seen]
             if fits:
                 return params[fits[self._rng.randrange(len(fits))]]
         best: tuple[float, dict[str, Any]] | None = None
@@ -198,7 +208,7 @@ class ScreenedSampler(BaseSampler):
         top = sorted(feasible or done, key=lambda t: -t.values[self._acc_index])[: self.parents]
         if self._everything is not None:
             params, archs, excess, latency = self._everything
-            fresh = np.array([self._key(a) not in seen for a in archs], dtype=bool)
+            fresh = np.array([k not in seen for k in self._everything_keys], dtype=bool)
         else:
             candidates = [self._random_params() for _ in range(self.pool)]
             for t in top:
