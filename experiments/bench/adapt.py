@@ -65,6 +65,9 @@ def run_config(dataset: str, skew: int, scenario: str, args: argparse.Namespace,
         cfg["methods"] = ["nebula", "no_adaptation", "local_only", "fedavg"]
         cfg["rounds"] = args.elastic_rounds
         cfg["cloud"]["pretrain_steps"] = args.elastic_pretrain_steps
+        # the elastic space's smallest sub-network needs 28 % of the largest one's training
+        # memory (18 % of its compute): budgets start at 30 % so that most devices fit
+        cfg["devices"]["budget_low"] = 0.3
     if args.smoke:
         cfg["devices"].update({"count": 30, "per_round_min": 10, "per_round_max": 12})
     return cfg
@@ -75,7 +78,8 @@ def run_names(args: argparse.Namespace) -> list[tuple[str, str, int, str, str]]:
     runs = [(f"{d}_m{m}_{s}", d, m, s, "modular") for d in args.datasets for m in args.skews for s in SCENARIOS]
     if args.elastic and "digits" in args.datasets:
         runs.append(("digits_m2_one_step_elastic", "digits", 2, "one_step", "elastic"))
-    return runs
+    only = getattr(args, "only", None)
+    return [r for r in runs if not only or r[0] in only]
 
 
 def run_one(name: str, dataset: str, skew: int, scenario: str, decomposition: str, args: argparse.Namespace,
@@ -168,6 +172,7 @@ def main() -> None:
     parser.add_argument("--runs-dir", default="runs/bench_adapt_v2", help="per-run state (resumable)")
     parser.add_argument("--out", help="results JSON (default experiments/results/adapt.json)")
     parser.add_argument("--quiet", action="store_true", help="no per-round progress bars")
+    parser.add_argument("--only", nargs="+", help="run only these runs (names as in the progress lines)")
     args = parser.parse_args()
     if args.smoke:
         args.rounds, args.pretrain_steps, args.sharpen_steps = 3, 100, 30
@@ -186,12 +191,33 @@ def main() -> None:
             state = "finished before, skipped"
         elif (root / name / "results.json").is_file():
             state = "resuming"
+        owner = _locked_by(root / name)
+        if owner:
+            print(f"[{i}/{len(runs)}] {name}: being run by process {owner}, skipped", file=sys.stderr, flush=True)
+            continue
         print(f"[{i}/{len(runs)}] {name}: {state} ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
-        finished = run_one(name, dataset, skew, scenario, decomposition, args, data_cache, root)
+        lock = root / name / "lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.write_text(str(os.getpid()))
+        try:
+            finished = run_one(name, dataset, skew, scenario, decomposition, args, data_cache, root)
+        finally:
+            lock.unlink(missing_ok=True)
         records_of(dataset, skew, scenario, decomposition, finished, device, args, [])
         path = write_all(root, args, device)
         print(f"[{i}/{len(runs)}] {name}: done ({time.perf_counter() - start:.0f} s); {path} holds every finished run",
               file=sys.stderr, flush=True)
+
+
+def _locked_by(out: Path) -> int | None:
+    """The id of another live process running this run, if any (two processes may share the work)."""
+    lock = out / "lock"
+    try:
+        pid = int(lock.read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid if pid != os.getpid() else None
 
 
 def write_all(root: Path, args: argparse.Namespace, device: str) -> Path:
