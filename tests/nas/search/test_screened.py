@@ -50,3 +50,34 @@ def test_screened_is_reproducible_and_resumes_without_repeats(tmp_path: Path) ->
     first, resumed = _archs(a, "screened"), _archs(b, "screened")
     assert len(resumed) == 90 and len(set(resumed)) == 90
     assert first[:60] == resumed[:60]
+
+
+def test_screened_on_mbv3_searches_a_trained_supernet(tiny_config, tmp_path: Path) -> None:
+    """The non-enumerable path (random pool, mutations and crossovers of the best) on a real
+    tiny supernet and a device imported from measured rows."""
+    import csv
+    import random
+
+    run, ws = tmp_path / "run", tmp_path / "ws"
+    config = tiny_config(space={"name": "mbv3", "options": {"preset": "small", "resolutions": [24, 28, 32]}})
+    assert main(["train", str(config), "--output", str(run), "--no-progress"]) == 0
+    space = get_space("mbv3", preset="small")
+    rng = random.Random(0)
+    archs = [space.sample(rng) for _ in range(15)]
+    with (tmp_path / "m.csv").open("w", newline="") as fh:  # a meter's rows: cost grows with MACs
+        csv.writer(fh).writerows([["arch", "latency_ms"]] + [[space.arch_key(a), 0.5 + space.flops(a) / 4e6]
+                                                               for a in archs])
+    assert main(["devices", "import", "meter", "--space", "mbv3", "--preset", "small", "--measurements", str(tmp_path / "m.csv"), "--workspace", str(ws)]) == 0
+    budget = sorted(0.5 + space.flops(a) / 4e6 for a in archs)[7]
+    out = tmp_path / "r.json"
+    args = ["search", "--space", "mbv3", "--checkpoint", str(run), "--device", "meter", "--max-latency-ms",
+            f"{budget:.4f}", "--safety-margin", "0", "--sampler", "screened", "--study", "m",
+            "--workspace", str(ws), "--out", str(out)]
+    assert main([*args, "--trials", "52"]) == 0
+    assert main([*args, "--trials", "60"]) == 0  # resumed past the random start
+    result = json.loads(out.read_text())
+    trials = complete(load(f"sqlite:///{ws / 'studies.db'}", "m"))
+    keys = [json.dumps(t.user_attrs["arch"], sort_keys=True) for t in trials]
+    assert len(trials) == 60 and len(set(keys)) == 60
+    assert result["trials"]["feasible"] == 60
+    assert result["recommended"]["predicted"]["latency_ms@meter"] <= budget
