@@ -53,7 +53,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edgenas {args.command}: interrupted; progress is saved, run the same command to resume",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `edgenas devices show X | head`: the reader left, nothing to report
+        _silence_stdout()
+        return 141
     return int(result or 0)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":
