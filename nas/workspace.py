@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 ENV_VAR = "EDGENAS_WORKSPACE"
@@ -22,11 +23,11 @@ def workspace_dir(explicit: str | Path | None = None) -> Path:
     return Path(env).expanduser() if env else Path.cwd() / DEFAULT
 
 
-def add_workspace_argument(parser: argparse.ArgumentParser) -> None:
-    """Add ``--workspace DIR`` to a sub-command's parser."""
-    parser.add_argument(
-        "--workspace",
-        metavar="DIR",
-        default=None,
-        help=f"workspace directory (default: ${ENV_VAR} or ./{DEFAULT})",
-    )
+def add_workspace_argument(parser: argparse.ArgumentParser, action_parsers: Sequence[argparse.ArgumentParser] = ()) -> None:
+    """Add ``--workspace DIR`` to a sub-command's parser, and to its actions' parsers if it
+    has actions (``edgenas devices --workspace W list`` and ``edgenas devices list
+    --workspace W`` both work; an action's parser does not reset a value given before it)."""
+    help_text = f"workspace directory (default: ${ENV_VAR} or ./{DEFAULT})"
+    parser.add_argument("--workspace", metavar="DIR", default=None, help=help_text)
+    for action in action_parsers:
+        action.add_argument("--workspace", metavar="DIR", default=argparse.SUPPRESS, help=help_text)

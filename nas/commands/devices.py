@@ -29,16 +29,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add_workspace_argument(sub.add_parser("list", help="devices with their validation figures"))
+    listing = sub.add_parser("list", help="devices with their validation figures")
     show = sub.add_parser("show", help="one device's profile: identity, how measured, figures")
     show.add_argument("name")
-    add_workspace_argument(show)
     imp = sub.add_parser("import", help="a device measured elsewhere (CSV: arch, latency_ms[, energy_mj])")
     imp.add_argument("name")
     imp.add_argument("--space", required=True, help="search space of the archs in the CSV")
     imp.add_argument("--preset", default=None, help="space preset (default for mbv3: small)")
     imp.add_argument("--measurements", required=True, metavar="FILE.csv")
-    add_workspace_argument(imp)
+    add_workspace_argument(p, (listing, show, imp))
     return p
 
 

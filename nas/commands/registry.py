@@ -21,11 +21,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="List, show, verify and export registered models. Every artifact's "
         "sha256 is checked before it is used.",
     )
-    add_workspace_argument(parser)
     parser.add_argument("--registry-url", default=None,
                         help="SQLAlchemy URL of a shared registry database (default: SQLite in the workspace)")
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    sub.add_parser("list", help="every entry, one line each").add_argument("--name", default=None)
+    listing = sub.add_parser("list", help="every entry, one line each")
+    listing.add_argument("--name", default=None)
     show = sub.add_parser("show", help="one entry as JSON")
     show.add_argument("ref")
     verify = sub.add_parser("verify", help="check artifacts against their sha256 (all entries by default)")
@@ -34,7 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     export.add_argument("ref")
     export.add_argument("--format", required=True, choices=FORMATS)
     export.add_argument("--out", required=True, metavar="DIR")
-    sub.add_parser("gc", help="remove artifact directories no entry refers to")
+    gc = sub.add_parser("gc", help="remove artifact directories no entry refers to")
+    add_workspace_argument(parser, (listing, show, verify, export, gc))
     return parser
 
 

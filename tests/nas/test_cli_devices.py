@@ -122,3 +122,17 @@ def test_unknown_device_names_the_fix(tmp_path, capsys):
     rc, _, err = run(capsys, "predict", "--device", "ghost", "--space", "nb201", "--all", "--out",
                      str(tmp_path / "o.csv"), "--workspace", str(tmp_path))  # fmt: skip
     assert rc == 2 and "edgenas profile --device ghost" in err
+
+
+def test_workspace_goes_before_or_after_the_action(tmp_path, capsys):
+    ws = str(tmp_path / "ws")
+    data = write_csv(tmp_path / "m.csv", ["arch", "latency_ms"], [r[:2] for r in mbv3_rows(8)])
+    assert run(capsys, "devices", "--workspace", ws, "import", "meter", "--space", "mbv3",
+               "--measurements", str(data))[0] == 0
+    for argv in (("devices", "--workspace", ws, "list"), ("devices", "list", "--workspace", ws)):
+        rc, out, _ = run(capsys, *argv)
+        assert rc == 0 and "meter" in out
+    for argv in (("registry", "--workspace", ws, "list"), ("registry", "list", "--workspace", ws)):
+        rc, out, _ = run(capsys, *argv)
+        assert rc == 0 and "registry is empty" in out
+    assert (tmp_path / "ws" / "profiles" / "meter.json").is_file()
