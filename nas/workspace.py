@@ -23,6 +23,25 @@ def workspace_dir(explicit: str | Path | None = None) -> Path:
     return Path(env).expanduser() if env else Path.cwd() / DEFAULT
 
 
+def profiles_dir(workspace: Path) -> Path:
+    """Where device profiles live: ``WORKSPACE/profiles/NAME.json``."""
+    return Path(workspace) / "profiles"
+
+
+def profile_path(workspace: Path, device: str) -> Path:
+    return profiles_dir(workspace) / f"{device}.json"
+
+
+def device_names(workspace: Path) -> list[str]:
+    """Devices profiled or imported in this workspace."""
+    return sorted(p.stem for p in profiles_dir(workspace).glob("*.json"))
+
+
+def measurements_url(workspace: Path) -> str:
+    """The workspace's measurement store (SQLite) as a SQLAlchemy URL."""
+    return f"sqlite:///{Path(workspace) / 'measurements.db'}"
+
+
 def add_workspace_argument(parser: argparse.ArgumentParser, action_parsers: Sequence[argparse.ArgumentParser] = ()) -> None:
     """Add ``--workspace DIR`` to a sub-command's parser, and to its actions' parsers if it
     has actions (``edgenas devices --workspace W list`` and ``edgenas devices list

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import EdgenasError
-from nas.workspace import add_workspace_argument, workspace_dir
+from nas.workspace import (
+    add_workspace_argument,
+    device_names,
+    measurements_url,
+    profile_path,
+    profiles_dir,
+    workspace_dir,
+)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -54,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
 def load_profile(workspace: Path, name: str) -> Any:
     from latency_predictors.device_profile import DeviceProfile
 
-    path = workspace / "profiles" / f"{name}.json"
+    path = profile_path(workspace, name)
     if not path.is_file():
-        known = sorted(p.stem for p in (workspace / "profiles").glob("*.json"))
+        known = device_names(workspace)
         raise EdgenasError(
             f"no device {name!r} in {workspace} (known: {', '.join(known) or 'none'}); "
             f"create it with `edgenas profile --device {name} ...` or `edgenas devices import {name} ...`"
@@ -67,7 +74,7 @@ def load_profile(workspace: Path, name: str) -> Any:
 def _list(workspace: Path) -> int:
     from latency_predictors.device_profile import DeviceProfile
 
-    paths = sorted((workspace / "profiles").glob("*.json"))
+    paths = [profile_path(workspace, n) for n in device_names(workspace)]
     if not paths:
         print(f"no device profiles in {workspace}; run `edgenas profile` or `edgenas devices import`")
         return 0
@@ -102,8 +109,8 @@ def _import(args: argparse.Namespace, workspace: Path) -> int:
 
     space = build_space(args.space, args.preset)
     rows = read_measurements_csv(args.measurements, space)
-    store = MeasurementStore(f"sqlite:///{workspace / 'measurements.db'}")
-    profile = import_device(args.name, space, rows, store, workspace / "profiles", str(args.measurements))
+    store = MeasurementStore(measurements_url(workspace))
+    profile = import_device(args.name, space, rows, store, profiles_dir(workspace), str(args.measurements))
     f = profile.validation.get(profile.predictor, {})
     line = f"imported {len(rows)} measurements of {args.name!r} ({profile.space['name']}); predictor {profile.predictor}"
     if "within_10pct" in f:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import EdgenasError
-from nas.workspace import add_workspace_argument, workspace_dir
+from nas.workspace import add_workspace_argument, measurements_url, workspace_dir
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             f"pass --space {profile.space.get('name')}"
         )
     archs = read_archs(space, args)
-    store = MeasurementStore(f"sqlite:///{workspace / 'measurements.db'}")
+    store = MeasurementStore(measurements_url(workspace))
     model = fit_cost_model(profile, store, space=space)
     preds = model.predict(archs)
     out = Path(args.out)

@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from nas.errors import EdgenasError
-from nas.workspace import add_workspace_argument, workspace_dir
+from nas.workspace import add_workspace_argument, measurements_url, profiles_dir, workspace_dir
 
 DEFAULT_PRESETS = {"mbv3": "small"}
 
@@ -84,13 +84,13 @@ def run(args: argparse.Namespace) -> int:
     plan = ProfilePlan(budget_minutes=args.budget_minutes, seed=args.seed, **plan_kwargs)
     try:
         profiler, reached, schedule = _profiler(args, workspace, timing)
-        store = MeasurementStore(f"sqlite:///{workspace / 'measurements.db'}")
+        store = MeasurementStore(measurements_url(workspace))
         profile = DeviceProfile(
             name=args.device, space=space.describe(), target=profiler.describe()["target"], reached=reached,
             backend=args.backend, schedule=schedule.to_json(), schedule_label=schedule.label,
             timing=timing.to_json(), energy=profiler.describe().get("energy", "not measured"),
         )  # fmt: skip
-        builder = ProfileBuilder(profile, space, profiler, store, workspace / "profiles", plan=plan,
+        builder = ProfileBuilder(profile, space, profiler, store, profiles_dir(workspace), plan=plan,
                                  progress=not args.no_progress)  # fmt: skip
         profile = builder.run()
     except ProfilingError as exc:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nas.workspace import add_workspace_argument, workspace_dir
+from nas.workspace import add_workspace_argument, profile_path, workspace_dir
 
 QUICKSTART_CONFIG: dict[str, Any] = {
     "seed": 0,
@@ -128,7 +128,7 @@ def profile_cpu(workspace: Path, minutes: float, progress: bool) -> None:
     """Step 5: this CPU through TVM (blocks and whole networks, predictors fitted and validated)."""
     from nas.cli import main as cli
 
-    path = workspace / "profiles" / f"{DEVICE}.json"
+    path = profile_path(workspace, DEVICE)
     if path.is_file():
         print(f"[5/9] device: {DEVICE} profiled before, reusing {path}")
         return

@@ -104,7 +104,9 @@ def attach_profile(view: DeviceView, workspace: Path) -> None:
         from latency_predictors.measurements import MeasurementStore, sqlite_url
     except ImportError:
         return
-    path = workspace / "profiles" / f"{view.name}.json"
+    from nas.workspace import profile_path
+
+    path = profile_path(workspace, view.name)
     if not path.is_file():
         return
     profile = DeviceProfile.load(path)

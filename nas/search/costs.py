@@ -102,9 +102,11 @@ def load_device(name: str, space: Any, workspace: Path) -> DeviceCost:
     """The cost source for ``--device NAME``: ``table:COLUMN`` (nb201) or a stored profile."""
     if name.startswith(TABLE_PREFIX):
         return _table_device(name, space)
-    path = workspace / "profiles" / f"{name}.json"
+    from nas.workspace import device_names, measurements_url, profile_path
+
+    path = profile_path(workspace, name)
     if not path.is_file():
-        known = sorted(p.stem for p in (workspace / "profiles").glob("*.json"))
+        known = device_names(workspace)
         hint = f"known: {', '.join(known)}" if known else "none is stored yet"
         extra = ", or table:COLUMN for nb201's measured devices" if space.name == "nb201" else ""
         raise EdgenasError(
@@ -126,19 +128,12 @@ def load_device(name: str, space: Any, workspace: Path) -> DeviceCost:
             f"device {name!r} was profiled on space {profile.space.get('name')} {profile.space}, not on "
             f"{space.describe()}; profile it on this space or search the space it was profiled on"
         )
-    store = MeasurementStore(_measurement_url(workspace))
+    store = MeasurementStore(measurements_url(workspace))
     try:
         model = fit_cost_model(profile, store, space=space)
     except ValueError as exc:
         raise EdgenasError(f"device {name!r}: {exc}") from None
     return ProfileCost(name, model, profile.to_json())
-
-
-def _measurement_url(workspace: Path) -> str:
-    for candidate in ("measurements.db", "measurements.sqlite"):
-        if (workspace / candidate).exists():
-            return f"sqlite:///{workspace / candidate}"
-    return f"sqlite:///{workspace / 'measurements.db'}"
 
 
 def _differs(profiled: dict[str, Any], searched: dict[str, Any]) -> bool:
