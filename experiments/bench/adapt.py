@@ -224,7 +224,7 @@ def write_all(root: Path, args: argparse.Namespace, device: str) -> Path:
     """Rewrite the results file from every finished run under ``root`` (any process's)."""
     records: list[dict[str, Any]] = []
     everything = argparse.Namespace(**{**vars(args), "datasets": ["mnist1d", "digits"],
-                                       "skews": sorted({2, 5, *args.skews}), "elastic": True})
+                                       "skews": sorted({2, 5, *args.skews}), "elastic": True, "only": None})
     for _, dataset, skew, scenario, decomposition in run_names(everything):
         done = root / _ / "done.json"
         if done.is_file():
