@@ -5,10 +5,9 @@ uploads, how the cloud aggregates accepted updates, and which accuracy counts:
 
 - ``nebula``: the knapsack picks modules by importance under the device's budgets; the
   device keeps its sub-model between rounds and downloads only the tensors whose cloud
-  copy changed since it last got them (or that it lacks; the classifier only when its
-  classes changed); the cloud averages each module over its holders, weighted by
-  normalised importance, and each class's classifier row over the devices that trained on
-  that class.
+  copy changed since it last got them (or that it lacks); the cloud averages each module
+  over its holders, weighted by normalised importance, and each class's classifier row
+  over the devices that trained on that class.
 - ``no_adaptation``: the cloud model as trained on proxy data, never fine-tuned.
 - ``local_only``: the device's Nebula sub-model, fine-tuned on local data only, kept.
 - ``fedavg``: the full model on every device (budgets ignored; violations counted).
@@ -111,11 +110,10 @@ class Method(abc.ABC):
 class Nebula(Method):
     """Modules by importance under the budgets; devices keep what they hold and fetch what changed.
 
-    The classifier stays the device's own while its classes stay the same (its rows were
-    trained on exactly that task); when its classes changed (a new environment), the stale
-    classifier is replaced by the cloud's, where each row is the average over the devices
-    that trained on that class. Batch-norm statistics describe the device's data and stay
-    on the device once it has them.
+    The classifier is the device's own (its rows were trained on its classes); only the rows
+    of classes it has not trained on yet come from the cloud, where each row is the average
+    over the devices that trained on that class. Batch-norm statistics describe the
+    device's data and stay on the device once it has them.
     """
 
     name = "nebula"
@@ -126,7 +124,8 @@ class Nebula(Method):
         cloud = sim.cloud.state_dict()
         cloud_versions, held_versions = sim.cloud_versions, sim.held_versions.get(device, {})
         _, held = sim.local_states.get(device, (None, {}))
-        same_task = sim.held_classes.get(device) == sorted(set(np.unique(y).tolist()))
+        known = set(sim.held_classes.get(device, ()))
+        new_rows = sorted(set(np.unique(y).tolist()) - known) if known else None
         state, sent, versions = {}, {}, {}
         for name, shape in decomp.shapes(arch).items():
             group = decomp.group(name)
@@ -134,10 +133,13 @@ class Nebula(Method):
             mine = held.get(name)
             if mine is not None and mine.shape != shape:
                 mine = None  # another slice of that tensor (its sub-network changed): fetch it
-            if name in decomp.head_keys and mine is not None and same_task:
-                state[name] = mine  # its own classifier, trained on the classes it still has
-            elif mine is not None and name not in decomp.head_keys and (
-                    held_versions.get(group) == versions[group] or name.endswith(LOCAL_STATS)):
+            if name in decomp.head_keys and mine is not None and new_rows is not None:
+                state[name] = mine.clone()  # its own classifier; the cloud's rows of new classes
+                if new_rows:
+                    rows = cloud[name][decomp.where(cloud[name].shape, shape)][new_rows]
+                    state[name][new_rows] = rows
+                    sent[name] = rows
+            elif mine is not None and (held_versions.get(group) == versions[group] or name.endswith(LOCAL_STATS)):
                 state[name] = mine  # its own copy: the cloud has nothing newer, or its data's statistics
             else:
                 state[name] = cloud[name][decomp.where(cloud[name].shape, shape)].clone() if len(shape) \

@@ -239,7 +239,8 @@ class Simulation:
                                                              if not k.startswith("selector.")})
                 if plan.versions is not None:
                     self.held_versions[res.device] = plan.versions
-                    self.held_classes[res.device] = sorted(set(  # the task its classifier was trained on
+                    trained = set(self.held_classes.get(res.device, ()))
+                    self.held_classes[res.device] = sorted(trained | set(
                         np.unique(self.data.pool_y[devices[res.device].train]).tolist()))
             if res.update is None:
                 continue

@@ -54,7 +54,7 @@ def _xy(sim, device):
     return sim.data.pool_x[dev.train], sim.data.pool_y[dev.train]
 
 
-def test_nebula_takes_the_clouds_classifier_when_its_classes_changed(tmp_path, small_mnist1d):
+def test_nebula_fetches_rows_only_for_classes_new_to_the_device(tmp_path, small_mnist1d):
     sim, record = _after_one_round(tmp_path, small_mnist1d, "nebula")
     device = record["sampled"][0]
     known = sim.held_classes[device]
@@ -63,12 +63,12 @@ def test_nebula_takes_the_clouds_classifier_when_its_classes_changed(tmp_path, s
     y = y.copy()
     y[:3] = new  # as after a drift step that brought a new class
     plan = METHOD_TYPES["nebula"]().plan(sim, device, x, y)
-    cloud = sim.cloud.state_dict()
-    for name in HEAD_KEYS:  # its classifier is stale: the cloud's comes down
-        assert torch.equal(plan.state[name], cloud[name]) and name in plan.sent
-    stats = [k for k in plan.state if k.endswith("running_var")]
+    weight = "head.2.weight"
+    assert plan.sent[weight].shape[0] == 1  # one row travels
+    assert torch.equal(plan.state[weight][new], sim.cloud.state_dict()[weight][new])
     _, held = sim.local_states[device]
-    assert all(torch.equal(plan.state[k], held[k]) for k in stats)  # its data statistics stay
+    others = [c for c in range(10) if c != new]
+    assert torch.equal(plan.state[weight][others], held[weight][others])
 
 
 def test_local_only_keeps_the_clouds_selector(tmp_path, small_mnist1d):
