@@ -7,7 +7,8 @@ by name. Each layer computes ``x + sum_k g_k(x) * module_k(x)``: the selector's 
 ``g`` are per sample, non-zero on the top-k modules the sub-model holds; the skip module
 contributes nothing (the input passes through), so choosing it costs nothing. A module no
 sample of a batch is routed to is not run (its output would be multiplied by zero), so
-it gets no gradient and its batch-norm statistics stay as they were.
+it gets no gradient and its batch-norm statistics stay as they were (``run_unrouted =
+True`` runs every held module, as the space's FLOPs count them).
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class ModularNet(nn.Module):
         if len(arch.layers) != cfg.layers or max(max(layer) for layer in arch.layers) > cfg.skip:
             raise ValueError(f"arch {arch} does not fit {cfg.layers} layers of {cfg.modules}+1 modules")
         self.config, self.arch, self.width_ratio = cfg, arch, width_ratio
+        self.run_unrouted = False  # True: run every held module (cost counting, tracing)
         c = max(1, round(cfg.channels * width_ratio))
         h = max(1, round(cfg.module_channels * width_ratio))
         self.stem = Stem(cfg, c)
@@ -140,7 +142,7 @@ class ModularNet(nn.Module):
             out = h
             for key, module in layer.items():
                 gate = g[:, int(key)]
-                if not bool(gate.any()):  # routed to by no sample of the batch: not run, not trained
+                if not self.run_unrouted and not bool(gate.any()):  # no sample routed here: not run, not trained
                     continue
                 out = out + gate.view(-1, 1, 1, 1) * module(h)
             h = out
