@@ -28,7 +28,7 @@ class Cheapest:
     method: str
 
 
-class _Recorder:
+class ParamRecorder:
     """A stand-in Optuna trial: returns fixed choices and records every parameter's choices."""
 
     def __init__(self, params: dict[str, Any] | None = None, rng: random.Random | None = None) -> None:
@@ -47,7 +47,7 @@ class _Recorder:
 
 
 def _arch(space: Any, params: dict[str, Any]) -> Any:
-    return space.suggest(_Recorder(params))
+    return space.suggest(ParamRecorder(params))
 
 
 def _metric(problem: SearchProblem, archs: list[Any], metric: str) -> np.ndarray:
@@ -66,13 +66,13 @@ def cheapest(problem: SearchProblem, metric: str, starts: int = 4, sweeps: int =
         i = int(np.argmin(values))
         return Cheapest(metric, float(values[i]), archs[i], f"exact over all {len(archs):,} archs")
     rng = random.Random(seed)
-    probe = _Recorder()
+    probe = ParamRecorder()
     space.suggest(probe)
     choices = probe.choices
     smallest = space.smallest()
     starts_params = []
     for _k in range(starts):
-        rec = _Recorder(rng=rng)
+        rec = ParamRecorder(rng=rng)
         space.suggest(rec)
         starts_params.append(rec.params)
     best_value, best_arch, tried = float(_metric(problem, [smallest], metric)[0]), smallest, 1

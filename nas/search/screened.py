@@ -35,22 +35,8 @@ from typing import Any
 import numpy as np
 from optuna.samplers import BaseSampler
 
+from nas.search.feasibility import ParamRecorder
 from nas.search.objectives import constraint_values
-
-
-class _Choices:
-    """Records every Optuna parameter a space asks for (name -> choices) and answers from a dict."""
-
-    def __init__(self, params: dict[str, Any] | None = None) -> None:
-        self.params = params or {}
-        self.choices: dict[str, list[Any]] = {}
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        self.choices[name] = list(choices)
-        return self.params.get(name, self.choices[name][0])
-
-    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
-        return self.suggest_categorical(name, list(range(low, high + 1, step)))
 
 
 class ScreenedSampler(BaseSampler):
@@ -69,7 +55,7 @@ class ScreenedSampler(BaseSampler):
         self.parents = parents
         self.min_samples_leaf = min_samples_leaf
         self._rng = random.Random(seed)
-        probe = _Choices()
+        probe = ParamRecorder()
         problem.space.suggest(probe)
         self.choices = probe.choices
         self._acc_index = problem.names.index("accuracy")
@@ -116,7 +102,7 @@ class ScreenedSampler(BaseSampler):
 
     # --- proposals ----------------------------------------------------------------------------
     def _arch(self, params: dict[str, Any]) -> Any:
-        return self.problem.space.suggest(_Choices(params))
+        return self.problem.space.suggest(ParamRecorder(params))
 
     def _key(self, arch: Any) -> str:
         return json.dumps(self.problem.space.arch_to_json(arch), sort_keys=True)
