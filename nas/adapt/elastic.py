@@ -11,6 +11,7 @@ for another arch or with non-finite values is rejected alone, the others still a
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from collections.abc import Callable, Sequence
@@ -46,10 +47,15 @@ def _with_stage(space: Any, base: Any, stage: int, depth: int, kernel: int, expa
 
 
 def choose_elastic_arch(space: Any, budget: Cost, device: int = 0, batch_size: int = 32,
-                        compute: Callable[[Any], float] | None = None) -> Any:
-    """The largest-capacity stage-uniform mbv3 arch within ``budget`` (exact knapsack)."""
+                        compute: Callable[[Any], float] | None = None, resolution: int | None = None) -> Any:
+    """The largest-capacity stage-uniform mbv3 arch within ``budget`` (exact knapsack).
+
+    ``resolution``: the device's input size (default: the space's smallest); costs are at it.
+    """
     cfg = space.config
     small = space.smallest()
+    if resolution is not None:
+        small = dataclasses.replace(small, resolution=resolution)
     base = arch_cost(space, small, batch_size, compute)
     groups: list[Sequence[Item]] = []
     options: list[list[tuple[int, int, int]]] = []

@@ -1,6 +1,10 @@
 """One real adaptation round: a cloud checkpoint and device data directories on disk.
 
-The checkpoint is a safetensors file of a nebula cloud model (what a simulation writes
+Which decomposition runs follows from the checkpoint: a supernet training checkpoint
+(``edgenas train``'s output directory or its ``checkpoint.json``) runs the elastic round
+of :mod:`nas.adapt.real_elastic`; a single ``.safetensors`` file runs the modular one here.
+
+The modular checkpoint is a safetensors file of a nebula cloud model (what a simulation writes
 to ``out_dir/state/nebula.safetensors`` or ``cloud_pretrained.safetensors``). Each device
 directory holds ``data.safetensors`` with ``x`` (float32 ``(N, C, H, W)``), ``y`` (int64)
 and optionally ``test_x``/``test_y``, and optionally ``budget.json`` with ``memory``,
@@ -34,25 +38,57 @@ from search_spaces.modular import ModularNet
 log = logging.getLogger("edgenas.adapt")
 
 
-def _device_data(path: Path) -> dict[str, np.ndarray]:
+def device_data(path: Path) -> dict[str, np.ndarray]:
+    """A device directory's ``data.safetensors`` as numpy arrays (``x``, ``y``, optional ``test_x``/``test_y``)."""
     file = path / "data.safetensors"
     if not file.is_file():
         raise EdgenasError(f"device directory {path} has no data.safetensors (tensors x and y)")
-    tensors = {k: v.numpy() for k, v in load_file(str(file)).items()}
-    if "x" not in tensors or "y" not in tensors or tensors["x"].ndim != 4:
-        raise EdgenasError(f"{file}: needs x as (N, C, H, W) float32 and y as int64 labels")
+    try:
+        tensors = {k: v.numpy() for k, v in load_file(str(file)).items()}
+    except Exception as exc:  # safetensors raises its own error types for malformed files
+        raise EdgenasError(f"{file} is not a readable safetensors file ({exc})") from None
+    if "x" not in tensors or "y" not in tensors or tensors["x"].ndim != 4 or len(tensors["x"]) != len(tensors["y"]):
+        raise EdgenasError(f"{file}: needs x as (N, C, H, W) and y as N int64 labels")
+    if len(tensors["y"]) < 2:
+        raise EdgenasError(f"{file}: needs at least 2 training samples (batch norm)")
     return tensors
+
+
+def device_budget(path: Path, default: Cost) -> Cost:
+    """The device's ``budget.json`` (``memory``, ``compute``, ``bandwidth``), else ``default``."""
+    file = path / "budget.json"
+    if not file.is_file():
+        return default
+    try:
+        return Cost(**{k: float(v) for k, v in json.loads(file.read_text()).items()})
+    except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
+        raise EdgenasError(f"{file}: needs memory, compute and bandwidth numbers ({exc})") from None
+
+
+def is_training_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a supernet training checkpoint (not a single nebula ``.safetensors``)."""
+    from nas.training.checkpoint import find_checkpoint
+
+    return path.is_dir() or path.suffix == ".json" or (path.suffix == ".safetensors" and find_checkpoint(path) is not None)
 
 
 def adapt_round(config: AdaptConfig) -> dict[str, Any]:
     """Run one round over ``config.device_dirs`` from ``config.checkpoint``; returns the record."""
     ckpt = Path(config.checkpoint or "")
-    if not ckpt.is_file():
-        raise EdgenasError(f"checkpoint {ckpt} does not exist: point it at a nebula cloud .safetensors file")
-    state = load_file(str(ckpt))
+    if not ckpt.exists():
+        raise EdgenasError(f"checkpoint {ckpt} does not exist: point it at an `edgenas train` output directory "
+                           "or a nebula cloud .safetensors file")
+    if is_training_checkpoint(ckpt):
+        from nas.adapt.real_elastic import adapt_supernet_round
+
+        return adapt_supernet_round(config)
+    try:
+        state = load_file(str(ckpt))
+    except Exception as exc:  # safetensors raises its own error types for malformed files
+        raise EdgenasError(f"checkpoint {ckpt} is not a readable safetensors file ({exc})") from None
     if "head.2.weight" not in state:
         raise EdgenasError(f"checkpoint {ckpt} is not a nebula cloud model (no head.2.weight)")
-    devices = [(Path(d), _device_data(Path(d))) for d in config.device_dirs]
+    devices = [(Path(d), device_data(Path(d))) for d in config.device_dirs]
     c, h, w = devices[0][1]["x"].shape[1:]
     preset = config.cloud.preset or ("mnist1d" if h == 1 else "digits")
     space = get_space("nebula", preset=preset, in_channels=int(c), height=int(h), width=int(w),
@@ -68,8 +104,7 @@ def adapt_round(config: AdaptConfig) -> dict[str, Any]:
                               "rejected": [], "budget_errors": [], "bytes_down": 0, "bytes_up": 0}
     accepted = []
     for i, (path, data) in enumerate(devices):
-        budget_file = path / "budget.json"
-        budget = Cost(**json.loads(budget_file.read_text())) if budget_file.is_file() else costs.full()
+        budget = device_budget(path, costs.full())
         x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
         importance = module_importance(cloud, x)
         try:
@@ -105,5 +140,6 @@ def adapt_round(config: AdaptConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in cloud.state_dict().items()}, str(out / "cloud_adapted.safetensors"))
     record["version_after"] = state_version(cloud.state_dict(), 1)
+    record["output"] = str(out / "cloud_adapted.safetensors")
     (out / "round.json").write_text(json.dumps(record, indent=1))
     return record

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
         record = adapt_round(config)
         print(f"adapted {len(record['devices'])} devices ({len(record['rejected'])} rejected, "
-              f"{len(record['budget_errors'])} over budget); wrote {config.out_dir}/cloud_adapted.safetensors")
+              f"{len(record['budget_errors'])} over budget); wrote {record['output']}")
         return 0
     from nas.adapt.simulator import simulate
 

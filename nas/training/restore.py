@@ -29,11 +29,10 @@ class TrainedSupernet:
     device: torch.device
 
 
-def load_trained(path: str | Path, device: str = "auto") -> TrainedSupernet:
-    """Rebuild space, supernet and data splits from the checkpoint at ``path``."""
+def load_supernet(path: str | Path) -> tuple[Any, torch.nn.Module, Checkpoint]:
+    """The space and supernet (CPU, eval mode) of the checkpoint at ``path``, without its data."""
     ckpt = read_checkpoint(path)
     try:
-        cfg = load_config(TrainConfig, ckpt.meta["config"])
         space_cfg = ckpt.meta["space_config"]
         space = build_space(space_cfg["name"], space_cfg["options"])
     except (KeyError, TypeError, EdgenasError) as exc:
@@ -43,9 +42,19 @@ def load_trained(path: str | Path, device: str = "auto") -> TrainedSupernet:
             f"{ckpt.path}: its metadata describes two different spaces (space_config builds another space "
             "than space); the file was edited or comes from another edgenas version"
         )
-    target = pick_device(device)
     model = space.build_supernet()
     load_model_state(model, ckpt)
+    return space, model.eval(), ckpt
+
+
+def load_trained(path: str | Path, device: str = "auto") -> TrainedSupernet:
+    """Rebuild space, supernet and data splits from the checkpoint at ``path``."""
+    space, model, ckpt = load_supernet(path)
+    try:
+        cfg = load_config(TrainConfig, ckpt.meta["config"])
+    except (KeyError, TypeError, EdgenasError) as exc:
+        raise EdgenasError(f"{ckpt.path}: metadata is incomplete or from another version ({exc})") from None
+    target = pick_device(device)
     model = model.to(target).eval()
     data = ckpt.meta.get("data", {})
     splits = load_splits(cfg.data, cfg.seed, int(data.get("image_size", cfg.data.image_size or 32)))
