@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from nas.report.collect import DeviceView
 
@@ -36,11 +37,7 @@ def write_figures(views: list[DeviceView], out_dir: Path) -> list[Path]:
         ax.set_ylabel("accuracy (%)")
         ax.set_title(view.name)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out_dir / f"pareto_{view.name}.png"
-        fig.savefig(path)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, out_dir / f"pareto_{view.name}.png"))
         if view.validation_pairs:
             fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=150)
             measured = [m for m, _ in view.validation_pairs]
@@ -53,9 +50,15 @@ def write_figures(views: list[DeviceView], out_dir: Path) -> list[Path]:
             ax.set_ylabel("predicted latency (ms)")
             ax.set_title(f"{view.name}: latency predictor")
             ax.legend(fontsize=7)
-            fig.tight_layout()
-            path = out_dir / f"validation_{view.name}.png"
-            fig.savefig(path)
-            plt.close(fig)
-            written.append(path)
+            written.append(save_figure(fig, out_dir / f"validation_{view.name}.png"))
     return written
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Lay out, write and close a matplotlib figure; returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 import json
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +37,31 @@ document.querySelectorAll('table.sortable th').forEach(function(th, col){
 """
 
 
-def render(data: ReportData, path: Path) -> Path:
-    """Write the report to ``path`` (self-contained HTML); returns ``path``."""
+def render(data: ReportData | None, path: Path, adapt_runs: Sequence[Any] = ()) -> Path:
+    """Write the report to ``path`` (self-contained HTML); returns ``path``.
+
+    ``data``: a study's search (``None``: none); ``adapt_runs``: :class:`nas.report.adapt.AdaptRun`
+    sections (``edgenas adapt`` outputs) after it.
+    """
     from plotly.offline import get_plotlyjs
 
-    parts = [_summary(data)]
-    for view in data.devices:
-        parts.append(_device_section(view))
-    parts.append(_registered_section(data))
+    from nas.report.adapt import adapt_section
+
+    parts = []
+    if data is not None:
+        parts.append(_summary(data))
+        for view in data.devices:
+            parts.append(_device_section(view))
+        parts.append(_registered_section(data))
+    parts.extend(adapt_section(run) for run in adapt_runs)
     body = "\n".join(parts)
-    title = f"edgenas report: {html.escape(data.study)}"
+    subject = data.study if data is not None else ", ".join(run.name for run in adapt_runs)
+    title = f"edgenas report: {html.escape(subject)}"
+    generated = data.generated if data is not None else time.strftime("%Y-%m-%d %H:%M:%S %Z")
     page = (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
         f"<style>{_STYLE}</style><script>{get_plotlyjs()}</script></head><body>"
-        f"<h1>{title}</h1><p class='muted'>generated {html.escape(data.generated)}</p>{body}"
+        f"<h1>{title}</h1><p class='muted'>generated {html.escape(generated)}</p>{body}"
         f"<script>{_SORT_JS}</script></body></html>"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
