@@ -58,7 +58,7 @@ def test_digits_are_the_real_scikit_learn_scans() -> None:
     assert big.train.images.shape[1:] == (3, 32, 32) and big.train.images.dtype == torch.uint8
 
 
-def _write_cifar10(root: Path, n: int = 20) -> tuple[np.ndarray, list[int]]:
+def _write_cifar10(root: Path, n: int = 20, n_test: int = 5) -> tuple[np.ndarray, list[int]]:
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -67,7 +67,7 @@ def _write_cifar10(root: Path, n: int = 20) -> tuple[np.ndarray, list[int]]:
     for i in range(1, 6):
         batch = {b"batch_label": b"training batch", b"labels": labels, b"data": data, b"filenames": []}
         (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch, protocol=2))
-    (folder / "test_batch").write_bytes(pickle.dumps({b"labels": labels[:5], b"data": data[:5]}, protocol=2))
+    (folder / "test_batch").write_bytes(pickle.dumps({b"labels": labels[:n_test], b"data": data[:n_test]}, protocol=2))
     names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
     (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [s.decode() for s in names]}, protocol=2))
     return data, labels
