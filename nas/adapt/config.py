@@ -57,6 +57,9 @@ class LocalSection:
     epochs: int = 2
     batch_size: int = 32
     lr: float = 0.05
+    # after local training, recompute batch-norm statistics over the local data (as OFA does
+    # for sub-networks), so they match the weights the device ends with
+    recalibrate_bn: bool = True
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ class LocalTraining:
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    recalibrate_bn: bool = True  # recompute batch-norm statistics over the local data after training
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
@@ -101,6 +102,34 @@ def _saved_activation_bytes(net: torch.nn.Module, x: torch.Tensor, y: torch.Tens
     return sum(seen.values())
 
 
+@torch.no_grad()
+def recalibrate_bn(net: torch.nn.Module, x: torch.Tensor, batch_size: int) -> None:
+    """Batch-norm running statistics recomputed over ``x`` with the weights ``net`` ends with.
+
+    Running averages collected during a few SGD steps mix statistics of earlier weights (and,
+    for weights the cloud just averaged, of weights the device never had). OFA recalibrates
+    every sub-network the same way. A layer no batch reached (an unrouted module) keeps its
+    statistics.
+    """
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    was = net.training
+    net.train()
+    for i in range(0, len(x), batch_size):
+        if len(x[i : i + batch_size]) >= 2:
+            net(x[i : i + batch_size])
+    net.train(was)
+    for m, (momentum, mean, var, count) in zip(norms, saved):
+        if int(m.num_batches_tracked) == 0:
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+        m.num_batches_tracked.copy_(count + m.num_batches_tracked)
+        m.momentum = momentum
+
+
 def run_device(job: DeviceJob) -> DeviceResult:
     """Fine-tune the job's model on its local data and pack the trained tensors."""
     torch.set_num_threads(1)
@@ -131,6 +160,8 @@ def run_device(job: DeviceJob) -> DeviceResult:
             loss.backward()
             opt.step()
             times.append(time.perf_counter() - start)
+    if job.training.recalibrate_bn and times:
+        recalibrate_bn(net, x, cfg.batch_size)
     after = accuracy(net, job.test_x, job.test_y)
     state = net.state_dict()
     update = None

@@ -124,7 +124,8 @@ def adapt_supernet_round(config: AdaptConfig) -> dict[str, Any]:
             continue
         sub = decomp.extract(supernet.state_dict(), arch)
         job = DeviceJob(i, decomp.spec(), arch.to_json(), 1.0, pack(sub), version, x, y, test_x, test_y,
-                        LocalTraining(config.local.epochs, config.local.batch_size, config.local.lr),
+                        LocalTraining(config.local.epochs, config.local.batch_size, config.local.lr,
+                                      recalibrate_bn=config.local.recalibrate_bn),
                         config.seed + i, True, None, num_classes)
         record["bytes_down"] += len(job.weights)
         res = run_device(job)

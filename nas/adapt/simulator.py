@@ -221,7 +221,8 @@ class Simulation:
                 log.warning("round %d %s: device %d dropped out (no update)", r + 1, method.name, d)
                 record["failed"].append(d)
                 continue
-            training = LocalTraining(cfg.local.epochs if plan.train else 0, cfg.local.batch_size, cfg.local.lr)
+            training = LocalTraining(cfg.local.epochs if plan.train else 0, cfg.local.batch_size, cfg.local.lr,
+                                     recalibrate_bn=cfg.local.recalibrate_bn)
             imp = tuple(map(tuple, plan.importance.tolist())) if plan.importance is not None else None
             jobs.append(DeviceJob(d, self.decomp.spec(), plan.arch.to_json(), plan.width_ratio,
                                   pack(plan.state), version, x, self.data.pool_y[data.train],
