@@ -173,11 +173,15 @@ def main() -> None:
     parser.add_argument("--out", help="results JSON (default experiments/results/adapt.json)")
     parser.add_argument("--quiet", action="store_true", help="no per-round progress bars")
     parser.add_argument("--only", nargs="+", help="run only these runs (names as in the progress lines)")
+    parser.add_argument("--tables", action="store_true", help="print the finished runs as Markdown tables, run nothing")
     args = parser.parse_args()
     if args.smoke:
         args.rounds, args.pretrain_steps, args.sharpen_steps = 3, 100, 30
         args.elastic_rounds, args.elastic_pretrain_steps = 2, 30
         args.runs_dir = args.runs_dir + "_smoke"
+    if args.tables:
+        print(markdown_tables(Path(args.runs_dir)))
+        return
     torch.set_num_threads(1)
     root = Path(args.runs_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -231,6 +235,52 @@ def write_all(root: Path, args: argparse.Namespace, device: str) -> Path:
             records_of(dataset, skew, scenario, decomposition, json.loads(done.read_text()), device, args,
                        records, emit=_keep)
     return write_results(records, BENCH + ("_smoke" if args.smoke else ""), args.out)
+
+
+NAMES = {"mnist1d": "MNIST-1D", "digits": "digits", "nebula": "Nebula", "no_adaptation": "no adaptation",
+         "local_only": "local only", "fedavg": "FedAvg", "heterofl": "HeteroFL"}
+
+
+def markdown_tables(root: Path) -> str:
+    """The README's tables from the finished runs under ``root``: per method, then Nebula's margins."""
+    done = {p.parent.name: json.loads(p.read_text()) for p in sorted(root.glob("*/done.json"))}
+    lines = ["| data | skew | method | one-step: acc (%) | continuous: acc (%) | one-step: acc after local training (%) "
+             "| continuous: acc after local training (%) | KB per device-round (one-step / continuous) | train memory (MB) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    margins = ["| data | skew | scenario | Nebula margin over best baseline (points) | best baseline | comm. vs FedAvg "
+               "| comm. vs HeteroFL | rounds to 80 % (Nebula) |", "|---|---|---|---|---|---|---|---|"]
+    for dataset in ("mnist1d", "digits"):
+        for skew in (2, 5):
+            runs = {s: done.get(f"{dataset}_m{skew}_{s}") for s in SCENARIOS}
+            if not all(runs.values()):
+                continue
+            one, cont = (runs[s]["summary"] for s in SCENARIOS)
+            for method in one:
+                a, b = one[method], cont[method]
+                lines.append(f"| {NAMES[dataset]} | {skew} of 10 | {NAMES[method]} | {a['accuracy_final']:.1f} | "
+                             f"{b['accuracy_final']:.1f} | {a['accuracy_final_after_training']:.1f} | "
+                             f"{b['accuracy_final_after_training']:.1f} | {a['bytes_per_device_round'] / 1e3:.1f} / "
+                             f"{b['bytes_per_device_round'] / 1e3:.1f} | {a['peak_memory_bytes_mean'] / 1e6:.2f} |")
+            for scenario, summary in zip(SCENARIOS, (one, cont)):
+                neb = summary["nebula"]
+                others = {k: v["accuracy_final"] for k, v in summary.items() if k != "nebula"}
+                best = max(others, key=others.get)
+                ratio = {b: summary[b]["bytes_per_device_round"] / neb["bytes_per_device_round"]
+                         for b in ("fedavg", "heterofl")}
+                reach = neb["rounds_to_target"] or "not reached"
+                margins.append(f"| {NAMES[dataset]} | {skew} of 10 | {scenario.replace('_', '-')} | "
+                               f"{neb['accuracy_final'] - others[best]:+.1f} | {NAMES[best]} | {ratio['fedavg']:.2f}x | "
+                               f"{ratio['heterofl']:.2f}x | {reach} |")
+    elastic = done.get("digits_m2_one_step_elastic")
+    out = "\n".join(lines) + "\n\n" + "\n".join(margins)
+    if elastic:
+        rows = ["| elastic (mbv3), digits, 2 of 10, one-step | acc (%) | acc after local training (%) "
+                "| KB per device-round | blocks per device |", "|---|---|---|---|---|"]
+        for method, s in elastic["summary"].items():
+            rows.append(f"| {NAMES[method]} | {s['accuracy_final']:.1f} | {s['accuracy_final_after_training']:.1f} | "
+                        f"{s['bytes_per_device_round'] / 1e3:.1f} | {s['modules_per_device_mean']:.1f} |")
+        out += "\n\n" + "\n".join(rows)
+    return out
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ Each device directory holds:
   ``y`` int64 labels, and optionally ``test_x``/``test_y`` (default: the training data);
 - ``budget.json`` (optional): ``memory``, ``compute`` and ``bandwidth`` (default: the full
   supernet's cost at the device's resolution);
-- ``arch.json`` (optional): the device's sub-network, e.g. the one ``edgenas search``
-  picked for it (an arch's JSON, or an object with an ``arch`` key). Without it the
+- ``arch.json`` (optional): the device's sub-network: an arch's JSON, an object with an
+  ``arch`` key, or the ``--out`` file of ``edgenas search`` for that device (its recommended arch). Without it the
   stage-wise knapsack picks the largest sub-network within the budget.
 
 Every device fine-tunes its slice of the supernet. Its update passes the same checks as
@@ -77,6 +77,10 @@ def device_arch(path: Path, space: Any, decomp: ElasticDecomposition, budget: Co
         return choose_elastic_arch(space, budget, device, decomp.batch_size, resolution=resolution)
     try:
         data = json.loads(file.read_text())
+        if isinstance(data, dict) and "recommended" in data:  # an `edgenas search --out` file as is
+            if not data["recommended"]:
+                raise ValueError("the search found no feasible arch")
+            data = data["recommended"]
         arch = space.arch_from_json(data.get("arch", data) if isinstance(data, dict) else data)
         space.validate(arch)
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:

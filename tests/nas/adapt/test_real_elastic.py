@@ -52,7 +52,7 @@ def test_elastic_round_absorbs_device_slices_into_a_new_checkpoint(trained_dir, 
     dirs = [
         _device(tmp_path, "knapsack", images[two][:60].contiguous(), labels[two][:60].contiguous(), budget=tight),
         _device(tmp_path, "searched", images[~two][:50].contiguous(), labels[~two][:50].contiguous(),
-                arch={"arch": small.to_json()}),
+                arch={"recommended": {"arch": small.to_json(), "accuracy": 50.0}, "front": []}),
         _device(tmp_path, "tiny_budget", images[:40].contiguous(), labels[:40].contiguous(),
                 budget={"memory": 1.0, "compute": 1.0, "bandwidth": 1.0}),
     ]
