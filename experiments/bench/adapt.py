@@ -53,7 +53,8 @@ def run_config(dataset: str, skew: int, scenario: str, args: argparse.Namespace,
                decomposition: str = "modular") -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "data": {"name": dataset},
-        "devices": {"count": args.devices, "per_round_min": 10, "per_round_max": 25, "classes_per_device": skew},
+        "devices": {"count": args.devices, "per_round_min": 10, "per_round_max": 25, "classes_per_device": skew,
+                    "budget_low": args.budget_low},
         "cloud": {"pretrain_steps": args.pretrain_steps, "sharpen_steps": args.sharpen_steps,
                   "min_importance": args.min_importance},
         "local": {"epochs": args.local_epochs},
@@ -164,6 +165,8 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=800)
     parser.add_argument("--sharpen-steps", type=int, default=200)
     parser.add_argument("--min-importance", type=float, default=0.15)
+    parser.add_argument("--budget-low", type=float, default=0.15,
+                        help="budgets are log-uniform from this fraction of the full model's cost to 1")
     parser.add_argument("--no-elastic", dest="elastic", action="store_false", help="skip the elastic mbv3 run")
     parser.add_argument("--elastic-rounds", type=int, default=4)
     parser.add_argument("--elastic-pretrain-steps", type=int, default=300)
