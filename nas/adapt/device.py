@@ -111,7 +111,8 @@ def recalibrate_bn(net: torch.nn.Module, x: torch.Tensor, batch_size: int) -> No
     every sub-network the same way. A layer no batch reached (an unrouted module) keeps its
     statistics.
     """
-    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in net.modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None]
     saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in norms]
     for m in norms:
         m.reset_running_stats()
