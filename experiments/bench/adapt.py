@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument("--elastic-pretrain-steps", type=int, default=300)
     parser.add_argument("--parallel", choices=("auto", "ray", "sequential"), default="sequential")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--runs-dir", default="runs/bench_adapt_v3", help="per-run state (resumable)")
+    parser.add_argument("--runs-dir", default="runs/bench_adapt_v4", help="per-run state (resumable)")
     parser.add_argument("--out", help="results JSON (default experiments/results/adapt.json)")
     parser.add_argument("--quiet", action="store_true", help="no per-round progress bars")
     parser.add_argument("--only", nargs="+", help="run only these runs (names as in the progress lines)")

@@ -119,16 +119,21 @@ def recalibrate_bn(net: torch.nn.Module, x: torch.Tensor, batch_size: int) -> No
         m.momentum = None  # cumulative average over the batches below
     was = net.training
     net.train()
-    for i in range(0, len(x), batch_size):
-        if len(x[i : i + batch_size]) >= 2:
-            net(x[i : i + batch_size])
-    net.train(was)
-    for m, (momentum, mean, var, count) in zip(norms, saved):
-        if int(m.num_batches_tracked) == 0:
-            m.running_mean.copy_(mean)
-            m.running_var.copy_(var)
-        m.num_batches_tracked.copy_(count + m.num_batches_tracked)
-        m.momentum = momentum
+    # equal batches only (a cumulative average weights batches, not samples): the short tail
+    # is dropped unless it is all there is
+    sizes = [min(batch_size, len(x) - i) for i in range(0, len(x), batch_size)]
+    try:
+        for i, size in zip(range(0, len(x), batch_size), sizes):
+            if size >= 2 and (size == batch_size or len(sizes) == 1):
+                net(x[i : i + size])
+    finally:
+        net.train(was)
+        for m, (momentum, mean, var, count) in zip(norms, saved):
+            if int(m.num_batches_tracked) == 0:
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(count + m.num_batches_tracked)
+            m.momentum = momentum
 
 
 def run_device(job: DeviceJob) -> DeviceResult:

@@ -51,6 +51,14 @@ def device_data(path: Path) -> dict[str, np.ndarray]:
         raise EdgenasError(f"{file}: needs x as (N, C, H, W) and y as N int64 labels")
     if len(tensors["y"]) < 2:
         raise EdgenasError(f"{file}: needs at least 2 training samples (batch norm)")
+    if ("test_x" in tensors) != ("test_y" in tensors):
+        raise EdgenasError(f"{file}: has one of test_x and test_y; give both, or neither to test on x and y")
+    if "test_x" in tensors and (tensors["test_x"].ndim != 4 or len(tensors["test_x"]) != len(tensors["test_y"])
+                                or tensors["test_x"].shape[1:] != tensors["x"].shape[1:]):
+        raise EdgenasError(f"{file}: test_x must be (M, C, H, W) like x, with M labels in test_y")
+    for key in ("y", "test_y"):
+        if key in tensors and (tensors[key].ndim != 1 or tensors[key].min(initial=0) < 0):
+            raise EdgenasError(f"{file}: {key} must hold non-negative integer class labels")
     return tensors
 
 
@@ -69,7 +77,15 @@ def is_training_checkpoint(path: Path) -> bool:
     """Whether ``path`` is a supernet training checkpoint (not a single nebula ``.safetensors``)."""
     from nas.training.checkpoint import find_checkpoint
 
-    return path.is_dir() or path.suffix == ".json" or (path.suffix == ".safetensors" and find_checkpoint(path) is not None)
+    if path.is_dir() or path.suffix == ".json":
+        return True
+    meta = find_checkpoint(path) if path.suffix == ".safetensors" else None
+    if meta is None:
+        return False
+    try:  # a nebula file that merely sits beside a training checkpoint is not that checkpoint
+        return json.loads(meta.read_text()).get("weights") == path.name
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return True  # read_checkpoint names the problem
 
 
 def adapt_round(config: AdaptConfig) -> dict[str, Any]:

@@ -100,6 +100,14 @@ def adapt_supernet_round(config: AdaptConfig) -> dict[str, Any]:
     if out.resolve() == ckpt.path.parent.resolve():
         raise EdgenasError(f"out_dir {out} is the checkpoint's own directory: choose another out_dir, so that the "
                            "cloud model stays as it is")
+    if (out / "checkpoint.json").is_file():
+        try:
+            earlier = json.loads((out / "checkpoint.json").read_text()).get("adapted_from", {}).get("sha256")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            earlier = None
+        if earlier != ckpt.meta.get("sha256"):  # only a rerun of this very round may replace it
+            raise EdgenasError(f"out_dir {out} already holds another checkpoint: choose another out_dir or delete "
+                               "that one first")
     decomp = ElasticDecomposition(space, config.local.batch_size)
     data_meta = ckpt.meta.get("data", {})
     num_classes = space.config.num_classes

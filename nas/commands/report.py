@@ -34,11 +34,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from nas.errors import EdgenasError
     from nas.report import load_adapt_run, write_report
+    from nas.report.adapt import unique_names
 
     if args.study is None and not args.adapt:
         raise EdgenasError("give a STUDY (as printed by edgenas search), --adapt RUN_DIR (an edgenas adapt "
                            "out_dir), or both")
-    adapt_runs = [load_adapt_run(path) for path in args.adapt]
+    adapt_runs = unique_names([load_adapt_run(path) for path in args.adapt])
     workspace = workspace_dir(args.workspace)
     storage, display = None, ""
     if args.study is not None:

@@ -96,13 +96,14 @@ def _summary_table(run: AdaptRun) -> str:
             f"<tr><td class='l'>{html.escape(method)}</td><td>{s['accuracy_round1']:.1f}</td>"
             f"<td>{s['accuracy_final']:.1f}</td><td>{s.get('accuracy_final_after_training', 0.0):.1f}</td>"
             f"<td>{s['bytes_per_device_round'] / 1e3:.1f}</td><td>{s['peak_memory_bytes_mean'] / 1e6:.2f}</td>"
-            f"<td>{s.get('time_per_batch_ms_median', 0.0):.2f}</td><td>{'-' if reach is None else reach}</td>"
-            f"<td>{s.get('rejected', 0)}</td><td>{s.get('failed', 0)}</td><td>{s.get('budget_errors', 0)}</td></tr>")
+            f"<td>{s.get('time_per_batch_ms_median', 0.0):.2f}</td><td>{_esc('-' if reach is None else reach)}</td>"
+            f"<td>{_esc(s.get('rejected', 0))}</td><td>{_esc(s.get('failed', 0))}</td>"
+            f"<td>{_esc(s.get('budget_errors', 0))}</td></tr>")
     ratio_text = ", ".join(f"{v:.2f}x less than {k}" for k, v in ratios.items())
     return ("<table class='sortable'><thead><tr><th class='l'>method</th><th>acc. round 1 %</th>"
             "<th>acc. last 5 rounds %</th><th>acc. after local training %</th><th>KB per device-round</th>"
             "<th>train memory MB</th><th>ms per batch</th>"
-            f"<th>rounds to {run.config.get('target_accuracy', '?')} %</th><th>rejected</th><th>failed</th>"
+            f"<th>rounds to {_esc(run.config.get('target_accuracy', '?'))} %</th><th>rejected</th><th>failed</th>"
             f"<th>over budget</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
             + (f"<p>Nebula's communication: {html.escape(ratio_text)} (bytes both ways, serialised).</p>"
                if ratio_text else ""))
@@ -156,6 +157,20 @@ def _real_round_table(run: AdaptRun) -> str:
             "<table class='sortable'><thead><tr><th class='l'>device</th><th>acc. before %</th><th>acc. after %</th>"
             f"<th>train memory MB</th><th>ms per batch</th><th class='l'>sub-model</th></tr></thead><tbody>{rows}</tbody>"
             "</table>" + (f"<p>Not absorbed:</p><ul>{problems}</ul>" if problems else ""))
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def unique_names(runs: list[AdaptRun]) -> list[AdaptRun]:
+    """Give runs whose folders share a name distinct names (their figures and chart ids must not clash)."""
+    seen: dict[str, int] = {}
+    for run in runs:
+        seen[run.name] = seen.get(run.name, 0) + 1
+        if seen[run.name] > 1:
+            run.name = f"{run.name}-{seen[run.name]}"
+    return runs
 
 
 def write_adapt_figures(runs: list[AdaptRun], out_dir: Path) -> list[Path]:

@@ -33,6 +33,35 @@ def test_recalibration_sets_statistics_of_the_data_and_keeps_unreached_ones():
         out = net.conv(x).transpose(0, 1).reshape(4, -1)
     # the mean of the 4 batch means is the data's mean (equal batches)
     torch.testing.assert_close(net.bn.running_mean, out.mean(1), rtol=1e-4, atol=1e-4)
+    # and the mean of the unbiased batch variances
+    with torch.no_grad():
+        batches = net.conv(x).split(16)
+    var = torch.stack([b.transpose(0, 1).reshape(4, -1).var(1) for b in batches]).mean(0)
+    torch.testing.assert_close(net.bn.running_var, var, rtol=1e-4, atol=1e-4)
+    assert int(net.bn.num_batches_tracked) == 4
     assert net.bn.momentum == 0.1 and not net.training
     assert torch.equal(net.unused.running_mean, torch.full((4,), 3.0))
     assert torch.equal(net.unused.running_var, torch.full((4,), 2.0))
+
+
+def test_recalibration_drops_a_short_tail_and_restores_state_on_error():
+    torch.manual_seed(0)
+    net = _TwoPaths()
+    x = torch.randn(18, 2, 3, 3)
+    recalibrate_bn(net, x, batch_size=16)  # the 2-sample tail would count as much as 16 samples
+    with torch.no_grad():
+        full = net.conv(x[:16]).transpose(0, 1).reshape(4, -1)
+    torch.testing.assert_close(net.bn.running_mean, full.mean(1), rtol=1e-4, atol=1e-4)
+
+    class Broken(_TwoPaths):
+        def forward(self, x):
+            self.bn(self.conv(x))
+            raise RuntimeError("device ran out of memory")
+
+    broken = Broken()
+    broken.bn.running_mean.fill_(7.0)
+    try:
+        recalibrate_bn(broken, x, batch_size=16)
+    except RuntimeError:
+        pass
+    assert broken.bn.momentum == 0.1 and broken.training

@@ -108,3 +108,51 @@ def test_elastic_round_rejects_images_of_the_wrong_size(trained_dir, tmp_path, c
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "20x20" in err and "resize" in err
     assert not (tmp_path / "out" / "checkpoint.json").exists()
+
+
+def test_elastic_round_never_replaces_another_checkpoint(trained_dir, tmp_path, capsys):
+    import shutil
+
+    digits = load_digits(28).train
+    d = _device(tmp_path, "dev", digits.images[:30].contiguous(), digits.labels[:30].contiguous())
+    other = tmp_path / "other_run"
+    shutil.copytree(trained_dir, other)  # another training run's checkpoint
+    before = read_checkpoint(other).meta["sha256"]
+    config = tmp_path / "round.yaml"
+    config.write_text(yaml.safe_dump({"checkpoint": str(trained_dir), "device_dirs": [d], "out_dir": str(other),
+                                      "local": {"epochs": 1}}))
+    assert main(["adapt", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already holds another checkpoint" in err
+    assert read_checkpoint(other).meta["sha256"] == before
+    # a rerun of the same round may replace its own output
+    config.write_text(yaml.safe_dump({"checkpoint": str(trained_dir), "device_dirs": [d],
+                                      "out_dir": str(tmp_path / "adapted"), "local": {"epochs": 1}}))
+    assert main(["adapt", str(config), "--quiet"]) == 0
+    assert main(["adapt", str(config), "--quiet"]) == 0
+
+
+def test_device_data_needs_matching_test_tensors(trained_dir, tmp_path, capsys):
+    x = torch.zeros((10, 3, 28, 28), dtype=torch.uint8)
+    d = tmp_path / "dev"
+    d.mkdir()
+    save_file({"x": x, "y": torch.zeros(10, dtype=torch.int64), "test_x": x[:4].clone()}, str(d / "data.safetensors"))
+    config = tmp_path / "round.yaml"
+    config.write_text(yaml.safe_dump({"checkpoint": str(trained_dir), "device_dirs": [str(d)],
+                                      "out_dir": str(tmp_path / "out")}))
+    assert main(["adapt", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "test_x and test_y" in err
+
+
+def test_a_nebula_file_beside_a_training_checkpoint_is_not_taken_for_it(trained_dir, tmp_path):
+    import shutil
+
+    from nas.adapt.real import is_training_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_dir, run)
+    weights = read_checkpoint(run).meta["weights"]
+    save_file({"head.2.weight": torch.zeros(2, 2)}, str(run / "cloud_adapted.safetensors"))
+    assert is_training_checkpoint(run) and is_training_checkpoint(run / weights)
+    assert not is_training_checkpoint(run / "cloud_adapted.safetensors")

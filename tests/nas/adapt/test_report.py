@@ -63,3 +63,17 @@ def test_report_without_study_or_run_and_with_a_bad_run_fails_in_one_line(tmp_pa
     assert len(err.splitlines()) == 1 and "corrupt" in err
     assert main(["report", "--adapt", str(tmp_path / "missing"), "--workspace", str(tmp_path)]) == 2
     assert "no results.json" in capsys.readouterr().err
+
+
+def test_two_runs_with_the_same_folder_name_get_their_own_charts(tmp_path, small_mnist1d):
+    dirs = []
+    for parent in ("a", "b"):
+        run_dir = tmp_path / parent / "v3"
+        simulate(load_config(AdaptConfig, tiny_config(run_dir, methods=["nebula"], rounds=1)), progress=False,
+                 data=small_mnist1d)
+        dirs += ["--adapt", str(run_dir)]
+    out = tmp_path / "r.html"
+    assert main(["report", *dirs, "-o", str(out), "--workspace", str(tmp_path / "ws")]) == 0
+    page = out.read_text()
+    assert 'id="adapt-acc-v3"' in page and 'id="adapt-acc-v3-2"' in page
+    assert (tmp_path / "r_figures" / "adapt_v3.png").is_file() and (tmp_path / "r_figures" / "adapt_v3-2.png").is_file()
