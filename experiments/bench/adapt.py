@@ -43,6 +43,7 @@ from nas.adapt.config import AdaptConfig  # noqa: E402
 from nas.adapt.data import load_domain_data  # noqa: E402
 from nas.adapt.simulator import simulate  # noqa: E402
 from nas.config import load_config  # noqa: E402
+from nas.report.adapt import comm_ratios  # noqa: E402
 
 BENCH = "adapt"
 SCENARIOS = ("one_step", "continuous")
@@ -143,10 +144,8 @@ def records_of(dataset: str, skew: int, scenario: str, decomposition: str, finis
     neb = summary.get("nebula")
     if not neb:
         return
-    for base in ("fedavg", "heterofl"):
-        if base in summary:
-            ratio = summary[base]["bytes_per_device_round"] / max(1.0, neb["bytes_per_device_round"])
-            emit(records, BENCH, f"{prefix}/comm_reduction_vs_{base}", round(ratio, 2), "x", device, conf)
+    for base, ratio in comm_ratios(summary).items():
+        emit(records, BENCH, f"{prefix}/comm_reduction_vs_{base}", round(ratio, 2), "x", device, conf)
     others = {k: v["accuracy_final"] for k, v in summary.items() if k != "nebula"}
     if others:
         best = max(others, key=others.get)
@@ -268,8 +267,7 @@ def markdown_tables(root: Path) -> str:
                 neb = summary["nebula"]
                 others = {k: v["accuracy_final"] for k, v in summary.items() if k != "nebula"}
                 best = max(others, key=others.get)
-                ratio = {b: summary[b]["bytes_per_device_round"] / neb["bytes_per_device_round"]
-                         for b in ("fedavg", "heterofl")}
+                ratio = comm_ratios(summary)
                 reach = neb["rounds_to_target"] or "not reached"
                 margins.append(f"| {NAMES[dataset]} | {skew} of 10 | {scenario.replace('_', '-')} | "
                                f"{neb['accuracy_final'] - others[best]:+.1f} | {NAMES[best]} | {ratio['fedavg']:.2f}x | "

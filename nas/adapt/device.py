@@ -36,6 +36,12 @@ class LocalTraining:
     weight_decay: float = 5e-4
     recalibrate_bn: bool = True  # recompute batch-norm statistics over the local data after training
 
+    @classmethod
+    def from_section(cls, local: Any, epochs: int | None = None) -> LocalTraining:
+        """The config's ``local`` section (``epochs``: override, e.g. 0 for a device that does not train)."""
+        return cls(local.epochs if epochs is None else epochs, local.batch_size, local.lr,
+                   recalibrate_bn=local.recalibrate_bn)
+
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("local training needs epochs >= 0, batch_size >= 1 and lr > 0")

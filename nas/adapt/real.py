@@ -133,8 +133,7 @@ def adapt_round(config: AdaptConfig) -> dict[str, Any]:
         job = DeviceJob(i, ModularDecomposition(space, config.local.batch_size).spec(), arch.to_json(), 1.0,
                         pack(sub), version, x, y,
                         data.get("test_x", x).astype(np.float32), data.get("test_y", y).astype(np.int64),
-                        LocalTraining(config.local.epochs, config.local.batch_size, config.local.lr,
-                                      recalibrate_bn=config.local.recalibrate_bn),
+                        LocalTraining.from_section(config.local),
                         config.seed + i, True, tuple(map(tuple, importance.tolist())), space.config.num_classes)
         record["bytes_down"] += len(job.weights)
         res = run_device(job)

@@ -115,6 +115,7 @@ def adapt_supernet_round(config: AdaptConfig) -> dict[str, Any]:
     record: dict[str, Any] = {"checkpoint": str(ckpt.path), "decomposition": "elastic", "version_before": version,
                               "devices": [], "rejected": [], "budget_errors": [], "bytes_down": 0, "bytes_up": 0}
     accepted = []
+    state = supernet.state_dict()  # unchanged until every device has trained
     for i, name in enumerate(config.device_dirs):
         path = Path(name)
         data = device_data(path)
@@ -123,7 +124,7 @@ def adapt_supernet_round(config: AdaptConfig) -> dict[str, Any]:
         test_x = _inputs(data["test_x"], data_meta.get("mean"), data_meta.get("std"), space, path) \
             if "test_x" in data else x
         test_y = data["test_y"].astype(np.int64) if "test_y" in data else y
-        if y.min(initial=0) < 0 or max(y.max(initial=0), test_y.max(initial=0)) >= num_classes:
+        if max(y.max(initial=0), test_y.max(initial=0)) >= num_classes:  # device_data checked >= 0
             raise EdgenasError(f"{path}: labels must be in [0, {num_classes}) for this supernet")
         resolution = int(x.shape[-1])
         full = decomp.cost(dataclasses.replace(space.largest(), resolution=resolution))
@@ -134,10 +135,9 @@ def adapt_supernet_round(config: AdaptConfig) -> dict[str, Any]:
             log.warning("%s: %s", path, exc)
             record["budget_errors"].append(f"{path}: {exc}")
             continue
-        sub = decomp.extract(supernet.state_dict(), arch)
+        sub = decomp.extract(state, arch)
         job = DeviceJob(i, decomp.spec(), arch.to_json(), 1.0, pack(sub), version, x, y, test_x, test_y,
-                        LocalTraining(config.local.epochs, config.local.batch_size, config.local.lr,
-                                      recalibrate_bn=config.local.recalibrate_bn),
+                        LocalTraining.from_section(config.local),
                         config.seed + i, True, None, num_classes)
         record["bytes_down"] += len(job.weights)
         res = run_device(job)
@@ -155,7 +155,7 @@ def adapt_supernet_round(config: AdaptConfig) -> dict[str, Any]:
                                   "peak_memory_bytes": res.peak_memory_bytes,
                                   "time_per_batch_ms": 1e3 * res.time_per_batch_s})
     if accepted:
-        supernet.load_state_dict(weighted_average(supernet.state_dict(), accepted, where=decomp.where))
+        supernet.load_state_dict(weighted_average(state, accepted, where=decomp.where))
     record["version_after"] = state_version(supernet.state_dict(), 1 if accepted else 0)
     meta = {k: v for k, v in ckpt.meta.items() if k not in _FILE_KEYS}
     meta["adapted_from"] = {"checkpoint": str(ckpt.path), "sha256": ckpt.meta.get("sha256"),

@@ -221,8 +221,7 @@ class Simulation:
                 log.warning("round %d %s: device %d dropped out (no update)", r + 1, method.name, d)
                 record["failed"].append(d)
                 continue
-            training = LocalTraining(cfg.local.epochs if plan.train else 0, cfg.local.batch_size, cfg.local.lr,
-                                     recalibrate_bn=cfg.local.recalibrate_bn)
+            training = LocalTraining.from_section(cfg.local, None if plan.train else 0)
             imp = tuple(map(tuple, plan.importance.tolist())) if plan.importance is not None else None
             jobs.append(DeviceJob(d, self.decomp.spec(), plan.arch.to_json(), plan.width_ratio,
                                   pack(plan.state), version, x, self.data.pool_y[data.train],
@@ -389,6 +388,7 @@ def summarise(results: dict[str, Any], last: int = 5) -> dict[str, dict[str, Any
             "bytes_down": int(sum(r["bytes_down"] for r in rounds)),
             "bytes_up": int(sum(r["bytes_up"] for r in rounds)),
             "bytes_per_device_round": (sum(r["bytes_down"] + r["bytes_up"] for r in rounds)) / device_rounds,
+            "device_rounds": device_rounds,
             "rounds_to_target": reach,
             "peak_memory_bytes_mean": float(np.mean([r["peak_memory_bytes_mean"] for r in rounds])),
             "time_per_batch_ms_median": float(np.median([r["time_per_batch_ms_median"] for r in rounds])),

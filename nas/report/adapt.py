@@ -33,7 +33,6 @@ class AdaptRun:
     config: dict[str, Any]
     summary: dict[str, dict[str, Any]] = field(default_factory=dict)
     rounds: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    full_model_bytes: int = 0
     real_round: dict[str, Any] | None = None
 
 
@@ -55,8 +54,7 @@ def load_adapt_run(path: str | Path) -> AdaptRun:
         from nas.adapt.simulator import summarise
 
         rounds = {m: v.get("rounds", []) for m, v in data["methods"].items()}
-        return AdaptRun(name, file, data["config"], data.get("summary") or summarise(data), rounds,
-                        int(data.get("full_model_bytes", 0)))
+        return AdaptRun(name, file, data["config"], summarise(data), rounds)  # also for an unfinished run
     if isinstance(data, dict) and "devices" in data and "version_before" in data:
         return AdaptRun(name, file, {}, real_round=data)
     raise EdgenasError(f"{file} is not an `edgenas adapt` output (no methods or devices in it)")
@@ -125,20 +123,20 @@ def _accuracy_plot(run: AdaptRun) -> str:
 def _bytes_plot(run: AdaptRun) -> str:
     import plotly.graph_objects as go
 
-    methods = list(run.rounds)
-    per = {m: _bytes_per_device_round(run.rounds[m]) for m in methods}
+    methods = list(run.summary)
+    down, up = _bytes_per_device_round(run)
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=methods, y=[per[m][0] / 1e3 for m in methods], name="down (cloud to device)"))
-    fig.add_trace(go.Bar(x=methods, y=[per[m][1] / 1e3 for m in methods], name="up (device to cloud)"))
+    fig.add_trace(go.Bar(x=methods, y=[d / 1e3 for d in down], name="down (cloud to device)"))
+    fig.add_trace(go.Bar(x=methods, y=[u / 1e3 for u in up], name="up (device to cloud)"))
     fig.update_layout(barmode="stack", title="communication per device-round", yaxis_title="KB", height=360,
                       margin=dict(l=60, r=20, t=50, b=50))
     return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"adapt-bytes-{_id(run.name)}")
 
 
-def _bytes_per_device_round(rounds: list[dict[str, Any]]) -> tuple[float, float]:
-    device_rounds = sum(r.get("devices_reporting", 0) + len(r.get("failed", [])) for r in rounds) or 1
-    return (sum(r.get("bytes_down", 0) for r in rounds) / device_rounds,
-            sum(r.get("bytes_up", 0) for r in rounds) / device_rounds)
+def _bytes_per_device_round(run: AdaptRun) -> tuple[list[float], list[float]]:
+    """Bytes down and up per device-round of every method in ``run.summary``."""
+    s = run.summary
+    return ([s[m]["bytes_down"] / s[m]["device_rounds"] for m in s], [s[m]["bytes_up"] / s[m]["device_rounds"] for m in s])
 
 
 def _real_round_table(run: AdaptRun) -> str:
@@ -193,8 +191,8 @@ def write_adapt_figures(runs: list[AdaptRun], out_dir: Path) -> list[Path]:
         acc.set_xlabel("round")
         acc.set_ylabel("accuracy (%)")
         acc.legend(fontsize=7)
-        methods = list(run.rounds)
-        down, up = zip(*(_bytes_per_device_round(run.rounds[m]) for m in methods))
+        methods = list(run.summary)
+        down, up = _bytes_per_device_round(run)
         comm.bar(methods, [d / 1e3 for d in down], label="down")
         comm.bar(methods, [u / 1e3 for u in up], bottom=[d / 1e3 for d in down], label="up")
         comm.set_ylabel("KB per device-round")
