@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,12 +27,26 @@ from typing import Any
 import numpy as np
 
 from latency_predictors.energy import NOT_MEASURED
+from latency_predictors.errors import InputError
 from latency_predictors.measurements import Measurement, MeasurementStore
 from latency_predictors.predictors import BlockSumRegressor, WholeNetworkRegressor
 from search_spaces import BlockSpec, SearchSpace, space_from_description
 
 FORMAT_VERSION = 1
 PREDICTOR_KINDS = ("block_sum", "whole_network", "fewshot")
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+
+
+def validate_device_name(name: str) -> str:
+    """``name`` if it can name a profile file: letters, digits, ``-``, ``_`` and ``.``, 1 to 100
+    characters, not ``.`` or ``..``. Raises :class:`InputError` otherwise (a device name
+    becomes a file name, so a path must never pass)."""
+    if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
+        raise InputError(
+            f"device name {name!r} is not allowed: use 1 to 100 letters, digits, '-', '_' or '.' "
+            "(no path separators), e.g. pixel-7"
+        )
+    return name
 
 
 @dataclass
@@ -86,6 +101,7 @@ class DeviceProfile:
 
     def save(self, path: Path) -> Path:
         """Write atomically (a half-written profile never replaces a good one)."""
+        validate_device_name(self.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from latency_predictors.errors import InputError
 from latency_predictors.timing import Timing, TimingConfig, time_calls
 
 
@@ -28,7 +29,7 @@ class EagerProfiler:
 
     def __post_init__(self) -> None:
         if self.timing.clock == "cpu" and self.threads != 1:
-            raise ValueError("--clock cpu needs one thread (\"num-cores\": 1)")
+            raise InputError("--clock cpu needs one thread (\"num-cores\": 1)")
 
     def describe(self) -> dict[str, Any]:
         return {

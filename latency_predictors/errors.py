@@ -1,13 +1,35 @@
-"""The exception a profiling run raises when the device, not the caller's input, is the problem.
+"""The exceptions ``latency_predictors`` raises for problems a user can fix.
 
-Bad input (a malformed target, a CSV with missing columns) is a ``ValueError``. A device
-that cannot be reached, refuses a key or stops answering mid-profile is a
-:class:`ProfilingError`; its one-line message names the problem and what to do, and
-every measurement taken before it stays in the store.
+Every one of them carries a one-line message that names the problem and what to do;
+``edgenas`` prints it as is. They share the base :class:`PredictorsError`:
+
+- :class:`InputError` (also a ``ValueError``): bad input, such as a malformed target or a
+  CSV with missing columns.
+- :class:`ProfilingError` (also a ``RuntimeError``): the device cannot be reached, refuses
+  a key or stops answering mid-profile; every measurement taken before it stays stored.
+- :class:`DatabaseError` (also a ``RuntimeError``): a database URL that cannot be opened
+  or a server that cannot be reached.
+
+Anything else raised from this package is a bug, not a user error.
 """
 
 from __future__ import annotations
 
 
-class ProfilingError(RuntimeError):
+class PredictorsError(Exception):
+    """Base of the user-facing errors of ``latency_predictors``."""
+
+
+class InputError(PredictorsError, ValueError):
+    """Bad input: the message names the argument, file or row and the fix."""
+
+
+class ProfilingError(PredictorsError, RuntimeError):
     """The device could not be reached or stopped answering (measurements so far are kept)."""
+
+
+class DatabaseError(PredictorsError, RuntimeError):
+    """A database URL that cannot be opened, or a server that does not answer."""
+
+
+__all__ = ["DatabaseError", "InputError", "PredictorsError", "ProfilingError"]

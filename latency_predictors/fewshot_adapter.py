@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from latency_predictors.errors import InputError
 from latency_predictors.measurements import Measurement
 from search_spaces import SearchSpace
 
@@ -66,7 +67,7 @@ def fit_fewshot(space: SearchSpace, measurements: Sequence[Measurement], params:
     from latency_predictors.fewshot import FewShotLatencyRegressor
 
     if not fewshot_supported(space):
-        raise ValueError(f"few-shot prediction needs the nb201 space and its latency table, not {space.name}")
+        raise InputError(f"few-shot prediction needs the nb201 space and its latency table, not {space.name}")
     params = dict(params)
     reference = params.pop("reference", [])
     archs = [space.arch_from_json(m.item) for m in measurements]

@@ -31,9 +31,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
     select,
 )
+from sqlalchemy.exc import SQLAlchemyError
+
+from latency_predictors.database import database_url, open_engine
+from latency_predictors.errors import DatabaseError
 
 ROLES = ("block", "train", "holdout", "noise", "import")
 """``block``: one block at its shapes; ``train``/``holdout``: whole networks used for fitting
@@ -109,14 +112,15 @@ def sqlite_url(path: str | Path) -> str:
 class MeasurementStore:
     """Measurements in a relational database (created on first use)."""
 
-    def __init__(self, url: str) -> None:
-        if "://" not in url:
-            url = sqlite_url(url)
-        if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        self.url = url
-        self.engine = create_engine(url)
-        _metadata.create_all(self.engine)
+    def __init__(self, url: str | Path) -> None:
+        self.url = database_url(url)
+        self.engine = open_engine(self.url, "measurement store")
+        try:
+            _metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            first = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise DatabaseError(f"cannot use the measurement store {url} ({first}); "
+                                "point --workspace at another folder or move the damaged file aside") from None
 
     def add(self, m: Measurement, *, replace_existing: bool = False) -> None:
         """Persist ``m`` at once (committed before returning)."""

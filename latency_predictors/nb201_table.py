@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from latency_predictors.errors import InputError
+
 ENV_VAR = "EDGENAS_NB201_DIR"
 NUM_ARCHS = 15625
 
@@ -61,14 +63,14 @@ def read_nb201_csv(name: str, path: str | os.PathLike[str] | None = None) -> tup
         header = next(reader, [])
         rows = list(reader)
     if header[:2] != ["arch", "cellstr"]:
-        raise ValueError(f"{file}: the first columns must be 'arch,cellstr', got {header[:2]}")
+        raise InputError(f"{file}: the first columns must be 'arch,cellstr', got {header[:2]}")
     try:
         rows.sort(key=lambda r: int(r[0]))
         indices = [int(r[0]) for r in rows]
     except (ValueError, IndexError):
-        raise ValueError(f"{file}: column 'arch' must hold integer NB201 indices") from None
+        raise InputError(f"{file}: column 'arch' must hold integer NB201 indices") from None
     if indices != list(range(NUM_ARCHS)):
-        raise ValueError(f"{file}: expected NB201 indices 0..{NUM_ARCHS - 1} once each")
+        raise InputError(f"{file}: expected NB201 indices 0..{NUM_ARCHS - 1} once each")
     return header, rows
 
 
@@ -116,9 +118,9 @@ def load_nb201_latency(path: str | os.PathLike[str] | None = None) -> NB201Laten
     try:
         values = np.array([[float(v) for v in r[2:]] for r in rows], dtype=np.float64)
     except ValueError as exc:
-        raise ValueError(f"latency_ms.csv: non-numeric latency ({exc})") from None
+        raise InputError(f"latency_ms.csv: non-numeric latency ({exc})") from None
     if values.shape != (NUM_ARCHS, len(devices)) or not devices:
-        raise ValueError(f"latency_ms.csv: expected {NUM_ARCHS} rows of {len(devices)} latencies")
+        raise InputError(f"latency_ms.csv: expected {NUM_ARCHS} rows of {len(devices)} latencies")
     if not np.all(values > 0):
-        raise ValueError("latency_ms.csv: latencies must be positive")
+        raise InputError("latency_ms.csv: latencies must be positive")
     return NB201LatencyTable(devices, tuple(r[1] for r in rows), values)

@@ -34,6 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from latency_predictors.device_profile import DeviceProfile, fit_cost_model
+from latency_predictors.errors import InputError
 from latency_predictors.measurements import Measurement, MeasurementStore
 from latency_predictors.metrics import validation_figures
 from latency_predictors.sampling import expected_errors
@@ -59,9 +60,9 @@ class ProfilePlan:
 
     def __post_init__(self) -> None:
         if self.budget_minutes <= 0:
-            raise ValueError(f"--budget-minutes must be positive, got {self.budget_minutes}")
+            raise InputError(f"--budget-minutes must be positive, got {self.budget_minutes}")
         if min(self.noise_repeats, self.holdout, self.train, self.pool_archs, self.round_size) < 0:
-            raise ValueError("profile plan sizes must be non-negative")
+            raise InputError("profile plan sizes must be non-negative")
 
 
 class _Clock:

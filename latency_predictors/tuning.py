@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from latency_predictors.errors import InputError
+
 BUILD_TIMEOUT_S = 180.0
 
 
@@ -29,15 +31,15 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if self.kind not in ("untuned", "metaschedule"):
-            raise ValueError(f"schedule kind {self.kind!r} is unknown; use untuned or metaschedule")
+            raise InputError(f"schedule kind {self.kind!r} is unknown; use untuned or metaschedule")
         if self.kind == "metaschedule" and (self.trials < 1 or not self.database):
-            raise ValueError("metaschedule needs trials >= 1 and a database directory")
+            raise InputError("metaschedule needs trials >= 1 and a database directory")
 
     @classmethod
     def from_trials(cls, trials: int, database: str | Path) -> Schedule:
         """Untuned for 0 trials, else MetaSchedule with ``trials`` and ``database``."""
         if trials < 0:
-            raise ValueError(f"--tune-trials must be >= 0, got {trials}")
+            raise InputError(f"--tune-trials must be >= 0, got {trials}")
         return cls("metaschedule", trials, str(database)) if trials else cls()
 
     def to_json(self) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from latency_predictors.energy import NOT_MEASURED, EnergyMeter, measure_energy
-from latency_predictors.errors import ProfilingError
+from latency_predictors.errors import InputError, ProfilingError
 from latency_predictors.timing import Timing, TimingConfig, time_calls
 from latency_predictors.tuning import Schedule
 
@@ -66,18 +66,18 @@ def parse_target(target: str | dict[str, Any]) -> dict[str, Any]:
         try:
             target = json.loads(target)
         except json.JSONDecodeError as exc:
-            raise ValueError(
+            raise InputError(
                 f"target is not valid JSON ({exc.msg} at column {exc.colno}); "
                 f"pass a JSON object such as {_TARGET_EXAMPLE}"
             ) from None
     if not isinstance(target, dict) or not isinstance(target.get("kind"), str):
-        raise ValueError(f"target must be a JSON object with a \"kind\", such as {_TARGET_EXAMPLE}")
+        raise InputError(f"target must be a JSON object with a \"kind\", such as {_TARGET_EXAMPLE}")
     tvm = require_tvm()
     try:
         tvm.target.Target(target)
     except Exception as exc:  # TVM raises its own error types for unknown kinds and keys
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"TVM rejects target {json.dumps(target)}: {first}") from None
+        raise InputError(f"TVM rejects target {json.dumps(target)}: {first}") from None
     return dict(target)
 
 
@@ -170,7 +170,7 @@ class TVMProfiler:
         if self.timing.clock == "cpu" and (
             not isinstance(self.session, LocalSession) or self.target["kind"] == "cuda" or target_threads(self.target) != 1
         ):
-            raise ValueError(
+            raise InputError(
                 "--clock cpu needs a local CPU target with \"num-cores\": 1; use --clock wall for "
                 "RPC devices, GPUs and multi-threaded targets"
             )

@@ -1,21 +1,31 @@
-"""``edgenas`` command line: sub-commands live in ``nas.commands``, one module each.
+"""``edgenas`` command line: sub-commands live in ``nas.commands``, one thin module each.
 
-Every user-facing error is an :class:`EdgenasError` (or a ``ValueError`` from validation),
-printed as one line on stderr with exit code 2; Ctrl-C exits with 130 after the command
-has saved its progress.
+Exit codes:
+
+- ``0``: the command did what was asked;
+- ``1``: it ran and found a problem (``registry verify`` found a changed artifact);
+- ``2``: bad input or usage: one line on stderr naming the problem and the fix (the
+  project's own error types, :data:`nas.errors.USER_ERRORS`, and argparse's usage errors);
+- ``3``: an internal error, which is a bug: one line saying so, and the traceback with
+  ``EDGENAS_DEBUG=1``;
+- ``130``: interrupted (Ctrl-C or SIGTERM); commands that save progress say so.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
+import signal
 import sys
-import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from nas.commands import COMMANDS
-from nas.errors import EdgenasError
+from nas.errors import USER_ERRORS
+
+DEBUG_VAR = "EDGENAS_DEBUG"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,12 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgenas",
         description="Hardware-aware NAS across cloud and edge: train one supernet, profile "
         "devices with TVM, search per device, ship and adapt sub-networks.",
+        epilog=f"Exit codes: 0 ok, 1 ran and found a problem, 2 bad input, 3 internal error "
+        f"({DEBUG_VAR}=1 shows its traceback), 130 interrupted.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"nas.commands.{name}")
         command = module.add_parser(sub)
-        command.set_defaults(_run=module.run)
+        command.set_defaults(_run=module.run, _saves_progress=getattr(module, "SAVES_PROGRESS", False))
     return parser
 
 
@@ -37,26 +49,83 @@ def build_parser() -> argparse.ArgumentParser:
 _QUIET = "ignore:`isinstance(treespec:FutureWarning"
 
 
+class _Below(logging.Filter):
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < self.level
+
+
+def configure_logging(command: str, quiet: bool) -> None:
+    """Library progress (``edgenas.*`` loggers) on stdout, warnings on stderr; ``--quiet``
+    keeps only the warnings."""
+    logger = logging.getLogger("edgenas")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+    info = logging.StreamHandler(sys.stdout)
+    info.addFilter(_Below(logging.WARNING))
+    info.setFormatter(logging.Formatter("%(message)s"))
+    warn = logging.StreamHandler(sys.stderr)
+    warn.setLevel(logging.WARNING)
+    warn.setFormatter(logging.Formatter(f"edgenas {command}: %(message)s"))
+    logger.addHandler(info)
+    logger.addHandler(warn)
+
+
+def _sigterm(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt  # the same orderly stop as Ctrl-C: save, clean up, exit 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec", category=FutureWarning)
-    if _QUIET not in os.environ.get("PYTHONWARNINGS", ""):
-        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), _QUIET]))
+    warnings_filter()
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args.command, getattr(args, "quiet", False))
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _sigterm)
     try:
         result = args._run(args)
-    except (EdgenasError, ValueError, FileNotFoundError, KeyError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"edgenas {args.command}: error: {message}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        print(f"edgenas {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"edgenas {args.command}: interrupted; progress is saved, run the same command to resume",
-              file=sys.stderr)
+        saved = ("progress is saved, run the same command to resume" if args._saves_progress
+                 else "nothing was changed")
+        print(f"edgenas {args.command}: interrupted; {saved}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `edgenas devices show X | head`: the reader left, nothing to report
         _silence_stdout()
         return 141
+    except OSError as exc:
+        if os.environ.get(DEBUG_VAR):
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"edgenas {args.command}: error: {exc.strerror or exc}{where}; what was stored before is kept",
+              file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: say so in one line, or show everything when debugging
+        if os.environ.get(DEBUG_VAR):
+            raise
+        print(f"edgenas {args.command}: internal error: {type(exc).__name__}: {str(exc)[:300]} "
+              f"(this is a bug; run again with {DEBUG_VAR}=1 for the traceback and report it)", file=sys.stderr)
+        return 3
+    finally:
+        if previous in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return int(result or 0)
+
+
+def warnings_filter() -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec", category=FutureWarning)
+    if _QUIET not in os.environ.get("PYTHONWARNINGS", ""):
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), _QUIET]))
 
 
 def _silence_stdout() -> None:

@@ -23,20 +23,22 @@ T = TypeVar("T")
 
 def load_config(cls: type[T], source: str | Path | dict[str, Any]) -> T:
     """Parse ``source`` (a YAML path or an already-loaded dict) into ``cls``."""
-    if isinstance(source, dict):
-        data: Any = source
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise EdgenasError(f"config file {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise EdgenasError(f"{path} is not valid YAML{where}: fix the syntax") from None
-        data = {} if data is None else data
+    data = source if isinstance(source, dict) else read_yaml(source)
     return _convert(cls, data, "")
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The document in the YAML file ``path`` (``yaml.safe_load``), or a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgenasError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise EdgenasError(f"{path} is not valid YAML{where}: fix the syntax") from None
+    return {} if data is None else data
 
 
 def config_to_dict(obj: Any) -> Any:
@@ -137,4 +139,4 @@ def _show(value: Any) -> str:
     return text if len(text) < 40 else text[:37] + "..."
 
 
-__all__ = ["config_to_dict", "load_config"]
+__all__ = ["config_to_dict", "load_config", "read_yaml"]

@@ -9,15 +9,16 @@ evaluating never changes the cloud model. Only torch is imported here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from nas.training.sandwich import resize_to
+from nas.training import resize_to
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -54,30 +55,62 @@ def preserved_bn_statistics(model: nn.Module) -> Iterator[None]:
 
 
 @torch.no_grad()
+def recalibrate_bn(model: nn.Module, inputs: Iterable[Any], forward: Callable[[Any], Any] | None = None) -> int:
+    """Set every batch-norm layer's running statistics to exact averages over ``inputs``.
+
+    ``forward(x)`` runs the model on one batch (default ``model(x)``; a supernet passes its
+    arch, an evaluation its autocast). Momentum is ``None`` while the batches run, so the
+    statistics are the cumulative average of the batch statistics (OFA's
+    ``set_running_statistics``): give batches of equal size, since each batch counts once.
+    Layers no batch reaches (blocks of another sub-network, unrouted modules) keep theirs;
+    the model's training mode and every layer's momentum are restored, also on error.
+    Returns the number of batches used.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None]
+    saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    was_training = model.training
+    model.train()
+    run = forward or model
+    batches = 0
+    try:
+        for x in inputs:
+            run(x)
+            batches += 1
+    finally:
+        model.train(was_training)
+        for m, (momentum, mean, var, count) in zip(norms, saved):
+            if int(m.num_batches_tracked) == 0:
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(count + m.num_batches_tracked)
+            m.momentum = momentum
+    return batches
+
+
 def calibrate_bn(
     supernet: nn.Module,
     arch: Any,
     batches: Iterable[Batch],
     amp_dtype: torch.dtype | None = None,
 ) -> int:
-    """Set BN running statistics to their averages over ``batches`` for ``arch``.
-
-    Returns the number of images used. Dropout is irrelevant here (outputs are discarded).
-    """
-    was_training = supernet.training
-    for bn in _batch_norms(supernet):
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average over the calibration batches
-    supernet.train()
+    """Recalibrate BN statistics for ``arch`` over ``batches`` (images, labels); returns
+    the number of images used. Dropout is irrelevant here (outputs are discarded)."""
     seen = 0
-    try:
-        for images, _ in batches:
-            x = resize_to(images, arch.resolution)
-            with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                supernet(x, arch)
-            seen += images.shape[0]
-    finally:
-        supernet.train(was_training)
+
+    def images() -> Iterator[torch.Tensor]:
+        nonlocal seen
+        for x, _ in batches:
+            seen += x.shape[0]
+            yield resize_to(x, arch.resolution)
+
+    def forward(x: torch.Tensor) -> None:
+        with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            supernet(x, arch)
+
+    recalibrate_bn(supernet, images(), forward)
     if seen == 0:
         raise ValueError("BN calibration needs at least one batch: the calibration split is empty")
     return seen
@@ -120,6 +153,15 @@ def accuracy(
     return EvalResult(100.0 * correct.item() / total, loss_sum.item() / total, total)
 
 
+def accuracy_on_arrays(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
+    """Top-1 accuracy (%) of a plain ``model`` on arrays (0 for an empty set), in eval mode."""
+    if len(x) == 0:
+        return 0.0
+    batches = ((torch.from_numpy(x[i : i + batch_size]), torch.from_numpy(y[i : i + batch_size]))
+               for i in range(0, len(x), batch_size))
+    return accuracy(model, None, batches).accuracy
+
+
 def evaluate_arch(
     supernet: nn.Module,
     arch: Any,
@@ -145,3 +187,57 @@ def calibrated_subnet(
     with preserved_bn_statistics(supernet):
         calibrate_bn(supernet, arch, calibration, amp_dtype)
         return supernet.extract(arch)
+
+
+def evaluate_subnets(trained: Any, archs: list[Any], split: str = "validation", batch_size: int = 256,
+                     progress: bool = True) -> list[dict[str, Any]]:
+    """One row per arch of a trained supernet: arch, MFLOPs, params, accuracy and loss on
+    ``split`` after BN recalibration on the calibration split (what ``edgenas eval`` prints).
+
+    ``trained`` is a :class:`nas.training.restore.TrainedSupernet` (``load_trained(path)``).
+    """
+    from tqdm import tqdm
+
+    from nas.data import EvalBatches, Normalizer
+    from nas.errors import EdgenasError
+
+    if batch_size < 1:
+        raise EdgenasError(f"--batch-size must be at least 1, got {batch_size}")
+    splits, space = trained.splits, trained.space
+    images = splits.validation if split == "validation" else splits.test
+    if images is None:
+        raise EdgenasError(f"--split test: data set {splits.name} has no separate test split; use validation")
+    channels_last = trained.device.type == "cuda"
+    norm = Normalizer(splits.mean, splits.std, trained.device, channels_last)
+    workers = trained.config.data.workers
+    calibration = EvalBatches(splits.calibration, norm, batch_size, splits.image_size, workers)
+    measure = EvalBatches(images, norm, batch_size, splits.image_size, workers)
+    amp = torch.bfloat16 if trained.device.type == "cuda" else None
+    if channels_last:
+        trained.supernet.to(memory_format=torch.channels_last)
+    rows = []
+    for arch in tqdm(archs, desc="evaluating", unit="arch", leave=False, disable=not progress or len(archs) < 2):
+        result = evaluate_arch(trained.supernet, arch, calibration, measure, amp)
+        rows.append({
+            "arch": space.arch_to_json(arch),
+            "name": str(arch),
+            "mflops": round(space.flops(arch) / 1e6, 3),
+            "params_m": round(space.params(arch) / 1e6, 4),
+            "accuracy": round(result.accuracy, 2),
+            "loss": round(result.loss, 4),
+            "samples": result.samples,
+            "split": split,
+        })
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of :func:`evaluate_subnets` rows: arch, MFLOPs, params (M), accuracy (%)."""
+    header = ("arch", "MFLOPs", "params (M)", "top-1 (%)")
+    body = [(r["name"], f"{r['mflops']:.2f}", f"{r['params_m']:.3f}", f"{r['accuracy']:.2f}") for r in rows]
+    widths = [max(len(header[i]), *(len(b[i]) for b in body)) for i in range(4)]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
+    lines.append("  ".join("-" * w for w in widths))
+    for b in body:
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(b, widths))))
+    return "\n".join(lines)

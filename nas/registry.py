@@ -28,6 +28,7 @@ from typing import Any
 
 from torch import nn
 
+from latency_predictors.database import database_url, mask_password, open_engine
 from nas.errors import EdgenasError
 from nas.export import export_model
 from nas.training.checkpoint import sha256_file
@@ -65,9 +66,9 @@ class ModelRegistry:
         self.root = Path(root)
         self.artifacts = self.root / "artifacts"
         self.artifacts.mkdir(parents=True, exist_ok=True)
-        self.url = url or f"sqlite:///{(self.root / 'registry.db').resolve()}"
+        self.url = database_url(url or self.root / "registry.db")
         self._sa = sa
-        self._engine = sa.create_engine(self.url, connect_args={"timeout": 30} if self.url.startswith("sqlite") else {})
+        self._engine = open_engine(self.url, "model registry")
         meta = sa.MetaData()
         self._table = sa.Table(
             "registry_entries",
@@ -81,8 +82,10 @@ class ModelRegistry:
         )
         try:
             meta.create_all(self._engine)
-        except sa.exc.OperationalError as exc:
-            raise EdgenasError(f"cannot open the registry database {self.url}: {exc.orig}") from None
+        except sa.exc.SQLAlchemyError as exc:
+            first = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise EdgenasError(f"cannot open the registry database {mask_password(self.url)} ({first}); fix "
+                               "--registry-url or move the damaged file aside") from None
 
     # --- writing --------------------------------------------------------------------
     def register(

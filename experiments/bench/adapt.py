@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 
 from experiments.bench._report import device_name, emit, write_results  # noqa: E402
-from nas.adapt.config import AdaptConfig  # noqa: E402
+from nas.adapt.config import SimulationConfig  # noqa: E402
 from nas.adapt.data import load_domain_data  # noqa: E402
 from nas.adapt.simulator import simulate  # noqa: E402
 from nas.config import load_config  # noqa: E402
@@ -89,7 +89,7 @@ def run_one(name: str, dataset: str, skew: int, scenario: str, decomposition: st
     """Run (or resume) one configuration; a finished run is read back, not rerun."""
     out = root / name
     done = out / "done.json"
-    config = load_config(AdaptConfig, run_config(dataset, skew, scenario, args, out, decomposition))
+    config = load_config(SimulationConfig, run_config(dataset, skew, scenario, args, out, decomposition))
     if done.is_file():
         finished = json.loads(done.read_text())
         if finished["config"] == _config_dict(config):
@@ -110,7 +110,7 @@ def run_one(name: str, dataset: str, skew: int, scenario: str, decomposition: st
     return finished
 
 
-def _config_dict(config: AdaptConfig) -> dict[str, Any]:
+def _config_dict(config: SimulationConfig) -> dict[str, Any]:
     from nas.config import config_to_dict
 
     return json.loads(json.dumps(config_to_dict(config)))

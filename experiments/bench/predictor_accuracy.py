@@ -69,7 +69,7 @@ def ensure_profile(args: argparse.Namespace) -> tuple[float | None, bool]:
         return None, False
     cmd = ["profile", "--device", args.device, "--target", json.dumps(TARGET), "--space", "mbv3",
            "--budget-minutes", str(args.budget_minutes), "--workspace", args.workspace,
-           "--clock", args.clock, "--no-progress"]
+           "--clock", args.clock, "--quiet"]
     if args.smoke:
         cmd += ["--holdout", "2", "--train", "3", "--repeat", "5", "--max-blocks", "12"]
     t0 = time.monotonic()

@@ -101,9 +101,11 @@ def run_one(ws: Path, protocol: str, sampler: str, device: str, true: np.ndarray
     row = dict(protocol=protocol, sampler=sampler, device=device, budget_ms=budget, best=best)
     if protocol == "floor":
         from nas.search.costs import load_device
+    from nas.workspace import Workspace
+        from nas.workspace import Workspace
         from nas.search.runner import auto_margin
 
-        cost = load_device(device, space, ws)
+        cost = load_device(device, space, Workspace(Path(ws)))
         margin = auto_margin([cost])
         pred = cost.predict_latency_ms(space.enumerate())
         i = int(np.argmax(np.where(pred <= budget / (1 + margin), acc, -np.inf)))
@@ -126,9 +128,12 @@ def run_one(ws: Path, protocol: str, sampler: str, device: str, true: np.ndarray
                 break
         if chosen is None:  # none of them fits: fall back to the pick the auto margin protects
             from nas.search.costs import load_device
+    from nas.workspace import Workspace
+            from nas.workspace import Workspace
+        from nas.workspace import Workspace
             from nas.search.runner import auto_margin
 
-            limit = budget / (1 + auto_margin([load_device(name, space, ws)]))
+            limit = budget / (1 + auto_margin([load_device(name, space, Workspace(Path(ws)))]))
             safe = [(float(acc[i]), int(i)) for t, i in zip(done, ix)
                     if t.values[1] <= limit]
             if not safe:

@@ -79,7 +79,7 @@ def train_checkpoint(ws: Path) -> Path:
     config = ws / "tiny.yaml"
     config.write_text(TINY)
     out = ws / "runs" / "tiny"
-    cli("train", str(config), "--output", str(out), "--workspace", str(ws), "--no-progress")
+    cli("train", str(config), "--out-dir", str(out), "--workspace", str(ws), "--quiet")
     return out
 
 
@@ -124,7 +124,7 @@ def ensure_device(ws: Path, name: str, how: str, budget_minutes: float, archs: i
     t0 = time.time()
     if how == "tvm":
         cli("profile", "--device", name, "--target", TVM_TARGET, "--space", "mbv3", "--preset", "small",
-            "--budget-minutes", str(budget_minutes), *PROFILE_SIZE, "--clock", "cpu", "--no-progress",
+            "--budget-minutes", str(budget_minutes), *PROFILE_SIZE, "--clock", "cpu", "--quiet",
             "--workspace", str(ws))
         return (f"edgenas profile --target '{TVM_TARGET}' --clock cpu --budget-minutes {budget_minutes} "
                 f"{' '.join(PROFILE_SIZE)} ({time.time() - t0:.0f} s)")
@@ -139,11 +139,12 @@ def budget_ms(ws: Path, device: str) -> float:
     import random
 
     from nas.search.costs import load_device
+    from nas.workspace import Workspace
     from search_spaces import get_space
 
     space = get_space("mbv3", preset="small")
     archs = [space.sample(random.Random(i)) for i in range(200)]
-    return float(statistics.median(load_device(device, space, ws).predict_latency_ms(archs)))
+    return float(statistics.median(load_device(device, space, Workspace(Path(ws))).predict_latency_ms(archs)))
 
 
 def run_phase(ws: Path, ckpt: Path, device: str, budget: float, trials: int, seed: int, study: str,

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import device_name, emit, write_results  # noqa: E402
 
-from nas.training.sandwich import sandwich_archs, sandwich_step  # noqa: E402
+from nas.training import sandwich_archs, sandwich_step  # noqa: E402
 from search_spaces import get_space  # noqa: E402
 
 

@@ -9,46 +9,64 @@ supernet is the second decomposition behind the same interface
 runs that against no adaptation, local-only training, FedAvg and HeteroFL on the same
 devices, data and budgets, with failures, stragglers and checked updates.
 
+Two entry points, one per kind of config (:func:`load_adapt_config` tells them apart):
+:func:`simulate` (a :class:`SimulationConfig`: many simulated devices over rounds, every
+method) and :func:`adapt_round` (a :class:`RoundConfig`: one real round from a cloud
+checkpoint over device directories on disk).
+
 Example::
 
-    from nas.adapt import AdaptConfig, simulate
-    from nas.config import load_config
+    from nas.adapt import load_adapt_config, simulate
 
-    results = simulate(load_config(AdaptConfig, "experiments/configs/adapt_mnist1d.yaml"))
+    config = load_adapt_config("experiments/configs/adapt_mnist1d.yaml")
+    results = simulate(config)
     results["summary"]["nebula"]["accuracy_final"]
 """
 
 from nas.adapt.aggregate import weighted_average
-from nas.adapt.config import METHODS, AdaptConfig
-from nas.adapt.costs import Cost, CostModel
+from nas.adapt.config import (
+    METHODS,
+    CloudSection,
+    LocalSection,
+    RoundConfig,
+    SimulationConfig,
+    load_adapt_config,
+)
+from nas.adapt.costs import Cost, ModularCosts
 from nas.adapt.decomposition import Decomposition, ElasticDecomposition, ModularDecomposition
 from nas.adapt.elastic import choose_elastic_arch, elastic_round
 from nas.adapt.knapsack import Infeasible, Item, solve
 from nas.adapt.methods import BudgetError, choose_modules
 from nas.adapt.partition import DeviceData, PartitionSpec, devices_at, drift, partition
+from nas.adapt.round import adapt_round
 from nas.adapt.simulator import Simulation, simulate, summarise
 from nas.adapt.wire import Update, UpdateRejected, validate
 
 __all__ = [
     "METHODS",
-    "AdaptConfig",
     "BudgetError",
+    "CloudSection",
     "Cost",
-    "CostModel",
+    "ModularCosts",
     "Decomposition",
     "DeviceData",
     "ElasticDecomposition",
     "Infeasible",
     "Item",
+    "LocalSection",
     "ModularDecomposition",
     "PartitionSpec",
+    "RoundConfig",
+    "SimulationConfig",
     "Simulation",
     "Update",
     "UpdateRejected",
+    "adapt_round",
     "choose_elastic_arch",
     "choose_modules",
     "devices_at",
     "drift",
+    "load_adapt_config",
     "elastic_round",
     "partition",
     "simulate",

@@ -11,26 +11,12 @@ a sub-task learns to use few modules, so a device's sub-model can be small.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nas.adapt.config import CloudSection
 from search_spaces.modular import ModularNet
-
-
-@dataclass(frozen=True)
-class CloudTraining:
-    """Settings of the cloud's offline training."""
-
-    pretrain_steps: int = 1500
-    sharpen_steps: int = 500
-    batch_size: int = 64
-    lr: float = 0.05
-    balance_weight: float = 0.05
-    sharpen_weight: float = 0.2
-    classes_per_task: int = 3
 
 
 def load_balance_loss(gates: list[torch.Tensor]) -> torch.Tensor:
@@ -63,9 +49,10 @@ def _step(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRSchedule
     sched.step()
 
 
-def pretrain(net: ModularNet, x: np.ndarray, y: np.ndarray, cfg: CloudTraining, seed: int,
+def pretrain(net: ModularNet, x: np.ndarray, y: np.ndarray, cfg: CloudSection, seed: int,
              progress: bool = False) -> list[float]:
-    """Train the whole cloud model on proxy data; returns the loss per step."""
+    """Train the whole cloud model on proxy data (``cfg``: the config's ``cloud`` section);
+    returns the loss per step."""
     from tqdm import tqdm
 
     gen = np.random.default_rng([seed, 11])
@@ -82,9 +69,10 @@ def pretrain(net: ModularNet, x: np.ndarray, y: np.ndarray, cfg: CloudTraining, 
     return losses
 
 
-def sharpen(net: ModularNet, x: np.ndarray, y: np.ndarray, cfg: CloudTraining, seed: int,
+def sharpen(net: ModularNet, x: np.ndarray, y: np.ndarray, cfg: CloudSection, classes_per_task: int, seed: int,
             progress: bool = False) -> list[float]:
-    """Train on sub-task batches so each sub-task routes to few modules; returns the entropy per step."""
+    """Train on sub-task batches of ``classes_per_task`` classes so each sub-task routes to few
+    modules; returns the entropy per step."""
     from tqdm import tqdm
 
     gen = np.random.default_rng([seed, 12])
@@ -94,7 +82,7 @@ def sharpen(net: ModularNet, x: np.ndarray, y: np.ndarray, cfg: CloudTraining, s
     opt, sched = _optimizer(net, cfg.lr * 0.2, cfg.sharpen_steps)
     net.train()
     entropies = []
-    m = min(cfg.classes_per_task, len(classes))
+    m = min(classes_per_task, len(classes))
     for _ in tqdm(range(cfg.sharpen_steps), desc="cloud sharpen", disable=not progress, leave=False):
         task = gen.choice(classes, m, replace=False)
         idx = np.concatenate([gen.choice(by_class[int(c)], cfg.batch_size // m) for c in task])
@@ -121,16 +109,3 @@ def module_importance(net: ModularNet, x: np.ndarray, batch_size: int = 256) -> 
         total = part if total is None else total + part
     net.train(was)
     return total / len(x)
-
-
-@torch.no_grad()
-def accuracy(net: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
-    """Top-1 accuracy (%) in eval mode."""
-    was = net.training
-    net.eval()
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        pred = net(torch.from_numpy(x[i : i + batch_size])).argmax(1).numpy()
-        correct += int((pred == y[i : i + batch_size]).sum())
-    net.train(was)
-    return 100.0 * correct / max(1, len(x))

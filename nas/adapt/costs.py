@@ -48,7 +48,7 @@ def _conv(cfg: ModularConfig, cin: int, cout: int) -> int:
 
 
 @dataclass(frozen=True)
-class CostModel:
+class ModularCosts:
     """Costs of modules and sub-models of one modular network at one training batch size.
 
     ``width_ratio`` < 1 prices HeteroFL's width-reduced copies of the same network.

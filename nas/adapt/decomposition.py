@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.adapt.aggregate import HEAD_KEYS, Weight, importance_weight, module_of, prefix_slice
-from nas.adapt.costs import Cost, CostModel
+from nas.adapt.costs import Cost, ModularCosts
 from nas.adapt.data import DomainData
 from nas.errors import EdgenasError
 from search_spaces import get_space
@@ -120,7 +120,7 @@ class ModularDecomposition(Decomposition):
 
     def __init__(self, space: NebulaSpace, batch_size: int) -> None:
         super().__init__(space, batch_size)
-        self.costs = CostModel(space.config, batch_size)
+        self.costs = ModularCosts(space.config, batch_size)
 
     def build(self, arch: Any = None, width_ratio: float = 1.0) -> nn.Module:
         return ModularNet(self.space.config, arch, width_ratio)
@@ -129,13 +129,10 @@ class ModularDecomposition(Decomposition):
         return {"kind": self.name, "config": dataclasses.asdict(self.space.config)}
 
     def pretrain(self, cloud, data, cloud_cfg, classes_per_task, seed, progress):  # type: ignore[no-untyped-def]
-        from nas.adapt.cloud import CloudTraining, pretrain, sharpen
+        from nas.adapt.cloud import pretrain, sharpen
 
-        c = cloud_cfg
-        training = CloudTraining(c.pretrain_steps, c.sharpen_steps, c.batch_size, c.lr, c.balance_weight,
-                                 c.sharpen_weight, classes_per_task)
-        pretrain(cloud, data.proxy_x, data.proxy_y, training, seed, progress)
-        sharpen(cloud, data.proxy_x, data.proxy_y, training, seed, progress)
+        pretrain(cloud, data.proxy_x, data.proxy_y, cloud_cfg, seed, progress)
+        sharpen(cloud, data.proxy_x, data.proxy_y, cloud_cfg, classes_per_task, seed, progress)
 
     def where(self, big: torch.Size, small: torch.Size) -> tuple[slice, ...]:
         return prefix_slice(big, small)
@@ -207,7 +204,9 @@ class ElasticDecomposition(Decomposition):
     def choose(self, cloud, x, budget, device, min_importance):  # type: ignore[no-untyped-def]
         from nas.adapt.elastic import choose_elastic_arch
 
-        return choose_elastic_arch(self.space, budget, device, self.batch_size), None
+        size = int(x.shape[-1]) if x.ndim == 4 else None  # the device's images set the resolution
+        resolution = size if size in self.space.config.resolutions else None
+        return choose_elastic_arch(self.space, budget, device, self.batch_size, resolution=resolution), None
 
     def cost(self, arch: Any, width_ratio: float = 1.0) -> Cost:
         from nas.adapt.elastic import arch_cost

@@ -18,33 +18,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nas.adapt.cloud import accuracy
+from nas.adapt.config import LocalSection
 from nas.adapt.decomposition import build_from_spec
 from nas.adapt.wire import Update, pack, unpack
+from nas.evaluation import accuracy_on_arrays, recalibrate_bn
 
 FROZEN_PREFIX = "selector."  # the selector is routed with, never trained on devices
-
-
-@dataclass(frozen=True)
-class LocalTraining:
-    """Local fine-tuning settings (the same for every method)."""
-
-    epochs: int = 2
-    batch_size: int = 32
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    recalibrate_bn: bool = True  # recompute batch-norm statistics over the local data after training
-
-    @classmethod
-    def from_section(cls, local: Any, epochs: int | None = None) -> LocalTraining:
-        """The config's ``local`` section (``epochs``: override, e.g. 0 for a device that does not train)."""
-        return cls(local.epochs if epochs is None else epochs, local.batch_size, local.lr,
-                   recalibrate_bn=local.recalibrate_bn)
-
-    def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("local training needs epochs >= 0, batch_size >= 1 and lr > 0")
 
 
 @dataclass(frozen=True)
@@ -61,7 +40,7 @@ class DeviceJob:
     train_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
-    training: LocalTraining
+    training: LocalSection
     seed: int
     upload: bool = True
     importance: tuple[tuple[float, ...], ...] | None = None
@@ -108,38 +87,13 @@ def _saved_activation_bytes(net: torch.nn.Module, x: torch.Tensor, y: torch.Tens
     return sum(seen.values())
 
 
-@torch.no_grad()
-def recalibrate_bn(net: torch.nn.Module, x: torch.Tensor, batch_size: int) -> None:
-    """Batch-norm running statistics recomputed over ``x`` with the weights ``net`` ends with.
-
-    Running averages collected during a few SGD steps mix statistics of earlier weights (and,
-    for weights the cloud just averaged, of weights the device never had). OFA recalibrates
-    every sub-network the same way. A layer no batch reached (an unrouted module) keeps its
-    statistics.
-    """
-    norms = [m for m in net.modules()
-             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None]
-    saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches below
-    was = net.training
-    net.train()
-    # equal batches only (a cumulative average weights batches, not samples): the short tail
-    # is dropped unless it is all there is
+def local_batches(x: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Equal batches of ``x`` for batch-norm recalibration (a cumulative average weights batches,
+    not samples): the short tail is dropped unless it is all there is; batches of one sample
+    are never used (batch norm needs two)."""
     sizes = [min(batch_size, len(x) - i) for i in range(0, len(x), batch_size)]
-    try:
-        for i, size in zip(range(0, len(x), batch_size), sizes):
-            if size >= 2 and (size == batch_size or len(sizes) == 1):
-                net(x[i : i + size])
-    finally:
-        net.train(was)
-        for m, (momentum, mean, var, count) in zip(norms, saved):
-            if int(m.num_batches_tracked) == 0:
-                m.running_mean.copy_(mean)
-                m.running_var.copy_(var)
-            m.num_batches_tracked.copy_(count + m.num_batches_tracked)
-            m.momentum = momentum
+    return [x[i : i + size] for i, size in zip(range(0, len(x), batch_size), sizes)
+            if size >= 2 and (size == batch_size or len(sizes) == 1)]
 
 
 def run_device(job: DeviceJob) -> DeviceResult:
@@ -147,7 +101,7 @@ def run_device(job: DeviceJob) -> DeviceResult:
     torch.set_num_threads(1)
     torch.manual_seed(job.seed)
     net = build_model(job.config, job.arch, job.width_ratio, job.weights)
-    before = accuracy(net, job.test_x, job.test_y)
+    before = accuracy_on_arrays(net, job.test_x, job.test_y)
     trained = [p for name, p in net.named_parameters() if not name.startswith(FROZEN_PREFIX)]
     for name, p in net.named_parameters():
         p.requires_grad_(not name.startswith(FROZEN_PREFIX))
@@ -173,8 +127,9 @@ def run_device(job: DeviceJob) -> DeviceResult:
             opt.step()
             times.append(time.perf_counter() - start)
     if job.training.recalibrate_bn and times:
-        recalibrate_bn(net, x, cfg.batch_size)
-    after = accuracy(net, job.test_x, job.test_y)
+        with torch.no_grad():  # statistics of the weights the device ends with (OFA does the same)
+            recalibrate_bn(net, local_batches(x, cfg.batch_size))
+    after = accuracy_on_arrays(net, job.test_x, job.test_y)
     state = net.state_dict()
     update = None
     if job.upload:

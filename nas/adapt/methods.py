@@ -27,7 +27,7 @@ from nas.adapt.aggregate import (
     sample_weight,
     weighted_average,
 )
-from nas.adapt.costs import Cost, CostModel
+from nas.adapt.costs import Cost, ModularCosts
 from nas.adapt.knapsack import Infeasible, Item, solve
 from nas.adapt.wire import pack
 from nas.errors import EdgenasError
@@ -64,7 +64,7 @@ def tensor_group(name: str) -> str:
     return f"layers.{key[0]}.{key[1]}" if key else name.split(".", 1)[0]
 
 
-def choose_modules(importance: np.ndarray, budget: Cost, costs: CostModel, min_importance: float,
+def choose_modules(importance: np.ndarray, budget: Cost, costs: ModularCosts, min_importance: float,
                    device: int) -> ModularArch:
     """Knapsack over modules the selector routes to (importance >= ``min_importance``)."""
     skip = costs.config.skip

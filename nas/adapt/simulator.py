@@ -22,8 +22,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from nas.adapt.cloud import accuracy
-from nas.adapt.config import AdaptConfig
+from nas.adapt.config import SimulationConfig
 from nas.adapt.costs import Cost, sample_budgets
 from nas.adapt.data import DomainData, load_domain_data
 from nas.adapt.decomposition import (
@@ -32,7 +31,7 @@ from nas.adapt.decomposition import (
     ModularDecomposition,
     elastic_space,
 )
-from nas.adapt.device import DeviceJob, DeviceResult, LocalTraining, run_device
+from nas.adapt.device import DeviceJob, DeviceResult, run_device
 from nas.adapt.methods import (
     METHOD_TYPES,
     BudgetError,
@@ -45,13 +44,14 @@ from nas.adapt.partition import DeviceData, PartitionSpec, devices_at
 from nas.adapt.wire import Update, UpdateRejected, pack, state_version, unpack, validate
 from nas.config import config_to_dict
 from nas.errors import EdgenasError
+from nas.evaluation import accuracy_on_arrays
 from search_spaces import get_space
 from search_spaces.modular import NebulaSpace
 
 log = logging.getLogger("edgenas.adapt")
 
 
-def build_space(config: AdaptConfig, data: DomainData) -> NebulaSpace:
+def build_space(config: SimulationConfig, data: DomainData) -> NebulaSpace:
     """The modular space for the data: the preset named, sized to the data's inputs."""
     c, h, w = data.input_shape
     preset = config.cloud.preset or ("mnist1d" if h == 1 else "digits")
@@ -60,7 +60,7 @@ def build_space(config: AdaptConfig, data: DomainData) -> NebulaSpace:
     return space
 
 
-def build_decomposition(config: AdaptConfig, data: DomainData) -> Decomposition:
+def build_decomposition(config: SimulationConfig, data: DomainData) -> Decomposition:
     """The configured decomposition of a cloud model sized to the data."""
     if config.decomposition == "elastic":
         return ElasticDecomposition(elastic_space(data.input_shape, data.num_classes), config.local.batch_size)
@@ -76,8 +76,10 @@ def _write_json(path: Path, data: Any) -> None:
 class Simulation:
     """State shared by the methods of one run (data, budgets, pretrained cloud model)."""
 
-    def __init__(self, config: AdaptConfig, progress: bool = True, data: DomainData | None = None) -> None:
+    def __init__(self, config: SimulationConfig, progress: bool = True, data: DomainData | None = None) -> None:
         self.config, self.progress = config, progress
+        if not config.out_dir:
+            raise EdgenasError("out_dir is not set: name the folder the simulation writes to")
         self.out = Path(config.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "state").mkdir(exist_ok=True)
@@ -121,7 +123,8 @@ class Simulation:
     def _load_results(self) -> dict[str, Any]:
         fresh = {"config": config_to_dict(self.config), "dataset": self.data.name,
                  "space": self.space.describe(), "full_model_bytes": len(pack(self.pretrained)),
-                 "pretrained_accuracy_device_domain": accuracy(self._net(self.pretrained), self.data.test_x, self.data.test_y),
+                 "pretrained_accuracy_device_domain": accuracy_on_arrays(self._net(self.pretrained), self.data.test_x,
+                                                                         self.data.test_y),
                  "methods": {}}
         if self.results_path.is_file():
             old = json.loads(self.results_path.read_text())
@@ -221,7 +224,7 @@ class Simulation:
                 log.warning("round %d %s: device %d dropped out (no update)", r + 1, method.name, d)
                 record["failed"].append(d)
                 continue
-            training = LocalTraining.from_section(cfg.local, None if plan.train else 0)
+            training = cfg.local if plan.train else dataclasses.replace(cfg.local, epochs=0)
             imp = tuple(map(tuple, plan.importance.tolist())) if plan.importance is not None else None
             jobs.append(DeviceJob(d, self.decomp.spec(), plan.arch.to_json(), plan.width_ratio,
                                   pack(plan.state), version, x, self.data.pool_y[data.train],
@@ -286,7 +289,7 @@ class Simulation:
                 plan = plans[res.device]
                 net = self.decomp.model(self.cloud.state_dict(), plan.arch, plan.width_ratio)
                 data = devices[res.device]
-                accs.append(accuracy(net, self.data.test_x[data.test], self.data.test_y[data.test]))
+                accs.append(accuracy_on_arrays(net, self.data.test_x[data.test], self.data.test_y[data.test]))
             elif method.name == "no_adaptation":
                 accs.append(res.accuracy_before)
             else:
@@ -309,7 +312,7 @@ class Simulation:
         }
 
 
-def _inject_faults(update: Update, draw: np.ndarray, cfg: AdaptConfig, version: str) -> Update:
+def _inject_faults(update: Update, draw: np.ndarray, cfg: SimulationConfig, version: str) -> Update:
     """Configured faults on the way back: truncation (checksum), NaNs, an old base version."""
     f = cfg.faults
     if draw[2] < f.corrupt_prob:
@@ -399,7 +402,7 @@ def summarise(results: dict[str, Any], last: int = 5) -> dict[str, dict[str, Any
     return out
 
 
-def simulate(config: AdaptConfig, progress: bool = True, data: DomainData | None = None) -> dict[str, Any]:
+def simulate(config: SimulationConfig, progress: bool = True, data: DomainData | None = None) -> dict[str, Any]:
     """Run every configured method; returns (and writes to ``out_dir/results.json``) the results."""
     sim = Simulation(config, progress, data)
     for name in config.methods:

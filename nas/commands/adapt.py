@@ -1,18 +1,22 @@
 """``edgenas adapt CONFIG.yaml``: edge-cloud collaborative adaptation (Nebula) and baselines.
 
-Without ``checkpoint`` in the config it simulates many devices over rounds for every
-configured method and writes ``out_dir/results.json`` (accuracy per method per round,
-bytes each way, device memory and time per batch, rejections); rerunning the same command
-resumes. With ``checkpoint`` and ``device_dirs`` it runs one real adaptation round.
+A config without ``checkpoint`` simulates many devices over rounds for every configured
+method and writes ``OUT_DIR/results.json`` (accuracy per method per round, bytes each way,
+device memory and time per batch, rejections); rerunning the same command resumes. A
+config with ``checkpoint`` and ``device_dirs`` runs one real adaptation round.
+``OUT_DIR`` is ``--out-dir``, else the config's ``out_dir``, else ``WORKSPACE/adapt/CONFIG_NAME``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
-import sys
+from pathlib import Path
 from typing import Any
+
+from nas.commands._args import add_out_dir, add_quiet, add_workspace
+
+SAVES_PROGRESS = True
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -23,8 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "HeteroFL on the same devices, data and budgets; or adapt a cloud checkpoint on device directories.",
     )
     parser.add_argument("config", help="YAML config (see experiments/configs/adapt_mnist1d.yaml)")
-    parser.add_argument("--out-dir", help="override out_dir from the config")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-device log lines")
+    add_out_dir(parser, "where results go (default: out_dir of the config, else WORKSPACE/adapt/CONFIG_NAME)")
+    add_quiet(parser)
+    add_workspace(parser)
     return parser
 
 
@@ -38,23 +43,17 @@ def format_summary(summary: dict[str, dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.adapt.config import AdaptConfig
-    from nas.config import load_config
+    from nas.adapt import RoundConfig, adapt_round, load_adapt_config, simulate
+    from nas.workspace import Workspace
 
-    config = load_config(AdaptConfig, args.config)
-    if args.out_dir:
-        config = dataclasses.replace(config, out_dir=args.out_dir)
-    logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING,
-                        format="edgenas adapt: %(message)s", stream=sys.stderr)
-    if config.checkpoint:
-        from nas.adapt.real import adapt_round
-
+    config = load_adapt_config(args.config)
+    out_dir = args.out_dir or config.out_dir or str(Workspace.resolve(args.workspace).adapt_dir(Path(args.config).stem))
+    config = dataclasses.replace(config, out_dir=out_dir)
+    if isinstance(config, RoundConfig):
         record = adapt_round(config)
         print(f"adapted {len(record['devices'])} devices ({len(record['rejected'])} rejected, "
               f"{len(record['budget_errors'])} over budget); wrote {record['output']}")
         return 0
-    from nas.adapt.simulator import simulate
-
     results = simulate(config, progress=not args.quiet)
     print(format_summary(results["summary"]))
     print(f"results: {config.out_dir}/results.json")

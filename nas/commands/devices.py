@@ -7,25 +7,19 @@ Examples::
     edgenas devices import pixel7 --space nb201 --measurements pixel7.csv
 
 An imported CSV has the columns ``arch`` (arch JSON; for nb201 also the cell string or
-index), ``latency_ms`` and optionally ``energy_mj``.
+index), ``latency_ms`` and optionally ``energy_mj``. A name that exists is refused unless
+``--replace`` (the old profile is kept as a backup beside the new one).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
-from nas.errors import EdgenasError
-from nas.workspace import (
-    add_workspace_argument,
-    device_names,
-    measurements_url,
-    profile_path,
-    profiles_dir,
-    workspace_dir,
-)
+from nas.commands._args import add_quiet, add_workspace
+
+SAVES_PROGRESS = False
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -38,51 +32,50 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = sub.add_parser("list", help="devices with their validation figures")
     show = sub.add_parser("show", help="one device's profile: identity, how measured, figures")
-    show.add_argument("name")
+    show.add_argument("name", help="device name")
     imp = sub.add_parser("import", help="a device measured elsewhere (CSV: arch, latency_ms[, energy_mj])")
-    imp.add_argument("name")
+    imp.add_argument("name", help="name the device is stored under (letters, digits, -_.)")
     imp.add_argument("--space", required=True, help="search space of the archs in the CSV")
     imp.add_argument("--preset", default=None, help="space preset (default for mbv3: small)")
-    imp.add_argument("--measurements", required=True, metavar="FILE.csv")
-    add_workspace_argument(p, (listing, show, imp))
+    imp.add_argument("--measurements", required=True, metavar="FILE.csv", help="the measured archs")
+    imp.add_argument("--replace", action="store_true",
+                     help="replace an existing device of this name (its profile is kept as a backup)")
+    add_quiet(imp)
+    add_workspace(p, (listing, show, imp))
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    workspace = workspace_dir(args.workspace)
+    from nas.workspace import Workspace
+
+    workspace = Workspace.resolve(args.workspace)
     if args.action == "list":
         return _list(workspace)
     if args.action == "show":
-        print(json.dumps(load_profile(workspace, args.name).to_json(), indent=2, sort_keys=True))
+        print(json.dumps(workspace.load_profile(args.name).to_json(), indent=2, sort_keys=True))
         return 0
-    return _import(args, workspace)
+    from nas.devices import import_device
+
+    profile, rows = import_device(workspace, args.name, args.space, args.measurements, preset=args.preset,
+                                  replace=args.replace, progress=not args.quiet)
+    f = profile.validation.get(profile.predictor, {})
+    line = f"imported {rows} measurements of {args.name!r} ({profile.space['name']}); predictor {profile.predictor}"
+    if "within_10pct" in f:
+        line += f"; cross-validated: {_pct(f['within_10pct'])} within ±10%, Spearman {f['spearman']:.3f}"
+    print(line)
+    return 0
 
 
-def load_profile(workspace: Path, name: str) -> Any:
-    from latency_predictors.device_profile import DeviceProfile
+def _list(workspace: Any) -> int:
+    from nas.devices import list_devices
 
-    path = profile_path(workspace, name)
-    if not path.is_file():
-        known = device_names(workspace)
-        raise EdgenasError(
-            f"no device {name!r} in {workspace} (known: {', '.join(known) or 'none'}); "
-            f"create it with `edgenas profile --device {name} ...` or `edgenas devices import {name} ...`"
-        )
-    return DeviceProfile.load(path)
-
-
-def _list(workspace: Path) -> int:
-    from latency_predictors.device_profile import DeviceProfile
-
-    paths = [profile_path(workspace, n) for n in device_names(workspace)]
-    if not paths:
-        print(f"no device profiles in {workspace}; run `edgenas profile` or `edgenas devices import`")
+    profiles = list_devices(workspace)
+    if not profiles:
+        print(f"no device profiles in {workspace.root}; run `edgenas profile` or `edgenas devices import`")
         return 0
-    header = f"{'device':<20} {'space':<8} {'reached':<10} {'backend':<8} {'schedule':<16} {'predictor':<14} " \
-             f"{'n':>4} {'±10%':>6} {'MAPE%':>6} {'rho':>6} {'noise%':>7}"
-    print(header)
-    for path in paths:
-        p = DeviceProfile.load(path)
+    print(f"{'device':<20} {'space':<8} {'reached':<10} {'backend':<8} {'schedule':<16} {'predictor':<14} "
+          f"{'n':>4} {'±10%':>6} {'MAPE%':>6} {'rho':>6} {'noise%':>7}")
+    for p in profiles:
         f = p.validation.get(p.predictor, {})
         noise = (p.noise_floor or {}).get("cv_pct")
         print(
@@ -99,21 +92,3 @@ def _pct(value: float | None) -> str:
 
 def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _import(args: argparse.Namespace, workspace: Path) -> int:
-    from latency_predictors.csv_import import read_measurements_csv
-    from latency_predictors.device_import import import_device
-    from latency_predictors.measurements import MeasurementStore
-    from nas.commands.profile import build_space
-
-    space = build_space(args.space, args.preset)
-    rows = read_measurements_csv(args.measurements, space)
-    store = MeasurementStore(measurements_url(workspace))
-    profile = import_device(args.name, space, rows, store, profiles_dir(workspace), str(args.measurements))
-    f = profile.validation.get(profile.predictor, {})
-    line = f"imported {len(rows)} measurements of {args.name!r} ({profile.space['name']}); predictor {profile.predictor}"
-    if "within_10pct" in f:
-        line += f"; cross-validated: {_pct(f['within_10pct'])} within ±10%, Spearman {f['spearman']:.3f}"
-    print(line)
-    return 0

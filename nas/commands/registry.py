@@ -1,6 +1,7 @@
-"""``edgenas registry list | show REF | verify [REF] | export REF --format F --out DIR | gc``.
+"""``edgenas registry list | show REF | verify [REF] | export REF --format F --out-dir DIR | gc``.
 
 REF is ``name:vN``, a name (its latest version) or the numeric id ``list`` prints.
+``verify`` exits with 1 when an artifact is missing or changed.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ import argparse
 import json
 import time
 
-from nas.errors import EdgenasError
+from nas.commands._args import add_out_dir, add_workspace
 from nas.export import FORMATS
-from nas.workspace import add_workspace_argument, workspace_dir
+
+SAVES_PROGRESS = False
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -21,32 +23,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="List, show, verify and export registered models. Every artifact's "
         "sha256 is checked before it is used.",
     )
-    parser.add_argument("--registry-url", default=None,
+    parser.add_argument("--registry-url", default=None, metavar="URL",
                         help="SQLAlchemy URL of a shared registry database (default: SQLite in the workspace)")
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = sub.add_parser("list", help="every entry, one line each")
-    listing.add_argument("--name", default=None)
+    listing.add_argument("--name", default=None, help="only the versions of this name")
     show = sub.add_parser("show", help="one entry as JSON")
-    show.add_argument("ref")
+    show.add_argument("ref", help="name:vN, a name (latest version) or an id")
     verify = sub.add_parser("verify", help="check artifacts against their sha256 (all entries by default)")
-    verify.add_argument("ref", nargs="?")
+    verify.add_argument("ref", nargs="?", help="one entry (default: every entry)")
     export = sub.add_parser("export", help="copy an artifact out, after checking it")
-    export.add_argument("ref")
-    export.add_argument("--format", required=True, choices=FORMATS)
-    export.add_argument("--out", required=True, metavar="DIR")
-    gc = sub.add_parser("gc", help="remove artifact directories no entry refers to")
-    add_workspace_argument(parser, (listing, show, verify, export, gc))
+    export.add_argument("ref", help="name:vN, a name (latest version) or an id")
+    export.add_argument("--format", required=True, choices=FORMATS, help="which export to copy")
+    add_out_dir(export, "folder to copy the artifact into", old=("--out",), required=True)
+    sub.add_parser("gc", help="remove artifact directories no entry refers to")
+    add_workspace(parser, [a for a in sub.choices.values()])
     return parser
 
 
-def open_registry(args: argparse.Namespace):  # noqa: ANN201 - ModelRegistry, imported lazily
-    from nas.registry import ModelRegistry
-
-    return ModelRegistry(workspace_dir(args.workspace) / "registry", url=args.registry_url)
-
-
 def run(args: argparse.Namespace) -> int:
-    registry = open_registry(args)
+    from nas.errors import EdgenasError
+    from nas.workspace import Workspace
+
+    registry = Workspace.resolve(args.workspace).registry(args.registry_url)
     if args.action == "list":
         entries = registry.list(args.name)
         if not entries:
@@ -70,10 +69,13 @@ def run(args: argparse.Namespace) -> int:
             bad += bool(problems)
             print(f"{e.ref}: " + ("ok" if not problems else "; ".join(problems)))
         if bad:
-            raise EdgenasError(f"{bad} entr{'y' if bad == 1 else 'ies'} failed verification; re-register them")
+            print(f"{bad} entr{'y' if bad == 1 else 'ies'} failed verification; re-register them")
+            return 1
         return 0
     if args.action == "export":
-        path = registry.export(args.ref, args.format, args.out)
+        if not args.out_dir:
+            raise EdgenasError("registry export needs --out-dir DIR")
+        path = registry.export(args.ref, args.format, args.out_dir)
         print(f"exported {args.ref} ({args.format}) to {path}")
         return 0
     removed = registry.gc()
@@ -83,4 +85,3 @@ def run(args: argparse.Namespace) -> int:
 
 def _fmt(value: object) -> str:
     return "-" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
-

@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
+from pathlib import Path
 from typing import Any
 
+from nas.commands._args import add_out, add_quiet, add_torch_device, add_workspace, positive_int
 from nas.errors import EdgenasError
-from nas.workspace import add_workspace_argument, workspace_dir
+
+SAVES_PROGRESS = True
 
 _UNIT = re.compile(r"^\s*([0-9.eE+-]+)\s*([a-zA-Zµ]+)\s*$")
 
@@ -77,12 +79,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="predicted cost must fit budget/(1+F); auto = the predictor's validation MAPE")
     p.add_argument("--objectives", default="accuracy,latency",
                    help="comma list of accuracy, latency, energy, mflops, params (default: accuracy,latency)")
-    p.add_argument("--trials", type=int, default=300, help="complete trials the study should hold (default 300)")
-    p.add_argument("--out", metavar="FILE", help="write the result (Pareto front, recommended arch) as JSON")
+    p.add_argument("--trials", type=positive_int("--trials"), default=300,
+                   help="complete trials the study should hold (default 300)")
+    add_out(p, "write the result (Pareto front, recommended arch) as JSON")
     p.add_argument("--storage", metavar="URL",
                    help="study storage: sqlite:///FILE, postgresql://..., journal:PATH (default: workspace studies.db)")
     p.add_argument("--study", metavar="NAME", help="study name (default: derived from the search settings)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: trials in this process (default); ray: trials as Ray Tune actors")
     p.add_argument("--buffered", action=argparse.BooleanOptionalAction, default=None,
                    help="local engine: sample in memory and commit each finished trial in one write "
                    "(default when the study is the workspace's own SQLite file: much faster for cheap "
@@ -100,9 +104,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--nb201-dataset", default="cifar100", choices=("cifar10", "cifar100", "imagenet16-120"),
                    help="nb201 accuracy table to optimise (validation split; default cifar100)")
     p.add_argument("--cache", metavar="URL", help="accuracy cache database (default: workspace accuracy_cache.db)")
-    p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size for the supernet")
-    p.add_argument("--eval-device", choices=("auto", "cpu", "cuda"), default="auto")
-    add_workspace_argument(p)
+    p.add_argument("--batch-size", type=positive_int("--batch-size"), default=256,
+                   help="evaluation batch size for the supernet (default 256)")
+    add_torch_device(p, "sub-network evaluation", old=("--eval-device",))
+    add_quiet(p)
+    add_workspace(p)
     return p
 
 
@@ -110,7 +116,7 @@ def _space_options(args: argparse.Namespace) -> dict[str, Any]:
     """The checkpoint's space (name and construction options) for supernet spaces."""
     if not args.checkpoint:
         return {}
-    from nas.training.checkpoint import read_checkpoint
+    from nas.training import read_checkpoint
 
     ckpt = read_checkpoint(args.checkpoint)
     space_cfg = ckpt.meta.get("space_config") or {}
@@ -127,9 +133,12 @@ def run(args: argparse.Namespace) -> int:
     from nas.search.objectives import Budget
     from nas.search.problem import SearchSpec
     from nas.search.result import write_json
-    from nas.search.runner import SearchSettings, prepare, run_search
+    from nas.search.runner import SearchSettings, search
+    from nas.workspace import Workspace
 
-    workspace = workspace_dir(args.workspace).resolve()
+    if args.out and Path(args.out).is_dir():
+        raise EdgenasError(f"--out {args.out} is a directory; name a JSON file")
+    workspace = Workspace.resolve(args.workspace).root
     budget = Budget(args.max_latency_ms, args.max_energy_mj, args.max_params_m, args.max_mflops)
     spec = SearchSpec(
         space=args.space,
@@ -142,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         workspace=str(workspace),
         cache_url=args.cache,
         eval_batch_size=args.batch_size,
-        eval_device=args.eval_device,
+        eval_device=args.torch_device,
     )
     settings = SearchSettings(
         trials=args.trials, engine=args.engine, storage=args.storage, study=args.study,
@@ -151,8 +160,7 @@ def run(args: argparse.Namespace) -> int:
         ray=RayOptions(args.ray_address, args.ray_cpus, args.ray_gpus, args.ray_concurrency,
                        args.ray_retries, args.ray_storage_path),
     )
-    problem = prepare(spec, args.safety_margin)
-    result, study = run_search(problem, settings)
+    result, _ = search(spec, settings, args.safety_margin, quiet=args.quiet)
     if args.out:
         write_json(args.out, result)
     print(summary(result))
@@ -172,6 +180,3 @@ def summary(result: dict[str, Any]) -> str:
         lines.append(f"  arch {json.dumps(rec['arch'], separators=(',', ':'))}")
     return "\n".join(lines)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run(add_parser(argparse.ArgumentParser().add_subparsers()).parse_args()))

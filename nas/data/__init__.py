@@ -9,8 +9,8 @@ into normalised batches on a device. Supported: scikit-learn's handwritten digit
 
 from nas.data.batches import Batch, EvalBatches, Normalizer, global_batch_indices, train_batches
 from nas.data.config import DataConfig
+from nas.data.images import FileImages, RawDataset, TensorImages
 from nas.data.safe_pickle import CifarUnpickler, load_cifar_pickle
-from nas.data.sources import FileImages, RawDataset, TensorImages
 from nas.data.splits import DataSplits, load_raw, load_splits, make_splits
 
 __all__ = [

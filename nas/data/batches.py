@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nas.data.sources import FileImages, Images, TensorImages
+from nas.data.images import FileImages, Images, TensorImages
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nas.data.sources import FileImages, TensorImages
+from nas.data.images import FileImages, TensorImages
 from nas.errors import EdgenasError
 
 EVAL_CROP_FRACTION = 0.875  # resize the short side to size / 0.875, keep the centre (ImageNet's usual)

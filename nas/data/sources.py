@@ -7,64 +7,19 @@ Nothing is ever downloaded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nas.data.decode import decode_all
+from nas.data.images import FileImages, RawDataset, TensorImages
 from nas.data.safe_pickle import load_cifar_pickle
 from nas.errors import EdgenasError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 IN_MEMORY_LIMIT = 4 << 30  # bytes of uint8 pixels an ImageFolder may take in memory
-
-
-@dataclass(frozen=True)
-class TensorImages:
-    """Decoded images (uint8, ``(N, 3, H, W)``) and their labels (int64)."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def subset(self, index: torch.Tensor) -> TensorImages:
-        return TensorImages(self.images[index], self.labels[index])
-
-    def to(self, device: torch.device) -> TensorImages:
-        return TensorImages(self.images.to(device), self.labels.to(device))
-
-
-@dataclass(frozen=True)
-class FileImages:
-    """Image files decoded on demand (an ImageFolder too large for memory)."""
-
-    paths: tuple[Path, ...]
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def subset(self, index: torch.Tensor) -> FileImages:
-        return FileImages(tuple(self.paths[i] for i in index.tolist()), self.labels[index])
-
-    def to(self, device: torch.device) -> FileImages:
-        return self
-
-
-Images = TensorImages | FileImages
-
-
-@dataclass(frozen=True)
-class RawDataset:
-    """A data set as stored: its training images, its official test split if any, class names."""
-
-    train: Images
-    test: Images | None
-    classes: tuple[str, ...]
 
 
 def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -166,8 +121,6 @@ def load_imagefolder(path: str | Path, image_size: int, in_memory: bool | None) 
     if in_memory is None:
         in_memory = (len(train) + len(test or ())) * 3 * image_size * image_size <= IN_MEMORY_LIMIT
     if in_memory:
-        from nas.data.decode import decode_all
-
         train = decode_all(train, image_size)
         test = decode_all(test, image_size) if test is not None else None
     return RawDataset(train, test, classes)

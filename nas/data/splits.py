@@ -8,11 +8,8 @@ from typing import Any
 import torch
 
 from nas.data.config import DataConfig
+from nas.data.images import FileImages, Images, RawDataset, TensorImages
 from nas.data.sources import (
-    FileImages,
-    Images,
-    RawDataset,
-    TensorImages,
     load_cifar,
     load_digits,
     load_imagefolder,

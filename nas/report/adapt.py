@@ -18,7 +18,7 @@ from typing import Any
 
 from nas.errors import EdgenasError
 from nas.report.figures import save_figure
-from nas.report.html import _id
+from nas.report.markup import element_id
 
 METHOD_COLOURS = {"nebula": "#d62728", "no_adaptation": "#7f7f7f", "local_only": "#2ca02c", "fedavg": "#1f77b4",
                   "heterofl": "#9467bd"}
@@ -71,7 +71,7 @@ def comm_ratios(summary: dict[str, dict[str, Any]]) -> dict[str, float]:
 
 def adapt_section(run: AdaptRun) -> str:
     """HTML for one run (plotly divs; the page inlines plotly's JavaScript once)."""
-    title = f"<h2 id='adapt-{_id(run.name)}'>Adaptation: {html.escape(run.name)}</h2>"
+    title = f"<h2 id='adapt-{element_id(run.name)}'>Adaptation: {html.escape(run.name)}</h2>"
     if run.real_round is not None:
         return title + _real_round_table(run)
     c = run.config
@@ -117,7 +117,7 @@ def _accuracy_plot(run: AdaptRun) -> str:
                                  name=method, line=dict(color=METHOD_COLOURS.get(method))))
     fig.update_layout(title="accuracy of the sampled devices on their local test data", xaxis_title="round",
                       yaxis_title="accuracy (%)", height=400, margin=dict(l=60, r=20, t=50, b=50))
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"adapt-acc-{_id(run.name)}")
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"adapt-acc-{element_id(run.name)}")
 
 
 def _bytes_plot(run: AdaptRun) -> str:
@@ -130,7 +130,7 @@ def _bytes_plot(run: AdaptRun) -> str:
     fig.add_trace(go.Bar(x=methods, y=[u / 1e3 for u in up], name="up (device to cloud)"))
     fig.update_layout(barmode="stack", title="communication per device-round", yaxis_title="KB", height=360,
                       margin=dict(l=60, r=20, t=50, b=50))
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"adapt-bytes-{_id(run.name)}")
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"adapt-bytes-{element_id(run.name)}")
 
 
 def _bytes_per_device_round(run: AdaptRun) -> tuple[list[float], list[float]]:
@@ -199,5 +199,5 @@ def write_adapt_figures(runs: list[AdaptRun], out_dir: Path) -> list[Path]:
         comm.tick_params(axis="x", labelrotation=30, labelsize=7)
         comm.legend(fontsize=7)
         fig.suptitle(run.name)
-        written.append(save_figure(fig, out_dir / f"adapt_{_id(run.name)}.png"))
+        written.append(save_figure(fig, out_dir / f"adapt_{element_id(run.name)}.png"))
     return written

@@ -12,6 +12,7 @@ from typing import Any
 from nas.errors import EdgenasError
 from nas.pareto import knee_index, pareto_front
 from nas.search.result import feasible
+from nas.workspace import Workspace
 
 
 @dataclass
@@ -93,29 +94,18 @@ def device_view(study: Any, device: str, budget: dict[str, Any]) -> DeviceView:
                       float(budget.get("safety_margin") or 0.0))
 
 
-def attach_profile(view: DeviceView, workspace: Path) -> None:
+def attach_profile(view: DeviceView, workspace: Workspace) -> None:
     """Add the device profile and its held-out validation pairs (refitted from measurements)."""
-    try:
-        from latency_predictors.device_profile import (
-            DeviceProfile,
-            fit_cost_model,
-            measurements_for,
-        )
-        from latency_predictors.measurements import MeasurementStore, sqlite_url
-    except ImportError:
-        return
-    from nas.workspace import profile_path
+    from latency_predictors.device_profile import fit_cost_model, measurements_for
 
-    path = profile_path(workspace, view.name)
-    if not path.is_file():
-        return
-    profile = DeviceProfile.load(path)
+    if view.name not in workspace.device_names():
+        return  # a table device, or a profile that lives elsewhere
+    profile = workspace.load_profile(view.name)
     view.profile = profile.to_json()
-    db = workspace / "measurements.db"
-    if not db.is_file():
+    if not (workspace.root / "measurements.db").is_file():
         return
     try:
-        store = MeasurementStore(sqlite_url(db))
+        store = workspace.measurements()
         holdout = measurements_for(profile, store, "holdout")
         if len(holdout) < 2:
             return
@@ -128,31 +118,17 @@ def attach_profile(view: DeviceView, workspace: Path) -> None:
         view.profile = {**(view.profile or {}), "validation_unavailable": str(exc).splitlines()[0]}
 
 
-def load_edgenas_study(name: str, storage: Any, display: str) -> Any:
-    """The Optuna study ``name`` made by ``edgenas search`` (one-line errors otherwise)."""
-    import optuna
-
-    try:
-        study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
-        raise EdgenasError(f"no study {name!r} in {display}; studies there: {', '.join(names) or 'none'}") from None
-    if "edgenas" not in study.user_attrs:
-        raise EdgenasError(f"study {name!r} in {display} was not made by edgenas search")
-    return study
-
-
 def collect(
-    study_name: str,
-    storage: Any,
+    study: Any,
     storage_display: str,
-    workspace: Path,
+    workspace: Workspace,
     devices: list[str] | None = None,
 ) -> ReportData:
-    """Read study ``study_name`` and everything around it for :func:`nas.report.html.render`."""
+    """Read ``study`` (an ``edgenas search`` study, see :func:`nas.search.study.open_edgenas_study`)
+    and everything around it for :func:`nas.report.html.render`."""
     from optuna.trial import TrialState
 
-    study = load_edgenas_study(study_name, storage, storage_display)
+    study_name = study.study_name
     identity = study.user_attrs["edgenas"]
     known = list(identity.get("devices", {}))
     chosen = devices or known
@@ -186,13 +162,10 @@ def collect(
     )
 
 
-def _registered(workspace: Path, study_name: str) -> list[dict[str, Any]]:
-    root = workspace / "registry"
-    if not (root / "registry.db").is_file():
+def _registered(workspace: Workspace, study_name: str) -> list[dict[str, Any]]:
+    if not (workspace.registry_dir / "registry.db").is_file():
         return []
-    from nas.registry import ModelRegistry
-
-    registry = ModelRegistry(root)
+    registry = workspace.registry()
     return [registry.to_json(e) for e in registry.list() if e.lineage.get("study") == study_name]
 
 

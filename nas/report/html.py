@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.report.collect import DeviceView, ReportData, TrialPoint
+from nas.report.markup import element_id
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}
@@ -151,7 +152,7 @@ def _scatter(view: DeviceView, cost: str) -> str:
                           annotation_text=f"allowed for predictions ({100 * view.safety_margin:.0f} % margin)")
     fig.update_layout(title=f"{view.name}: accuracy against predicted {cost}", xaxis_title=f"{cost} ({unit}, predicted)",
                       yaxis_title="accuracy (%)", height=460, margin=dict(l=60, r=20, t=50, b=50))
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"pareto-{cost}-{_id(view.name)}")
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"pareto-{cost}-{element_id(view.name)}")
 
 
 def _validation_plot(view: DeviceView) -> str:
@@ -186,7 +187,7 @@ def _validation_plot(view: DeviceView) -> str:
     fig.update_layout(title=f"{view.name}: predicted against measured latency (held-out whole networks)",
                       xaxis_title="measured (ms)", yaxis_title="predicted (ms)", height=420,
                       margin=dict(l=60, r=20, t=50, b=50))
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"validation-{_id(view.name)}") + table + noise_text
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"validation-{element_id(view.name)}") + table + noise_text
 
 
 def _device_section(view: DeviceView) -> str:
@@ -205,7 +206,7 @@ def _device_section(view: DeviceView) -> str:
     table = ("<table class='sortable'><thead><tr><th>trial</th><th>accuracy %</th><th>latency ms</th><th>energy mJ</th>"
              f"<th>MFLOPs</th><th>params M</th><th class='l'>pick</th><th class='l'>arch</th></tr></thead><tbody>{rows}</tbody></table>")
     energy = _scatter(view, "energy") if has_energy else "<p class='muted'>Energy: not measured on this device.</p>"
-    return (f"<h2 id='device-{_id(view.name)}'>Device {html.escape(view.name)}</h2><p class='muted'>{how}</p>"
+    return (f"<h2 id='device-{element_id(view.name)}'>Device {html.escape(view.name)}</h2><p class='muted'>{how}</p>"
             f"{_scatter(view, 'latency')}{energy}<h3>Feasible Pareto front ({len(view.front)} archs; click a column to sort)</h3>"
             f"{table}<h3>Latency predictor</h3>{_validation_plot(view)}")
 
@@ -240,7 +241,3 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
-
-
-def _id(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name)

@@ -6,14 +6,16 @@ benchmark; cost from each device's profile; budgets are hard constraints set wit
 
 Example::
 
-    spec = SearchSpec("nb201", {}, ("pixel3",), Budget(max_latency_ms=20.0))
-    result = run_search(spec, SearchSettings(trials=300))
+    from nas.search import Budget, SearchSettings, SearchSpec, search
+
+    spec = SearchSpec("nb201", {}, ("table:pixel3",), Budget(max_latency_ms=4.0), workspace="edgenas-workspace")
+    result, study = search(spec, SearchSettings(trials=300))
     result["recommended"]["arch"]
 """
 
 from nas.search.objectives import Budget, Outcome
 from nas.search.problem import SearchProblem, SearchSpec, build_problem
-from nas.search.runner import SearchSettings, run_search
+from nas.search.runner import SearchSettings, prepare, run_search, search
 
 __all__ = [
     "Budget",
@@ -22,5 +24,7 @@ __all__ = [
     "SearchSettings",
     "SearchSpec",
     "build_problem",
+    "prepare",
     "run_search",
+    "search",
 ]

@@ -92,7 +92,7 @@ class SupernetAccuracy:
         import torch
 
         from nas.data import EvalBatches, Normalizer
-        from nas.training.restore import load_trained
+        from nas.training import load_trained
 
         trained = load_trained(self.checkpoint, self.device)
         if trained.checkpoint.meta.get("sha256") != self.checkpoint_sha256:

@@ -26,10 +26,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
     select,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from latency_predictors.database import database_url, open_engine
+from nas.errors import EdgenasError
 
 _metadata = MetaData()
 _table = Table(
@@ -65,21 +67,18 @@ class CachedAccuracy:
 class AccuracyCache:
     """Accuracy per arch for one checkpoint and one evaluation settings."""
 
-    def __init__(self, url: str, checkpoint_sha256: str, settings: dict[str, Any]) -> None:
-        if "://" not in url:
-            url = f"sqlite:///{Path(url).resolve()}"
-        from nas.search.storage import with_driver
-
-        url = with_driver(url)
-        if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        self.url = url
+    def __init__(self, url: str | Path, checkpoint_sha256: str, settings: dict[str, Any]) -> None:
+        self.url = database_url(url)
         self.sha = checkpoint_sha256
         self.settings = settings
         self.key = settings_key(settings)
-        args = {"timeout": 60} if url.startswith("sqlite") else {}
-        self.engine = create_engine(url, connect_args=args)
-        _metadata.create_all(self.engine)
+        self.engine = open_engine(self.url, "accuracy cache")
+        try:
+            _metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            first = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise EdgenasError(f"cannot use the accuracy cache {url} ({first}); pass --cache with another "
+                               "database or move the damaged file aside") from None
 
     def load_all(self) -> dict[str, CachedAccuracy]:
         """Every cached arch of this checkpoint and settings, by arch key (one query)."""

@@ -18,12 +18,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from nas.errors import EdgenasError
+from nas.workspace import Workspace, check_device_name
 
 TABLE_PREFIX = "table:"
 
@@ -98,47 +98,20 @@ class ProfileCost:
                 "counts": p.get("counts", {})}
 
 
-def load_device(name: str, space: Any, workspace: Path) -> DeviceCost:
+def load_device(name: str, space: Any, workspace: Workspace) -> DeviceCost:
     """The cost source for ``--device NAME``: ``table:COLUMN`` (nb201) or a stored profile."""
     if name.startswith(TABLE_PREFIX):
         return _table_device(name, space)
-    from nas.workspace import device_names, measurements_url, profile_path
-
-    path = profile_path(workspace, name)
-    if not path.is_file():
-        known = device_names(workspace)
-        hint = f"known: {', '.join(known)}" if known else "none is stored yet"
-        extra = ", or table:COLUMN for nb201's measured devices" if space.name == "nb201" else ""
+    if name not in workspace.device_names() and space.name == "nb201":
+        check_device_name(name)
+        known = ", ".join(workspace.device_names()) or "none is stored yet"
         raise EdgenasError(
-            f"unknown device {name!r} in workspace {workspace} ({hint}); profile it with "
-            f"`edgenas profile --device {name}` or `edgenas devices import {name} --space {space.name} "
-            f"--measurements FILE.csv`{extra}"
+            f"unknown device {name!r} in workspace {workspace.root} (known: {known}); profile it with "
+            f"`edgenas profile --device {name}` or `edgenas devices import {name} --space nb201 "
+            "--measurements FILE.csv`, or use table:COLUMN for nb201's measured devices"
         )
-    try:
-        from latency_predictors.device_profile import DeviceProfile, fit_cost_model
-        from latency_predictors.measurements import MeasurementStore
-    except ImportError as exc:  # the profiling package is incomplete in this install
-        raise EdgenasError(f"device profiles cannot be read by this edgenas ({exc})") from None
-    try:
-        profile = DeviceProfile.load(path)
-    except ValueError as exc:
-        raise EdgenasError(str(exc)) from None
-    if profile.space.get("name") != space.name or _differs(profile.space, space.describe()):
-        raise EdgenasError(
-            f"device {name!r} was profiled on space {profile.space.get('name')} {profile.space}, not on "
-            f"{space.describe()}; profile it on this space or search the space it was profiled on"
-        )
-    store = MeasurementStore(measurements_url(workspace))
-    try:
-        model = fit_cost_model(profile, store, space=space)
-    except ValueError as exc:
-        raise EdgenasError(f"device {name!r}: {exc}") from None
-    return ProfileCost(name, model, profile.to_json())
-
-
-def _differs(profiled: dict[str, Any], searched: dict[str, Any]) -> bool:
-    """True when a setting both descriptions name has different values."""
-    return any(k in searched and searched[k] != v for k, v in profiled.items())
+    model = workspace.cost_model(name, space)
+    return ProfileCost(name, model, model.profile.to_json())
 
 
 def _table_device(name: str, space: Any) -> TableLatency:

@@ -25,6 +25,7 @@ from nas.search.objectives import (
     direction,
     objective_names,
 )
+from nas.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -125,14 +126,10 @@ def record(trial: Any, outcome: Outcome) -> None:
 
 
 def build_space(spec: SearchSpec) -> Any:
-    from search_spaces import get_space
+    """The space a search spec names, built with the spec's options (a checkpoint's)."""
+    from nas.spaces import build_space as build
 
-    try:
-        return get_space(spec.space, **spec.space_options)
-    except KeyError as exc:
-        raise EdgenasError(f"--space: {exc.args[0]}") from None
-    except (TypeError, ValueError) as exc:
-        raise EdgenasError(f"--space {spec.space}: {exc}") from None
+    return build(spec.space, spec.space_options)
 
 
 def build_accuracy(spec: SearchSpec, space: Any) -> Any:
@@ -151,7 +148,7 @@ def build_accuracy(spec: SearchSpec, space: Any) -> Any:
     if not spec.checkpoint:
         raise EdgenasError(f"--space {spec.space} needs --checkpoint DIR (a supernet trained with `edgenas train`)")
     from nas.search.accuracy import SupernetAccuracy
-    from nas.training.checkpoint import read_checkpoint
+    from nas.training import read_checkpoint
 
     ckpt = read_checkpoint(spec.checkpoint)
     trained_space = ckpt.meta.get("space")
@@ -160,8 +157,7 @@ def build_accuracy(spec: SearchSpec, space: Any) -> Any:
             f"checkpoint {spec.checkpoint} was trained on space {trained_space}, not on {space.describe()}; "
             "pass the --space and --space-options it was trained with, or another --checkpoint"
         )
-    workspace = Path(spec.workspace)
-    cache_url = spec.cache_url or f"sqlite:///{(workspace / 'accuracy_cache.db').resolve()}"
+    cache_url = spec.cache_url or Workspace(Path(spec.workspace)).accuracy_cache_url
     return SupernetAccuracy(Path(spec.checkpoint), ckpt.meta["sha256"], cache_url,
                             spec.eval_batch_size, spec.eval_device)
 
@@ -172,7 +168,7 @@ def build_problem(spec: SearchSpec) -> SearchProblem:
         raise EdgenasError("--device NAME is required (a profiled or imported device)")
     space = build_space(spec)
     accuracy = build_accuracy(spec, space)
-    devices = [load_device(name, space, Path(spec.workspace)) for name in spec.devices]
+    devices = [load_device(name, space, Workspace(Path(spec.workspace))) for name in spec.devices]
     return SearchProblem(spec, space, accuracy, devices)
 
 

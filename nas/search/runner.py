@@ -15,12 +15,13 @@ from nas.errors import EdgenasError
 from nas.search.engine_ray import RayOptions
 from nas.search.feasibility import check_budget
 from nas.search.objectives import Budget
-from nas.search.problem import SearchProblem, SearchSpec, build_accuracy, build_space
+from nas.search.problem import SearchProblem, SearchSpec, build_problem
 from nas.search.progress import Progress
 from nas.search.result import build_result
 from nas.search.samplers import DEFAULT_SAMPLER, make_sampler
 from nas.search.storage import check_reachable, open_storage, parse_storage
 from nas.search.study import default_study_name, open_study
+from nas.workspace import Workspace
 
 MARGIN_PER_ERROR = 1.0
 """``--safety-margin auto`` = this many times the predictor's validation MAPE (see the
@@ -64,23 +65,34 @@ def auto_margin(devices: list[Any]) -> float:
 
 def prepare(spec: SearchSpec, margin: float | str = "auto") -> SearchProblem:
     """Build the problem, resolving ``--safety-margin auto`` from the devices' predictors."""
-    from nas.search.costs import load_device
-
-    if not spec.devices:
-        raise EdgenasError("--device NAME is required (a profiled or imported device)")
-    space = build_space(spec)
-    accuracy = build_accuracy(spec, space)
-    devices = [load_device(name, space, Path(spec.workspace)) for name in spec.devices]
-    value = auto_margin(devices) if margin == "auto" else float(margin)
+    problem = build_problem(spec)
+    value = auto_margin(problem.devices) if margin == "auto" else float(margin)
     spec = replace(spec, budget=replace(spec.budget, safety_margin=round(value, 4)))
     Budget(**spec.budget.to_json())  # validates the margin
-    return SearchProblem(spec, space, accuracy, devices)
+    return SearchProblem(spec, problem.space, problem.accuracy, problem.devices)
+
+
+def search(spec: SearchSpec, settings: SearchSettings = SearchSettings(), margin: float | str = "auto",
+           quiet: bool = False) -> tuple[dict[str, Any], Any]:
+    """Search (or resume) the study ``spec`` and ``settings`` describe: the whole pipeline.
+
+    Returns the result document (feasible front, recommended arch, cheapest reachable
+    costs; what ``edgenas search --out`` writes) and the Optuna study.
+
+    Example::
+
+        spec = SearchSpec("nb201", {}, ("table:pixel3",), Budget(max_latency_ms=4.0),
+                          workspace="edgenas-workspace")
+        result, study = search(spec, SearchSettings(trials=300))
+        result["recommended"]["arch"]
+    """
+    return run_search(prepare(spec, margin), settings, quiet=quiet)
 
 
 def run_search(problem: SearchProblem, settings: SearchSettings, quiet: bool = False) -> tuple[dict[str, Any], Any]:
     """Run (or resume) the search; return the result document and the study."""
     workspace = Path(problem.spec.workspace)
-    storage_spec = parse_storage(settings.storage, workspace)
+    storage_spec = parse_storage(settings.storage, Workspace(workspace).studies_url)
     check_reachable(storage_spec)
     cheapest = check_budget(problem)
     identity = problem.identity()

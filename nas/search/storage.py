@@ -14,12 +14,19 @@ and nothing is written. Optuna is imported lazily (``pip install edgenas[search]
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from latency_predictors.database import (
+    DatabaseError,
+    database_url,
+    engine_options,
+    mask_password,
+    prepare,
+    use_wal,
+)
 from nas.errors import EdgenasError
 
 HEARTBEAT_S = 10
@@ -47,10 +54,6 @@ class StorageSpec:
         return self.kind == "rdb" and self.target.startswith("sqlite")
 
 
-def mask_password(url: str) -> str:
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
-
-
 def require_optuna() -> Any:
     """Import optuna, or explain which extra installs it."""
     import warnings
@@ -65,10 +68,10 @@ def require_optuna() -> Any:
     return optuna
 
 
-def parse_storage(value: str | None, workspace: Path) -> StorageSpec:
-    """``--storage`` to a :class:`StorageSpec` (default: the workspace's SQLite file)."""
+def parse_storage(value: str | None, studies_url: str) -> StorageSpec:
+    """``--storage`` to a :class:`StorageSpec` (``None``: ``studies_url``, the workspace's SQLite file)."""
     if not value:
-        return StorageSpec("rdb", f"sqlite:///{(workspace / 'studies.db').resolve()}")
+        return StorageSpec("rdb", studies_url)
     if value.startswith("journal:"):
         return StorageSpec("journal", str(Path(value[len("journal:"):]).expanduser().resolve()))
     if "://" not in value:
@@ -78,52 +81,25 @@ def parse_storage(value: str | None, workspace: Path) -> StorageSpec:
             f"--storage {value!r} is neither a database URL (sqlite:///FILE, postgresql://USER@HOST/DB) "
             "nor a journal (journal:PATH or a path ending in .log)"
         )
-    scheme = value.split("://", 1)[0].split("+", 1)[0]
-    if scheme not in ("sqlite", "postgresql", "postgres", "mysql", "mariadb"):
-        raise EdgenasError(f"--storage scheme {scheme!r} is not supported; use sqlite, postgresql, mysql or journal:PATH")
-    if scheme == "postgres":
-        value = "postgresql" + value[len("postgres"):]
-    return StorageSpec("rdb", with_driver(value))
-
-
-def with_driver(url: str) -> str:
-    """``postgresql://`` with the driver that is installed: SQLAlchemy 2.1 picks psycopg 3 by
-    default, the ``search`` extra installs psycopg2 (either works)."""
-    if not url.startswith("postgresql://"):
-        return url
-    import importlib.util
-
-    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
-        return "postgresql+psycopg2://" + url[len("postgresql://"):]
-    return url
+    try:
+        return StorageSpec("rdb", database_url(value))
+    except DatabaseError as exc:
+        raise EdgenasError(f"--storage: {exc}") from None
 
 
 def check_reachable(spec: StorageSpec) -> None:
-    """Connect once (5 s timeout) so an unreachable server is a one-line error, not a hang."""
+    """Fail in one line, before anything is written, when the storage cannot be used."""
     if spec.kind == "journal":
-        parent = Path(spec.target).parent
-        if not parent.is_dir():
-            raise EdgenasError(f"--storage journal {spec.target}: folder {parent} does not exist; create it or fix the path")
+        path = Path(spec.target)
+        if path.is_dir():
+            raise EdgenasError(f"--storage journal {path} is a directory; name a file in it, e.g. journal:{path / 'studies.log'}")
+        if not path.parent.is_dir():
+            raise EdgenasError(f"--storage journal {spec.target}: folder {path.parent} does not exist; create it or fix the path")
         return
-    if spec.is_sqlite:
-        path = spec.target.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import SQLAlchemyError
-
-    args = {"connect_timeout": 5} if spec.target.startswith("postgresql") else {}
     try:
-        engine = create_engine(spec.target, connect_args=args)
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        engine.dispose()
-    except (SQLAlchemyError, ImportError) as exc:
-        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise EdgenasError(
-            f"cannot reach study storage {spec.display} ({first}); start the database or fix --storage"
-        ) from None
+        prepare(spec.target, "study")
+    except DatabaseError as exc:
+        raise EdgenasError(f"{exc} (--storage)") from None
 
 
 def open_storage(spec: StorageSpec, heartbeat: bool = True) -> Any:
@@ -140,10 +116,7 @@ def open_storage(spec: StorageSpec, heartbeat: bool = True) -> Any:
             grace_period=GRACE_S,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
         )
-    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if spec.is_sqlite:
-        # Several workers on one SQLite file wait for each other's writes instead of failing.
-        engine_kwargs["connect_args"] = {"timeout": 60}
+    engine_kwargs = engine_options(spec.target)
     storage = None
     for attempt in range(5):
         try:
@@ -154,21 +127,5 @@ def open_storage(spec: StorageSpec, heartbeat: bool = True) -> Any:
                 raise EdgenasError(f"cannot open study storage {spec.display}: {str(exc).splitlines()[0]}") from None
             time.sleep(0.5 + attempt)
     if spec.is_sqlite:
-        _fast_sqlite(storage.engine)
+        use_wal(storage.engine)
     return storage
-
-
-def _fast_sqlite(engine: Any) -> None:
-    """WAL journal with ``synchronous=NORMAL``: a commit no longer waits for fsync (a
-    search writes a dozen small rows per trial). A killed process loses nothing
-    committed; only an OS crash or power loss can drop the last commits."""
-    from sqlalchemy import event
-
-    def pragmas(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.close()
-
-    engine.dispose()
-    event.listen(engine, "connect", pragmas)

@@ -21,6 +21,7 @@ from typing import Any
 
 from nas.errors import EdgenasError
 from nas.search.storage import MAX_RETRY, StorageSpec, require_optuna
+from nas.workspace import Workspace
 
 IDENTITY_ATTR = "edgenas"
 WORKER_ATTR = "edgenas_worker"
@@ -135,3 +136,28 @@ def count_complete(study: Any) -> int:
     from optuna.trial import TrialState
 
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def load_edgenas_study(name: str, storage: Any, display: str) -> Any:
+    """The Optuna study ``name`` made by ``edgenas search`` (one-line errors otherwise)."""
+    optuna = require_optuna()
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        raise EdgenasError(f"no study {name!r} in {display}; studies there: {', '.join(names) or 'none'}") from None
+    if IDENTITY_ATTR not in study.user_attrs:
+        raise EdgenasError(f"study {name!r} in {display} was not made by edgenas search")
+    return study
+
+
+def open_edgenas_study(workspace: Workspace, name: str, storage: str | None = None) -> tuple[Any, str]:
+    """The ``edgenas search`` study ``name`` in the workspace's storage, or in ``storage``
+    (a URL or journal, as ``--storage`` takes); also returns the storage as displayed."""
+    from nas.search.storage import check_reachable, open_storage, parse_storage
+
+    spec = parse_storage(storage, workspace.studies_url)
+    if spec.is_sqlite and not storage and not (workspace.root / "studies.db").is_file():
+        raise EdgenasError(f"no study database at {spec.display}; run `edgenas search` first or pass --storage")
+    check_reachable(spec)
+    return load_edgenas_study(name, open_storage(spec, heartbeat=False), spec.display), spec.display

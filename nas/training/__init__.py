@@ -1,5 +1,49 @@
-"""Supernet training: the sandwich step, the training loop, checkpoints, data parallelism."""
+"""Supernet training: the sandwich step, the training loop, checkpoints, data parallelism.
 
-from nas.training.sandwich import SandwichStats, resize_to, sandwich_archs, sandwich_step
+What other packages use is exported here (imported lazily, on first use, so that
+``nas.training.sandwich`` can be used without loading the training loop)::
 
-__all__ = ["SandwichStats", "resize_to", "sandwich_archs", "sandwich_step"]
+    from nas.training import TrainConfig, load_trained, train
+
+    result = train(load_config(TrainConfig, "train.yaml"), "runs/digits")
+    trained = load_trained(result.output_dir)          # space, supernet, data splits
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Checkpoint": "checkpoint",
+    "SandwichStats": "sandwich",
+    "TrainConfig": "config",
+    "TrainResult": "loop",
+    "TrainedSupernet": "restore",
+    "find_checkpoint": "checkpoint",
+    "load_supernet": "restore",
+    "load_trained": "restore",
+    "read_checkpoint": "checkpoint",
+    "resize_to": "sandwich",
+    "run_dir": "loop",
+    "sandwich_archs": "sandwich",
+    "sandwich_step": "sandwich",
+    "save_checkpoint": "checkpoint",
+    "sha256_file": "checkpoint",
+    "space_and_data": "build",
+    "train": "loop",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'nas.training' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"nas.training.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -6,8 +6,8 @@ from typing import Any
 
 from nas.data import DataSplits, load_splits
 from nas.errors import EdgenasError
+from nas.spaces import build_space as _build_space
 from nas.training.config import TrainConfig
-from search_spaces import get_space
 
 
 def space_options(cfg: TrainConfig, num_classes: int | None) -> dict[str, Any]:
@@ -25,13 +25,8 @@ def space_options(cfg: TrainConfig, num_classes: int | None) -> dict[str, Any]:
 
 
 def build_space(name: str, options: dict[str, Any]) -> Any:
-    """``get_space(name, **options)`` with its errors as one-line config errors."""
-    try:
-        return get_space(name, **options)
-    except KeyError as exc:
-        raise EdgenasError(f"space.name: {exc.args[0]}") from None
-    except (TypeError, ValueError) as exc:
-        raise EdgenasError(f"space.options: {exc}") from None
+    """The space a training config names, with its errors as one-line config errors."""
+    return _build_space(name, options, name_key="space.name", options_key="space.options")
 
 
 def space_and_data(cfg: TrainConfig) -> tuple[Any, DataSplits, dict[str, Any]]:

@@ -54,6 +54,18 @@ class TrainResult:
     last_loss: float | None
 
 
+def run_dir(cfg: TrainConfig, config_path: str | Path, out_dir: str | Path | None = None,
+            workspace: str | Path | None = None) -> Path:
+    """Where a run goes: ``out_dir``, else the config's ``output_dir``, else ``WORKSPACE/runs/CONFIG_NAME``."""
+    from nas.workspace import Workspace
+
+    if out_dir:
+        return Path(out_dir)
+    if cfg.output_dir:
+        return Path(cfg.output_dir)
+    return Workspace.resolve(workspace).run_dir(Path(config_path).stem)
+
+
 def train(
     cfg: TrainConfig,
     output_dir: str | Path,

@@ -11,10 +11,8 @@ import torch
 from nas.cli import main
 from nas.config import load_config
 from nas.errors import EdgenasError
+from nas.training import TrainConfig, load_trained, train
 from nas.training.checkpoint import read_checkpoint, sha256_file
-from nas.training.config import TrainConfig
-from nas.training.loop import train
-from nas.training.restore import load_trained
 
 PROGRESSIVE = {
     "space": {"options": {"preset": "small", "resolutions": [24, 28], "dropout": 0.2}},
@@ -128,6 +126,6 @@ def test_damaged_checkpoints_are_one_line_errors(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     # training refuses to resume from it too, and leaves the files as they were
-    assert main(["train", str(config), "--output", str(run), "--no-progress"]) == 2
+    assert main(["train", str(config), "--out-dir", str(run), "--quiet"]) == 2
     assert message in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in run.iterdir()} == damaged != before

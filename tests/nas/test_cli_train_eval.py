@@ -14,16 +14,15 @@ import pytest
 
 from nas.cli import main
 from nas.config import load_config
+from nas.training import TrainConfig, train
 from nas.training.checkpoint import read_checkpoint, sha256_file
-from nas.training.config import TrainConfig
-from nas.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_train_then_eval_through_main(tiny_config, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
-    assert main(["train", str(tiny_config()), "--output", str(run), "--no-progress"]) == 0
+    assert main(["train", str(tiny_config()), "--out-dir", str(run), "--quiet"]) == 0
     assert "trained 4/4 steps" in capsys.readouterr().out
     weights = run / read_checkpoint(run).meta["weights"]
     digest = sha256_file(weights)
@@ -68,7 +67,7 @@ def test_killed_and_interrupted_processes_resume_bit_identically(tiny_config, tm
     straight = train(load_config(TrainConfig, config), tmp_path / "straight", progress=False)
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    command = _cli("train", str(config), "--output", str(run), "--no-progress")
+    command = _cli("train", str(config), "--out-dir", str(run), "--quiet")
 
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_step(run, 2, proc)

@@ -18,12 +18,9 @@ import torch
 
 from nas.config import load_config
 from nas.data import Normalizer, train_batches
-from nas.training.build import space_and_data
-from nas.training.checkpoint import read_checkpoint
-from nas.training.config import TrainConfig
+from nas.training import TrainConfig, read_checkpoint, sandwich_step, space_and_data
 from nas.training.optim import lr_at, make_optimizer, set_lr
 from nas.training.phases import locate, resolve_phases
-from nas.training.sandwich import sandwich_step
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,7 +73,7 @@ def test_two_gloo_processes_end_identical_and_equal_the_reference(tiny_config, t
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "nas.cli", "train", str(config), "--output", str(run), "--no-progress"],
+         "-m", "nas.cli", "train", str(config), "--out-dir", str(run), "--quiet"],
         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -8,9 +8,7 @@ import torch
 from nas.config import load_config
 from nas.errors import EdgenasError
 from nas.finetune import FinetuneConfig, finetune_subnet
-from nas.training.config import TrainConfig
-from nas.training.loop import train
-from nas.training.restore import load_trained
+from nas.training import TrainConfig, load_trained, train
 
 
 @pytest.fixture()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nas.cli import main
-from nas.commands.finetune import pick_point
+from nas.ship import pick_point
 from nas.errors import EdgenasError
 from nas.report.collect import DeviceView, TrialPoint
 

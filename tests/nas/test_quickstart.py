@@ -13,7 +13,7 @@ from nas.registry import ModelRegistry
 def test_quickstart_runs_the_whole_flow_and_reuses_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ws = tmp_path / "ws"
     args = ["quickstart", "--workspace", str(ws), "--steps", "12", "--trials", "10",
-            "--profile-minutes", "0.3", "--finetune-epochs", "1", "--no-progress"]
+            "--profile-minutes", "0.3", "--finetune-epochs", "1", "--quiet"]
     assert main(args) == 0
     out = capsys.readouterr().out
     for step in range(1, 10):

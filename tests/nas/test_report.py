@@ -43,7 +43,7 @@ def study(tmp_path_factory):
 def test_report_writes_html_and_pngs(study, capsys):
     ws, name = study
     out = ws / "report.html"
-    assert main(["report", name, "-o", str(out), "--workspace", str(ws)]) == 0
+    assert main(["report", name, "--out", str(out), "--workspace", str(ws)]) == 0
     page = out.read_text()
     # self-contained: no script or stylesheet is fetched from anywhere
     assert re.findall(r"<script[^>]*\bsrc=", page) == [] and re.findall(r"<link[^>]*\bhref=", page) == []
@@ -74,7 +74,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 def test_report_renders_in_headless_chromium(study, tmp_path):
     ws, name = study
     out = ws / "report_browser.html"
-    assert main(["report", name, "-o", str(out), "--workspace", str(ws)]) == 0
+    assert main(["report", name, "--out", str(out), "--workspace", str(ws)]) == 0
     chromium = _chromium()
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]
     dom = subprocess.run(

@@ -8,7 +8,7 @@ import pytest
 
 from nas.cli import main
 from nas.config import load_config
-from nas.training.config import TrainConfig
+from nas.training import TrainConfig
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_bad_configs_are_one_line_errors_naming_the_key(
     tiny_config, tmp_path: Path, capsys: pytest.CaptureFixture[str], changes: dict, message: str
 ) -> None:
     path = tiny_config(**changes)
-    code = main(["train", str(path), "--output", str(tmp_path / "out"), "--no-progress"])
+    code = main(["train", str(path), "--out-dir", str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].startswith("edgenas train: error: ") and message in err[0], err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nas.adapt.config import AdaptConfig
+from nas.adapt.config import SimulationConfig
 from nas.adapt.data import load_domain_data
 from nas.adapt.simulator import simulate
 from nas.config import load_config
@@ -22,7 +22,7 @@ def test_cifar10_from_a_local_directory_runs_a_simulation(tmp_path):
     assert domain.pool_x.dtype == np.float32 and 0.0 <= domain.pool_x.min() and domain.pool_x.max() <= 1.0
     # the official test batch is the test pool, pixel for pixel
     np.testing.assert_allclose(domain.test_x[0].reshape(-1) * 255.0, data[0].astype(np.float32), atol=1e-3)
-    cfg = load_config(AdaptConfig, tiny_config(
+    cfg = load_config(SimulationConfig, tiny_config(
         tmp_path / "sim", data={"name": "cifar10", "root": str(tmp_path / "cifar"), "proxy_samples": 100},
         devices={"count": 4, "per_round_min": 2, "per_round_max": 2, "min_samples": 10, "max_samples": 20,
                  "test_samples": 5},

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas.adapt.device import recalibrate_bn
+from nas.adapt.device import local_batches
+from nas.evaluation import recalibrate_bn
 
 
 class _TwoPaths(nn.Module):
@@ -28,7 +29,7 @@ def test_recalibration_sets_statistics_of_the_data_and_keeps_unreached_ones():
     net.unused.running_mean.fill_(3.0)
     net.unused.running_var.fill_(2.0)
     x = torch.randn(64, 2, 3, 3) * 2 + 1
-    recalibrate_bn(net, x, batch_size=16)
+    recalibrate_bn(net, local_batches(x, 16))
     with torch.no_grad():
         out = net.conv(x).transpose(0, 1).reshape(4, -1)
     # the mean of the 4 batch means is the data's mean (equal batches)
@@ -48,7 +49,7 @@ def test_recalibration_drops_a_short_tail_and_restores_state_on_error():
     torch.manual_seed(0)
     net = _TwoPaths()
     x = torch.randn(18, 2, 3, 3)
-    recalibrate_bn(net, x, batch_size=16)  # the 2-sample tail would count as much as 16 samples
+    recalibrate_bn(net, local_batches(x, 16))  # the 2-sample tail would count as much as 16 samples
     with torch.no_grad():
         full = net.conv(x[:16]).transpose(0, 1).reshape(4, -1)
     torch.testing.assert_close(net.bn.running_mean, full.mean(1), rtol=1e-4, atol=1e-4)
@@ -61,7 +62,7 @@ def test_recalibration_drops_a_short_tail_and_restores_state_on_error():
     broken = Broken()
     broken.bn.running_mean.fill_(7.0)
     try:
-        recalibrate_bn(broken, x, batch_size=16)
+        recalibrate_bn(broken, local_batches(x, 16))
     except RuntimeError:
         pass
     assert broken.bn.momentum == 0.1 and broken.training

@@ -48,7 +48,7 @@ def test_elastic_round_absorbs_good_and_rejects_nan():
 
 def test_elastic_decomposition_runs_in_the_simulator(tmp_path):
     """The same simulator, methods and checks over the mbv3 supernet (digits, tiny sizes)."""
-    from nas.adapt.config import AdaptConfig
+    from nas.adapt.config import SimulationConfig
     from nas.adapt.data import load_domain_data
     from nas.adapt.decomposition import ElasticDecomposition
     from nas.adapt.simulator import Simulation
@@ -56,7 +56,7 @@ def test_elastic_decomposition_runs_in_the_simulator(tmp_path):
     from tests.nas.adapt.conftest import tiny_config
 
     data = load_domain_data("digits", seed=0, proxy_samples=200, device_samples=600)
-    cfg = load_config(AdaptConfig, tiny_config(
+    cfg = load_config(SimulationConfig, tiny_config(
         tmp_path, data={"name": "digits"}, decomposition="elastic", methods=["nebula", "fedavg"], rounds=1,
         cloud={"preset": None, "pretrain_steps": 3}, devices={"count": 6, "per_round_min": 2, "per_round_max": 2,
                                                               "budget_low": 0.6}))
@@ -75,7 +75,7 @@ def test_elastic_decomposition_runs_in_the_simulator(tmp_path):
 def test_elastic_has_no_heterofl():
     import pytest
 
-    from nas.adapt.config import AdaptConfig
+    from nas.adapt.config import SimulationConfig
 
     with pytest.raises(ValueError, match="heterofl"):
-        AdaptConfig(decomposition="elastic")
+        SimulationConfig(decomposition="elastic")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nas.adapt.aggregate import importance_weight, weighted_average
-from nas.adapt.costs import Cost, CostModel
+from nas.adapt.costs import Cost, ModularCosts
 from nas.adapt.knapsack import Infeasible, Item, brute_force, solve
 from nas.adapt.methods import BudgetError, choose_modules
 from search_spaces.modular import PRESETS
@@ -42,7 +42,7 @@ def test_knapsack_exactly_one_per_group():
 
 
 def test_choose_modules_respects_budget_and_names_the_smallest_cost():
-    costs = CostModel(PRESETS["mnist1d"])
+    costs = ModularCosts(PRESETS["mnist1d"])
     importance = np.full((4, 9), 1 / 9)
     arch = choose_modules(importance, costs.full(), costs, 0.05, device=0)
     assert all(len(layer) == 9 for layer in arch.layers)  # everything fits the full budget

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nas.adapt.aggregate import HEAD_KEYS, importance_weight, weighted_average
-from nas.adapt.config import AdaptConfig
+from nas.adapt.config import SimulationConfig
 from nas.adapt.methods import METHOD_TYPES, download_bytes
 from nas.adapt.simulator import Simulation
 from nas.adapt.wire import Update, UpdateRejected, validate
@@ -16,7 +16,7 @@ from tests.nas.adapt.conftest import tiny_config
 
 
 def _after_one_round(tmp_path, data, method):
-    cfg = load_config(AdaptConfig, tiny_config(tmp_path, methods=[method], rounds=1))
+    cfg = load_config(SimulationConfig, tiny_config(tmp_path, methods=[method], rounds=1))
     sim = Simulation(cfg, progress=False, data=data)
     meta = sim._restore(method, 0)
     record = sim.round(METHOD_TYPES[method](), 0, meta)

@@ -14,15 +14,14 @@ from safetensors.torch import save_file
 from nas.adapt.decomposition import ElasticDecomposition
 from nas.cli import main
 from nas.data.sources import load_digits
+from nas.training import load_supernet
 from nas.training.checkpoint import read_checkpoint, sha256_file
-from nas.training.restore import load_supernet
 
 
 @pytest.fixture(scope="module")
 def trained_dir(tmp_path_factory):
     from nas.config import load_config
-    from nas.training.config import TrainConfig
-    from nas.training.loop import train
+    from nas.training import TrainConfig, train
     from tests.nas.conftest import TINY
 
     out = tmp_path_factory.mktemp("train") / "run"
@@ -148,7 +147,7 @@ def test_device_data_needs_matching_test_tensors(trained_dir, tmp_path, capsys):
 def test_a_nebula_file_beside_a_training_checkpoint_is_not_taken_for_it(trained_dir, tmp_path):
     import shutil
 
-    from nas.adapt.real import is_training_checkpoint
+    from nas.adapt.round import is_training_checkpoint
 
     run = tmp_path / "run"
     shutil.copytree(trained_dir, run)

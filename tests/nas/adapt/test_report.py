@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from nas.adapt.config import AdaptConfig
+from nas.adapt.config import SimulationConfig
 from nas.adapt.simulator import simulate
 from nas.cli import main
 from nas.config import load_config
@@ -15,10 +15,10 @@ from tests.nas.adapt.conftest import tiny_config
 
 def test_report_shows_each_method_over_rounds_and_its_bytes(tmp_path, small_mnist1d):
     run_dir = tmp_path / "sim"
-    cfg = load_config(AdaptConfig, tiny_config(run_dir, methods=["nebula", "fedavg", "heterofl"]))
+    cfg = load_config(SimulationConfig, tiny_config(run_dir, methods=["nebula", "fedavg", "heterofl"]))
     results = simulate(cfg, progress=False, data=small_mnist1d)
     out = tmp_path / "report.html"
-    assert main(["report", "--adapt", str(run_dir), "-o", str(out), "--workspace", str(tmp_path / "ws")]) == 0
+    assert main(["report", "--adapt", str(run_dir), "--out", str(out), "--workspace", str(tmp_path / "ws")]) == 0
     page = out.read_text()
     for method in ("nebula", "fedavg", "heterofl"):
         assert f"<td class='l'>{method}</td>" in page
@@ -34,7 +34,7 @@ def test_report_shows_each_method_over_rounds_and_its_bytes(tmp_path, small_mnis
 
 def test_report_shows_an_unfinished_run_and_a_real_round(tmp_path, small_mnist1d):
     run_dir = tmp_path / "sim"
-    cfg = load_config(AdaptConfig, tiny_config(run_dir, methods=["nebula"], rounds=1))
+    cfg = load_config(SimulationConfig, tiny_config(run_dir, methods=["nebula"], rounds=1))
     simulate(cfg, progress=False, data=small_mnist1d)
     results = json.loads((run_dir / "results.json").read_text())
     del results["summary"]  # as an interrupted run leaves it
@@ -47,7 +47,7 @@ def test_report_shows_an_unfinished_run_and_a_real_round(tmp_path, small_mnist1d
         "budget_errors": [], "devices": [{"dir": "devices/phone", "arch": {"depths": [2]}, "accuracy_before": 50.0,
                                           "accuracy_after": 75.0, "peak_memory_bytes": 2e6, "time_per_batch_ms": 3.0}]}))
     out = tmp_path / "r.html"
-    assert main(["report", "--adapt", str(run_dir), "--adapt", str(real), "-o", str(out),
+    assert main(["report", "--adapt", str(run_dir), "--adapt", str(real), "--out", str(out),
                  "--workspace", str(tmp_path / "ws")]) == 0
     page = out.read_text()
     assert "1 of 1 rounds done" in page and "devices/phone" in page and "non-finite values" in page
@@ -69,11 +69,11 @@ def test_two_runs_with_the_same_folder_name_get_their_own_charts(tmp_path, small
     dirs = []
     for parent in ("a", "b"):
         run_dir = tmp_path / parent / "v3"
-        simulate(load_config(AdaptConfig, tiny_config(run_dir, methods=["nebula"], rounds=1)), progress=False,
+        simulate(load_config(SimulationConfig, tiny_config(run_dir, methods=["nebula"], rounds=1)), progress=False,
                  data=small_mnist1d)
         dirs += ["--adapt", str(run_dir)]
     out = tmp_path / "r.html"
-    assert main(["report", *dirs, "-o", str(out), "--workspace", str(tmp_path / "ws")]) == 0
+    assert main(["report", *dirs, "--out", str(out), "--workspace", str(tmp_path / "ws")]) == 0
     page = out.read_text()
     assert 'id="adapt-acc-v3"' in page and 'id="adapt-acc-v3-2"' in page
     assert (tmp_path / "r_figures" / "adapt_v3.png").is_file() and (tmp_path / "r_figures" / "adapt_v3-2.png").is_file()

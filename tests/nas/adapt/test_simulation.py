@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from nas.adapt.config import AdaptConfig
+from nas.adapt.config import SimulationConfig
 from nas.adapt.simulator import Simulation
 from nas.adapt.wire import Update, UpdateRejected, validate
 from nas.cli import main
@@ -17,7 +17,7 @@ from tests.nas.adapt.conftest import tiny_config
 
 
 def _round_leaves_cloud(tmp_path, data, faults, method="fedavg"):
-    cfg = load_config(AdaptConfig, tiny_config(tmp_path, faults=faults, methods=[method]))
+    cfg = load_config(SimulationConfig, tiny_config(tmp_path, faults=faults, methods=[method]))
     sim = Simulation(cfg, progress=False, data=data)
     from nas.adapt.methods import METHOD_TYPES
 
@@ -48,7 +48,7 @@ def test_good_updates_change_the_cloud(tmp_path, small_mnist1d):
 
 
 def test_failures_and_stragglers(tmp_path, small_mnist1d):
-    cfg = load_config(AdaptConfig, tiny_config(tmp_path, devices={"fail_prob": 0.3, "straggler_prob": 0.5},
+    cfg = load_config(SimulationConfig, tiny_config(tmp_path, devices={"fail_prob": 0.3, "straggler_prob": 0.5},
                                                methods=["heterofl"], rounds=3))
     sim = Simulation(cfg, progress=False, data=small_mnist1d)
     rounds = sim.run_method("heterofl")
@@ -133,7 +133,7 @@ def test_real_round_from_checkpoint_and_device_dirs(tmp_path, small_mnist1d):
                   str(d / "data.safetensors"))
         dirs.append(str(d))
     path = tmp_path / "real.yaml"
-    path.write_text(yaml.safe_dump({"checkpoint": str(ckpt), "device_dirs": dirs, "cloud": {"preset": "tiny"},
+    path.write_text(yaml.safe_dump({"checkpoint": str(ckpt), "device_dirs": dirs, "preset": "tiny",
                                     "out_dir": str(tmp_path / "out"), "local": {"epochs": 1}}))
     assert main(["adapt", str(path), "--quiet"]) == 0
     record = json.loads((tmp_path / "out" / "round.json").read_text())
@@ -143,8 +143,8 @@ def test_real_round_from_checkpoint_and_device_dirs(tmp_path, small_mnist1d):
 @pytest.mark.slow
 def test_ray_runs_devices_in_parallel_with_the_same_results(tmp_path, small_mnist1d):
     pytest.importorskip("ray")
-    seq = load_config(AdaptConfig, tiny_config(tmp_path / "seq", methods=["nebula"], rounds=1))
-    par = load_config(AdaptConfig, tiny_config(tmp_path / "ray", methods=["nebula"], rounds=1,
+    seq = load_config(SimulationConfig, tiny_config(tmp_path / "seq", methods=["nebula"], rounds=1))
+    par = load_config(SimulationConfig, tiny_config(tmp_path / "ray", methods=["nebula"], rounds=1,
                                                parallel="ray", workers=2))
     a = Simulation(seq, progress=False, data=small_mnist1d).run_method("nebula")[0]
     b = Simulation(par, progress=False, data=small_mnist1d).run_method("nebula")[0]

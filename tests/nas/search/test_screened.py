@@ -60,7 +60,7 @@ def test_screened_on_mbv3_searches_a_trained_supernet(tiny_config, tmp_path: Pat
 
     run, ws = tmp_path / "run", tmp_path / "ws"
     config = tiny_config(space={"name": "mbv3", "options": {"preset": "small", "resolutions": [24, 28, 32]}})
-    assert main(["train", str(config), "--output", str(run), "--no-progress"]) == 0
+    assert main(["train", str(config), "--out-dir", str(run), "--quiet"]) == 0
     space = get_space("mbv3", preset="small")
     rng = random.Random(0)
     archs = [space.sample(rng) for _ in range(15)]

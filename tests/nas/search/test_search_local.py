@@ -145,11 +145,12 @@ def test_a_dead_workers_running_trial_is_retried(tmp_path: Path, mode: list[str]
     holder = textwrap.dedent(f"""
         import sys, time
         from nas.search.storage import open_storage, parse_storage
+        from nas.workspace import Workspace
         from nas.search.study import mark_worker, worker_identity
         import optuna
         from search_spaces import get_space
         from pathlib import Path
-        spec = parse_storage(None, Path({str(tmp_path)!r}))
+        spec = parse_storage(None, Workspace(Path({str(tmp_path)!r})).studies_url)
         study = optuna.load_study(study_name="s", storage=open_storage(spec))
         trial = study.ask()
         mark_worker(study, trial, worker_identity())
