@@ -14,6 +14,7 @@ Example::
 
 from search_spaces._base import Arch, BlockSpec, SearchSpace
 from search_spaces._registry import get_space, list_spaces, register_space, space_from_description
+from search_spaces.gpt import GPTArch, GPTConfig, GPTSpace, GPTSupernet
 from search_spaces.mbv3 import MBV3Arch, MBV3Config, MobileNetV3Space, MobileNetV3Supernet
 from search_spaces.modular import ModularArch, NebulaSpace
 from search_spaces.nb201 import NB201Arch, NB201Space
@@ -21,6 +22,10 @@ from search_spaces.nb201 import NB201Arch, NB201Space
 __all__ = [
     "Arch",
     "BlockSpec",
+    "GPTArch",
+    "GPTConfig",
+    "GPTSpace",
+    "GPTSupernet",
     "MBV3Arch",
     "MBV3Config",
     "MobileNetV3Space",

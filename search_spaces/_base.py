@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 from torch import nn
 
 
@@ -35,6 +36,8 @@ class BlockSpec:
     ``flops`` counts multiply-accumulates of convolutions and linear layers (fvcore's
     convention: one MAC is one FLOP; batch norm, activations and pooling are not counted);
     ``params`` counts every parameter, batch-norm affine parameters included.
+    Transformer blocks use ``in_shape = (embed, tokens, 1)`` and also count the attention
+    matmuls (``Q K^T`` and ``A V``) as FLOPs; their heads, key length and phase are in ``extra``.
     """
 
     kind: str
@@ -139,8 +142,23 @@ class SearchSpace(abc.ABC):
         return sum(b.params for b in self.blocks(arch))
 
     @abc.abstractmethod
-    def input_shape(self, arch: Any) -> tuple[int, int, int]:
-        """``(channels, height, width)`` of one input image for ``arch``."""
+    def input_shape(self, arch: Any) -> tuple[int, ...]:
+        """Shape of one input of ``arch`` without the batch dimension: ``(channels, height,
+        width)`` of an image, ``(tokens,)`` of a token sequence."""
+
+    def example_input(
+        self, what: Any, batch: int = 1, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """An input for the module built for ``what``: an arch (``build_static``) or a
+        :class:`BlockSpec` (``build_block``).
+
+        The default is standard-normal floats of shape ``(batch, *input_shape(arch))`` or
+        ``(batch, *block.in_shape)``; spaces whose inputs are something else (int64 token
+        ids, hidden states laid out differently) override it. Profilers and tests call this
+        rather than building inputs from shapes themselves.
+        """
+        shape = what.in_shape if isinstance(what, BlockSpec) else self.input_shape(what)
+        return torch.randn(batch, *shape, generator=generator)
 
     # --- modules for timing (weights do not change latency) ---------------------
     @abc.abstractmethod
@@ -149,7 +167,7 @@ class SearchSpace(abc.ABC):
 
     @abc.abstractmethod
     def build_block(self, block: BlockSpec) -> nn.Module:
-        """A plain module computing exactly ``block`` (input ``(1, *block.in_shape)``)."""
+        """A plain module computing exactly ``block`` (its input: ``example_input(block)``)."""
 
     # --- optional hooks -----------------------------------------------------------
     def build_supernet(self) -> nn.Module:

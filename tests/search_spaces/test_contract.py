@@ -14,6 +14,7 @@ from search_spaces import get_space, list_spaces
 SPACES = {
     "mbv3-small": lambda: get_space("mbv3", preset="small"),
     "mbv3-ofa": lambda: get_space("mbv3", preset="ofa", resolutions=(128, 160)),
+    "gpt-tiny": lambda: get_space("gpt", preset="tiny"),
 }
 if "nb201" in list_spaces():
     SPACES["nb201"] = lambda: get_space("nb201")
@@ -72,16 +73,28 @@ def test_suggest_from_a_real_optuna_trial(space):
     assert len({tuple(sorted(t.params)) for t in study.trials}) == 1
 
 
+def sdpa_flops(inputs, outputs):
+    """fvcore handle for ``aten::scaled_dot_product_attention`` (which fvcore skips):
+    the multiply-accumulates of ``Q K^T`` and ``A V``, dense (a causal mask is not discounted)."""
+    from fvcore.nn.jit_handles import get_shape
+
+    q, k, v = (get_shape(x) for x in inputs[:3])
+    *batch, queries, size = q
+    return int(np.prod(batch)) * queries * k[-2] * (size + v[-1])
+
+
 def test_flops_and_params_match_fvcore_on_the_built_network(space):
     from fvcore.nn import FlopCountAnalysis
 
     for i in range(3):
         arch = space.sample(random.Random(i))
         model = space.build_static(arch).eval()
-        x = torch.randn(1, *space.input_shape(arch))
+        x = space.example_input(arch)
         counter = FlopCountAnalysis(model, x)
-        for op in ("aten::batch_norm", "aten::adaptive_avg_pool2d", "aten::avg_pool2d", "aten::mean"):
-            counter.set_op_handle(op, lambda inputs, outputs: 0)  # count MACs of conv/linear only
+        uncounted = ("batch_norm", "layer_norm", "adaptive_avg_pool2d", "avg_pool2d", "mean")
+        for op in uncounted:  # count MACs of conv/linear (and attention) only
+            counter.set_op_handle(f"aten::{op}", lambda inputs, outputs: 0)
+        counter.set_op_handle("aten::scaled_dot_product_attention", sdpa_flops)
         counter.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         assert space.flops(arch) == counter.total()
         assert space.params(arch) == sum(p.numel() for p in model.parameters())
@@ -94,11 +107,11 @@ def test_blocks_build_and_produce_their_output_shape(space):
     for block in blocks:
         module = space.build_block(block).eval()
         with torch.no_grad():
-            out = module(torch.randn(1, *block.in_shape))
+            out = module(space.example_input(block))
         if out.dim() == 4:
             assert tuple(out.shape[1:]) == block.out_shape, block
         else:
-            assert out.shape[1] == block.out_channels
+            assert out.shape[-1] == block.out_channels
         assert sum(p.numel() for p in module.parameters()) == block.params, block
 
 
