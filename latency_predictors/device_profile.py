@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +33,29 @@ from search_spaces import BlockSpec, SearchSpace, space_from_description
 
 FORMAT_VERSION = 1
 PREDICTOR_KINDS = ("block_sum", "whole_network", "fewshot")
+MAX_NAME_LENGTH = 100
+_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def validate_device_name(name: str) -> str:
+    """``name`` if it can name a device, else ``ValueError`` (one line, with the fix).
+
+    A device name becomes a file name (``profiles/NAME.json``), so it is letters, digits,
+    ``-``, ``_`` and ``.`` only: never empty, never ``.`` or ``..``, no path separators, at
+    most 100 characters. ``../x`` would otherwise write outside the workspace, and ``''``
+    would leave a ``.json`` that every listing trips over.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("the device name is empty; name it with letters, digits, '-', '_' or '.' (e.g. pixel7)")
+    shown = repr(name) if len(name) <= 40 else repr(name[:37]) + "..."
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"device name {shown} is {len(name)} characters; use at most {MAX_NAME_LENGTH}")
+    if name in (".", "..") or not _NAME.fullmatch(name):
+        raise ValueError(
+            f"device name {shown} is not allowed: use letters, digits, '-', '_' or '.' "
+            "(no path separators, not '.' or '..'), e.g. pixel7"
+        )
+    return name
 
 
 @dataclass
@@ -85,7 +109,9 @@ class DeviceProfile:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def save(self, path: Path) -> Path:
-        """Write atomically (a half-written profile never replaces a good one)."""
+        """Write atomically (a half-written profile never replaces a good one); the name
+        must pass :func:`validate_device_name` (it becomes the file's name)."""
+        validate_device_name(self.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")

@@ -11,3 +11,11 @@ from __future__ import annotations
 
 class ProfilingError(RuntimeError):
     """The device could not be reached or stopped answering (measurements so far are kept)."""
+
+
+class ProfileExistsError(ValueError):
+    """A profile of that name exists and would be replaced (or belongs to another space).
+
+    A ``ValueError`` (bad input: exit code 2 at the CLI); its message says how the existing
+    profile was made and how to replace it on purpose.
+    """

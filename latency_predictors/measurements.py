@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,15 @@ from sqlalchemy import (
     create_engine,
     select,
 )
+from tqdm import tqdm
 
 ROLES = ("block", "train", "holdout", "noise", "import")
 """``block``: one block at its shapes; ``train``/``holdout``: whole networks used for fitting
 or kept out for validation; ``noise``: the same network timed again and again; ``import``:
 a whole network measured elsewhere (CSV)."""
+
+_CHUNK = 5000
+"""Rows per ``executemany`` in :meth:`MeasurementStore.add_many` (bounds memory of one statement)."""
 
 _metadata = MetaData()
 _table = Table(
@@ -126,6 +131,21 @@ class MeasurementStore:
                 conn.execute(_table.delete().where(*_where(m.identity)))
             conn.execute(_table.insert().values(**row))
 
+    def add_many(self, measurements: Iterable[Measurement], *, progress: bool = False, desc: str = "storing") -> int:
+        """Persist all of ``measurements`` in one transaction (all or none), in chunks.
+
+        A row per transaction costs a disk sync each (minutes for 100,000 rows); one
+        transaction costs one. Returns how many rows were stored.
+        """
+        rows = [_to_row(m) for m in measurements]
+        with self.engine.begin() as conn, tqdm(total=len(rows), desc=desc, unit="row", disable=not progress,
+                                               delay=1.0, leave=False) as bar:  # fmt: skip
+            for start in range(0, len(rows), _CHUNK):
+                chunk = rows[start : start + _CHUNK]
+                conn.execute(_table.insert(), chunk)
+                bar.update(len(chunk))
+        return len(rows)
+
     def get(
         self, device: str, space: str, role: str, item: str, backend: str, schedule: str
     ) -> Measurement | None:
@@ -152,6 +172,16 @@ class MeasurementStore:
         with self.engine.connect() as conn:
             rows = conn.execute(stmt.order_by(_table.c.id)).all()
         return [_from_row(r._mapping) for r in rows]
+
+    def schedules(self, device: str, *, space: str | None = None, role: str | None = None,
+                  backend: str | None = None) -> list[str]:
+        """The distinct schedule labels of ``device``'s measurements (filtered), sorted."""
+        stmt = select(_table.c.schedule).where(_table.c.device == device).distinct()
+        for col, value in (("space", space), ("role", role), ("backend", backend)):
+            if value is not None:
+                stmt = stmt.where(_table.c[col] == value)
+        with self.engine.connect() as conn:
+            return sorted(r[0] for r in conn.execute(stmt))
 
     def devices(self) -> list[str]:
         with self.engine.connect() as conn:
