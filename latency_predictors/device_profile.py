@@ -34,17 +34,27 @@ from search_spaces import BlockSpec, SearchSpace, space_from_description
 
 FORMAT_VERSION = 1
 PREDICTOR_KINDS = ("block_sum", "whole_network", "fewshot")
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+MAX_NAME_LENGTH = 100
+_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def validate_device_name(name: str) -> str:
-    """``name`` if it can name a profile file: letters, digits, ``-``, ``_`` and ``.``, 1 to 100
-    characters, not ``.`` or ``..``. Raises :class:`InputError` otherwise (a device name
-    becomes a file name, so a path must never pass)."""
-    if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
+    """``name`` if it can name a device, else ``ValueError`` (one line, with the fix).
+
+    A device name becomes a file name (``profiles/NAME.json``), so it is letters, digits,
+    ``-``, ``_`` and ``.`` only: never empty, never ``.`` or ``..``, no path separators, at
+    most 100 characters. ``../x`` would otherwise write outside the workspace, and ``''``
+    would leave a ``.json`` that every listing trips over.
+    """
+    if not isinstance(name, str) or not name:
+        raise InputError("the device name is empty; name it with letters, digits, '-', '_' or '.' (e.g. pixel7)")
+    shown = repr(name) if len(name) <= 40 else repr(name[:37]) + "..."
+    if len(name) > MAX_NAME_LENGTH:
+        raise InputError(f"device name {shown} is {len(name)} characters; use at most {MAX_NAME_LENGTH}")
+    if name in (".", "..") or not _NAME.fullmatch(name):
         raise InputError(
-            f"device name {name!r} is not allowed: use 1 to 100 letters, digits, '-', '_' or '.' "
-            "(no path separators), e.g. pixel-7"
+            f"device name {shown} is not allowed: use letters, digits, '-', '_' or '.' "
+            "(no path separators, not '.' or '..'), e.g. pixel7"
         )
     return name
 
@@ -82,7 +92,7 @@ class DeviceProfile:
 
     def __post_init__(self) -> None:
         if self.predictor not in PREDICTOR_KINDS:
-            raise ValueError(f"predictor {self.predictor!r} is unknown; use one of {PREDICTOR_KINDS}")
+            raise InputError(f"predictor {self.predictor!r} is unknown; use one of {PREDICTOR_KINDS}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,16 +101,17 @@ class DeviceProfile:
     def from_json(cls, data: dict[str, Any]) -> DeviceProfile:
         known = set(cls.__dataclass_fields__)
         if not isinstance(data, dict) or "name" not in data:
-            raise ValueError("a device profile is a JSON object with at least a name")
+            raise InputError("a device profile is a JSON object with at least a name")
         if data.get("format_version", 1) > FORMAT_VERSION:
-            raise ValueError(
+            raise InputError(
                 f"profile {data['name']!r} has format {data['format_version']}, newer than this "
                 f"edgenas reads ({FORMAT_VERSION}); upgrade edgenas"
             )
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def save(self, path: Path) -> Path:
-        """Write atomically (a half-written profile never replaces a good one)."""
+        """Write atomically (a half-written profile never replaces a good one); the name
+        must pass :func:`validate_device_name` (it becomes the file's name)."""
         validate_device_name(self.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".json.tmp")
@@ -113,7 +124,7 @@ class DeviceProfile:
         try:
             data = json.loads(Path(path).read_text())
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not valid JSON ({exc.msg}); re-create the profile") from None
+            raise InputError(f"{path} is not valid JSON ({exc.msg}); re-create the profile") from None
         return cls.from_json(data)
 
     def build_space(self) -> SearchSpace:
@@ -164,7 +175,7 @@ def fit_cost_model(
     if profile.predictor == "block_sum":
         blocks_m = measurements_for(profile, store, "block")
         if not blocks_m:
-            raise ValueError(f"device {profile.name!r} has no block measurements; re-run `edgenas profile`")
+            raise InputError(f"device {profile.name!r} has no block measurements; re-run `edgenas profile`")
         latency: Any = BlockSumRegressor(**params).fit(
             nets,
             y,
@@ -173,7 +184,7 @@ def fit_cost_model(
         )
     elif profile.predictor == "whole_network":
         if len(nets) < 2:
-            raise ValueError(f"device {profile.name!r} has {len(nets)} whole-network measurements; need 2 or more")
+            raise InputError(f"device {profile.name!r} has {len(nets)} whole-network measurements; need 2 or more")
         latency = WholeNetworkRegressor(**params).fit(nets, y)
     else:
         from latency_predictors.fewshot_adapter import fit_fewshot

@@ -32,4 +32,9 @@ class DatabaseError(PredictorsError, RuntimeError):
     """A database URL that cannot be opened, or a server that does not answer."""
 
 
-__all__ = ["DatabaseError", "InputError", "PredictorsError", "ProfilingError"]
+class ProfileExistsError(InputError):
+    """A profile of that name exists and would be replaced (or belongs to another space); the
+    message says how the existing profile was made and how to replace it on purpose."""
+
+
+__all__ = ["DatabaseError", "InputError", "PredictorsError", "ProfileExistsError", "ProfilingError"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,14 +35,18 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.exc import SQLAlchemyError
+from tqdm import tqdm
 
 from latency_predictors.database import database_url, open_engine
-from latency_predictors.errors import DatabaseError
+from latency_predictors.errors import DatabaseError, InputError
 
 ROLES = ("block", "train", "holdout", "noise", "import")
 """``block``: one block at its shapes; ``train``/``holdout``: whole networks used for fitting
 or kept out for validation; ``noise``: the same network timed again and again; ``import``:
 a whole network measured elsewhere (CSV)."""
+
+_CHUNK = 5000
+"""Rows per ``executemany`` in :meth:`MeasurementStore.add_many` (bounds memory of one statement)."""
 
 _metadata = MetaData()
 _table = Table(
@@ -94,11 +99,11 @@ class Measurement:
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
-            raise ValueError(f"measurement role {self.role!r} is unknown; use one of {ROLES}")
+            raise InputError(f"measurement role {self.role!r} is unknown; use one of {ROLES}")
         if not self.median_ms > 0:
-            raise ValueError(f"latency must be positive, got {self.median_ms} ms for {self.item[:80]}")
+            raise InputError(f"latency must be positive, got {self.median_ms} ms for {self.item[:80]}")
         if self.energy_mj is not None and not self.energy_mj > 0:
-            raise ValueError(f"energy must be positive, got {self.energy_mj} mJ for {self.item[:80]}")
+            raise InputError(f"energy must be positive, got {self.energy_mj} mJ for {self.item[:80]}")
 
     @property
     def identity(self) -> tuple[str, str, str, str, str, str]:
@@ -130,6 +135,21 @@ class MeasurementStore:
                 conn.execute(_table.delete().where(*_where(m.identity)))
             conn.execute(_table.insert().values(**row))
 
+    def add_many(self, measurements: Iterable[Measurement], *, progress: bool = False, desc: str = "storing") -> int:
+        """Persist all of ``measurements`` in one transaction (all or none), in chunks.
+
+        A row per transaction costs a disk sync each (minutes for 100,000 rows); one
+        transaction costs one. Returns how many rows were stored.
+        """
+        rows = [_to_row(m) for m in measurements]
+        with self.engine.begin() as conn, tqdm(total=len(rows), desc=desc, unit="row", disable=not progress,
+                                               delay=1.0, leave=False) as bar:  # fmt: skip
+            for start in range(0, len(rows), _CHUNK):
+                chunk = rows[start : start + _CHUNK]
+                conn.execute(_table.insert(), chunk)
+                bar.update(len(chunk))
+        return len(rows)
+
     def get(
         self, device: str, space: str, role: str, item: str, backend: str, schedule: str
     ) -> Measurement | None:
@@ -156,6 +176,16 @@ class MeasurementStore:
         with self.engine.connect() as conn:
             rows = conn.execute(stmt.order_by(_table.c.id)).all()
         return [_from_row(r._mapping) for r in rows]
+
+    def schedules(self, device: str, *, space: str | None = None, role: str | None = None,
+                  backend: str | None = None) -> list[str]:
+        """The distinct schedule labels of ``device``'s measurements (filtered), sorted."""
+        stmt = select(_table.c.schedule).where(_table.c.device == device).distinct()
+        for col, value in (("space", space), ("role", role), ("backend", backend)):
+            if value is not None:
+                stmt = stmt.where(_table.c[col] == value)
+        with self.engine.connect() as conn:
+            return sorted(r[0] for r in conn.execute(stmt))
 
     def devices(self) -> list[str]:
         with self.engine.connect() as conn:

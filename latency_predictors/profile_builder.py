@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from latency_predictors.device_profile import DeviceProfile, fit_cost_model
+from latency_predictors.device_profile import DeviceProfile, fit_cost_model, validate_device_name
 from latency_predictors.errors import InputError
 from latency_predictors.measurements import Measurement, MeasurementStore
 from latency_predictors.metrics import validation_figures
@@ -95,6 +95,7 @@ class ProfileBuilder:
     log: Callable[[str], None] = print
 
     def run(self) -> DeviceProfile:
+        validate_device_name(self.profile.name)  # before minutes of measuring, not at the save
         clock = _Clock(self.plan.budget_minutes)
         rng = random.Random(self.plan.seed)
         space = self.space

@@ -12,20 +12,47 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import struct
 import tempfile
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from latency_predictors.errors import ProfilingError
+from latency_predictors.errors import InputError, ProfilingError
 from latency_predictors.tvm_profiler import _first_line, _pin_threads, require_tvm, target_threads
+
+_TRACKER_MAGIC = struct.pack("<i", 0x2F271)  # what a TVM tracker expects first and echoes back
+_NOT_MAGIC = struct.pack("<i", 0)  # not TVM's RPC magic: a TVM rpc_server closes the connection at once
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds any one network wait (connect, handshake, tracker reply, device request) may take."""
+
+T = TypeVar("T")
 
 
 def parse_address(text: str, flag: str) -> tuple[str, int]:
-    """``HOST:PORT`` as ``(host, port)``; ``ValueError`` naming ``flag`` if malformed."""
-    host, sep, port = text.rpartition(":")
+    """``HOST:PORT`` (``[IPv6]:PORT`` for IPv6) as ``(host, port)``; ``ValueError`` naming
+    ``flag`` if malformed. A bare IPv6 address (``::1:9090``) is ambiguous and refused."""
+    example = f"pass e.g. {flag} 127.0.0.1:9190 (IPv6: {flag} [::1]:9190)"
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep or not host or "]" in host:
+            raise InputError(f"{flag} {text!r} is not HOST:PORT; {example}")
+    else:
+        host, sep, port = text.rpartition(":")
+        if ":" in host:
+            raise InputError(f"{flag} {text!r} is ambiguous: write an IPv6 address in brackets, e.g. [{host}]:{port}")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{flag} {text!r} is not HOST:PORT; pass e.g. {flag} 127.0.0.1:9190")
+        raise InputError(f"{flag} {text!r} is not HOST:PORT; {example}")
     return host, int(port)
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets (how :func:`parse_address` reads it back)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class RemoteSession:
@@ -73,57 +100,131 @@ def connect(
     key: str | None = None,
     cross_compiler: str | None = None,
     session_timeout: int = 0,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> RemoteSession:
     """Open an RPC session: directly to ``rpc`` (``HOST:PORT``), or through ``tracker``
     with ``key``. Raises ``ValueError`` for malformed arguments and ProfilingError (one
-    line, with the fix) for a server that cannot be reached or a key the tracker lacks."""
+    line, with the fix) for a server that cannot be reached, does not answer within
+    ``timeout`` seconds, or a key the tracker lacks.
+
+    Every wait is bounded: the TCP connection by a socket timeout, TVM's handshakes and
+    tracker calls (which would block for ever on a peer that accepts and stays silent) by
+    running them in a daemon thread with a deadline.
+    """
     tvm = require_tvm()
     if (rpc is None) == (tracker is None):
-        raise ValueError("give either --rpc HOST:PORT or --rpc-tracker HOST:PORT with --rpc-key KEY")
+        raise InputError("give either --rpc HOST:PORT or --rpc-tracker HOST:PORT with --rpc-key KEY")
     if rpc is not None:
         host, port = parse_address(rpc, "--rpc")
-        try:
-            _probe(host, port)  # TVM itself retries a refused connection for a minute
-            remote = tvm.rpc.connect(host, port, session_timeout=session_timeout)
-        except Exception as exc:
-            raise ProfilingError(
-                f"cannot reach the RPC server at {host}:{port} ({_first_line(exc)}); start "
-                f"`python -m tvm.exec.rpc_server --host {host} --port {port}` on the device "
-                "or fix --rpc"
-            ) from None
-        return RemoteSession(remote, {"kind": "rpc", "address": f"{host}:{port}"}, target, cross_compiler)
+        address = format_address(host, port)
+        fix = f"start `python -m tvm.exec.rpc_server --host {host} --port {port}` on the device or fix --rpc"
+        silent = (
+            f"the RPC server at {address} accepted the connection but did not answer within {timeout:g} s "
+            f"(not a TVM rpc_server, or busy with another session); {fix}"
+        )
+        # a TVM server closes a connection that starts with a wrong magic number at once;
+        # a silent peer is found here, in Python, before TVM's handshake could block on it
+        _preflight(host, port, timeout, _NOT_MAGIC, f"cannot reach the RPC server at {address}", fix, silent)
+        remote = _with_deadline(
+            lambda: tvm.rpc.connect(host, port, session_timeout=session_timeout),
+            timeout,
+            silent,
+            f"cannot reach the RPC server at {address} ({{error}}); {fix}",
+        )
+        return RemoteSession(remote, {"kind": "rpc", "address": address}, target, cross_compiler)
     if not key:
-        raise ValueError("--rpc-tracker needs --rpc-key KEY (the key the device's rpc_server registered)")
+        raise InputError("--rpc-tracker needs --rpc-key KEY (the key the device's rpc_server registered)")
     host, port = parse_address(str(tracker), "--rpc-tracker")
-    try:
-        _probe(host, port)
-        client = tvm.rpc.connect_tracker(host, port)
-        queues = client.summary().get("queue_info", {})
-    except Exception as exc:
-        raise ProfilingError(
-            f"cannot reach the RPC tracker at {host}:{port} ({_first_line(exc)}); start "
-            f"`python -m tvm.exec.rpc_tracker --host {host} --port {port}` or fix --rpc-tracker"
-        ) from None
+    address = format_address(host, port)
+    fix = f"start `python -m tvm.exec.rpc_tracker --host {host} --port {port}` or fix --rpc-tracker"
+    silent = (
+        f"the RPC tracker at {address} accepted the connection but did not answer within {timeout:g} s "
+        f"(not a TVM rpc_tracker?); {fix}"
+    )
+    answer = _preflight(host, port, timeout, _TRACKER_MAGIC, f"cannot reach the RPC tracker at {address}", fix,
+                        silent)  # fmt: skip
+    if answer != _TRACKER_MAGIC:
+        raise ProfilingError(f"{address} answered, but not as a TVM RPC tracker does; {fix}")
+    failed = f"cannot reach the RPC tracker at {address} ({{error}}); {fix}"
+    client = _with_deadline(lambda: tvm.rpc.connect_tracker(host, port), timeout, silent, failed)
+    queues = _with_deadline(lambda: client.summary(), timeout, silent, failed, abort=client).get("queue_info", {})
     if key not in queues:
         known = ", ".join(sorted(queues)) or "none"
         raise ProfilingError(
-            f"the tracker at {host}:{port} has no device with key {key!r} (keys: {known}); "
+            f"the tracker at {address} has no device with key {key!r} (keys: {known}); "
             "fix --rpc-key or register the device's rpc_server with that key"
         )
-    try:
-        remote = client.request(key, priority=1, session_timeout=session_timeout, max_retry=3)
-    except Exception as exc:
-        raise ProfilingError(
-            f"the tracker at {host}:{port} could not give a {key!r} device ({_first_line(exc)}); "
-            "check that its rpc_server is up and not busy, then retry"
-        ) from None
-    how = {"kind": "tracker", "tracker": f"{host}:{port}", "key": key}
+    remote = _with_deadline(
+        lambda: client.request(key, priority=1, session_timeout=session_timeout, max_retry=3),
+        timeout,
+        f"the tracker at {address} gave no {key!r} device within {timeout:g} s (busy with another "
+        "session, or its rpc_server does not answer); retry when it is free",
+        f"the tracker at {address} could not give a {key!r} device ({{error}}); "
+        "check that its rpc_server is up and not busy, then retry",
+        abort=client,
+    )
+    how = {"kind": "tracker", "tracker": address, "key": key}
     return RemoteSession(remote, how, target, cross_compiler)
 
 
-def _probe(host: str, port: int, timeout: float = 5.0) -> None:
-    """Open and close a TCP connection: an unreachable address fails in seconds, not minutes."""
-    import socket
+def _with_deadline(
+    call: Callable[[], T], seconds: float, on_timeout: str, on_error: str, abort: Any = None
+) -> T:
+    """``call()`` in a daemon thread: its result, or ProfilingError(``on_timeout``) after
+    ``seconds``, or ProfilingError(``on_error`` with ``{error}`` filled in) if it raises.
 
-    with socket.create_connection((host, port), timeout=timeout):
-        pass
+    A thread stuck in a silent peer's handshake cannot be interrupted; as a daemon it never
+    keeps the process alive, and a result that arrives after the deadline is dropped (an
+    RPC session closes when dropped). ``abort`` (a TVM tracker session) has its socket shut
+    down on timeout, so the tracker forgets the pending request.
+    """
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            box["result"] = call()
+        except BaseException as exc:  # noqa: BLE001 -- handed to the waiting thread
+            box["error"] = exc
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=work, name="edgenas-rpc-wait", daemon=True)
+    thread.start()
+    if not done.wait(seconds):
+        box.clear()
+        sock = getattr(abort, "_sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        raise ProfilingError(on_timeout)
+    if "error" in box:
+        raise ProfilingError(on_error.format(error=_first_line(box["error"]))) from None
+    return box["result"]
+
+
+def _preflight(
+    host: str, port: int, timeout: float, payload: bytes, unreachable: str, fix: str, silent: str
+) -> bytes:
+    """Connect (TCP, bounded), send ``payload`` and wait at most ``timeout`` seconds for an
+    answer: up to 4 bytes, or ``b""`` if the peer closed the connection. Raises
+    ProfilingError ``unreachable (...); fix`` if no connection, ``silent`` if no answer."""
+    try:
+        sock = socket.create_connection((host, port), timeout=min(timeout, 10.0))
+    except OSError as exc:  # refused, no route, unknown host, or the connect timed out
+        raise ProfilingError(f"{unreachable} ({_first_line(exc)}); {fix}") from None
+    with sock:
+        sock.settimeout(timeout)
+        try:
+            sock.sendall(payload)
+            answer = b""
+            while len(answer) < 4:
+                chunk = sock.recv(4 - len(answer))
+                if not chunk:
+                    break
+                answer += chunk
+        except TimeoutError:
+            raise ProfilingError(silent) from None
+        except OSError:  # reset: the peer answered by dropping the connection
+            answer = b""
+    return answer

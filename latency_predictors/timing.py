@@ -17,6 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 from torch import nn
 
+from latency_predictors.errors import InputError
+
 CLOCKS = ("wall", "cpu")
 
 
@@ -43,11 +45,11 @@ class TimingConfig:
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.number < 1 or self.repeat < 1 or self.min_repeat_ms < 0:
-            raise ValueError(
+            raise InputError(
                 f"timing needs warmup >= 0, number >= 1, repeat >= 1, min_repeat_ms >= 0; got {self}"
             )
         if self.clock not in CLOCKS:
-            raise ValueError(f"clock {self.clock!r} is unknown; use one of {CLOCKS}")
+            raise InputError(f"clock {self.clock!r} is unknown; use one of {CLOCKS}")
 
     def to_json(self) -> dict[str, int]:
         return asdict(self)

@@ -101,9 +101,8 @@ def run_one(ws: Path, protocol: str, sampler: str, device: str, true: np.ndarray
     row = dict(protocol=protocol, sampler=sampler, device=device, budget_ms=budget, best=best)
     if protocol == "floor":
         from nas.search.costs import load_device
-    from nas.workspace import Workspace
-        from nas.workspace import Workspace
         from nas.search.runner import auto_margin
+        from nas.workspace import Workspace
 
         cost = load_device(device, space, Workspace(Path(ws)))
         margin = auto_margin([cost])
@@ -128,10 +127,8 @@ def run_one(ws: Path, protocol: str, sampler: str, device: str, true: np.ndarray
                 break
         if chosen is None:  # none of them fits: fall back to the pick the auto margin protects
             from nas.search.costs import load_device
-    from nas.workspace import Workspace
-            from nas.workspace import Workspace
-        from nas.workspace import Workspace
             from nas.search.runner import auto_margin
+            from nas.workspace import Workspace
 
             limit = budget / (1 + auto_margin([load_device(name, space, Workspace(Path(ws)))]))
             safe = [(float(acc[i]), int(i)) for t, i in zip(done, ix)

@@ -162,7 +162,6 @@ def load_adapt_config(path: str | Path) -> SimulationConfig | RoundConfig:
     """The config at ``path``: a :class:`RoundConfig` if it names a ``checkpoint``, else a
     :class:`SimulationConfig` (unknown keys are refused either way)."""
     from nas.config import load_config, read_yaml
-
     from nas.errors import EdgenasError
 
     data = read_yaml(path)

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+
 import pytest
 from torch import nn
 
@@ -52,7 +60,131 @@ def test_unreachable_server_and_tracker():
         connect(CPU_TARGET, tracker=f"127.0.0.1:{port}", key="x")
 
 
-@pytest.mark.parametrize("text", ["localhost", "host:port", ":9190", "h:70000"])
+@pytest.mark.parametrize("text", ["localhost", "host:port", ":9190", "h:70000", "[::1]", "[::1]9090", "[]:9090"])
 def test_malformed_address(text):
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_address(text, "--rpc")
+
+
+def test_ipv6_literals_need_brackets():
+    assert parse_address("[::1]:9090", "--rpc") == ("::1", 9090)
+    assert parse_address("[fe80::1%eth0]:9190", "--rpc-tracker") == ("fe80::1%eth0", 9190)
+    assert parse_address("10.0.0.2:9190", "--rpc") == ("10.0.0.2", 9190)
+    with pytest.raises(ValueError, match=r"ambiguous.*\[::1\]:9090"):
+        parse_address("::1:9090", "--rpc")
+
+
+class SilentListener:
+    """A TCP port on loopback that accepts connections and never sends a byte (a firewall,
+    a wrong service): what made `edgenas profile` wait for ever."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self.sock.bind((host, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.conns:  # frees the abandoned handshakes in this process
+            conn.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[SilentListener]:
+    listener = SilentListener()
+    try:
+        yield listener
+    finally:
+        listener.close()
+
+
+@pytest.mark.timeout(60, method="thread")  # a regression hangs: fail, do not wait for ever
+def test_silent_server_times_out_with_one_line(silent):
+    start = time.monotonic()
+    with pytest.raises(ProfilingError) as info:
+        connect(CPU_TARGET, rpc=f"127.0.0.1:{silent.port}", timeout=1.5)
+    message = str(info.value)
+    assert time.monotonic() - start < 15
+    assert f"RPC server at 127.0.0.1:{silent.port}" in message and "did not answer within 1.5 s" in message
+    assert "tvm.exec.rpc_server" in message and "\n" not in message
+    assert silent.conns  # it really connected: the wait was on the handshake, not the TCP connect
+
+
+@pytest.mark.timeout(60, method="thread")  # a regression hangs: fail, do not wait for ever
+def test_silent_tracker_times_out_with_one_line(silent):
+    start = time.monotonic()
+    with pytest.raises(ProfilingError) as info:
+        connect(CPU_TARGET, tracker=f"127.0.0.1:{silent.port}", key="loop", timeout=1.5)
+    message = str(info.value)
+    assert time.monotonic() - start < 15
+    assert f"RPC tracker at 127.0.0.1:{silent.port}" in message and "did not answer within 1.5 s" in message
+    assert "--rpc-tracker" in message and "\n" not in message
+
+
+def test_stuck_handshake_does_not_keep_the_process_alive():
+    """The abandoned handshake thread is a daemon: the process exits as soon as it is done."""
+    code = textwrap.dedent(
+        """
+        import socket
+        from latency_predictors.errors import ProfilingError
+        from latency_predictors.rpc import connect
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        for how in ({"rpc": f"127.0.0.1:{port}"}, {"tracker": f"127.0.0.1:{port}", "key": "k"}):
+            try:
+                connect({"kind": "llvm"}, timeout=1, **how)
+            except ProfilingError as exc:
+                print("refused:", exc)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("did not answer within 1 s") == 2
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+def test_direct_server_over_ipv6_loopback():
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tvm.exec.rpc_server", "--host", "::1", "--port", str(port), "--port-end",
+         str(port + 1)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            with socket.socket(socket.AF_INET6) as probe:
+                if probe.connect_ex(("::1", port)) == 0:
+                    break
+            assert server.poll() is None and time.monotonic() < deadline, "the IPv6 rpc_server did not start"
+            time.sleep(0.3)
+        session = connect(CPU_TARGET, rpc=f"[::1]:{port}")
+        assert session.describe() == {"kind": "rpc", "address": f"[::1]:{port}"}
+        assert TVMProfiler(CPU_TARGET, session=session, timing=FAST).measure(module(), (4, 8, 8)).median_ms > 0
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from nas.cli import main
-from nas.ship import pick_point
 from nas.errors import EdgenasError
 from nas.report.collect import DeviceView, TrialPoint
+from nas.ship import pick_point
 
 
 def _point(number: int, acc: float, lat: float, feasible: bool = True) -> TrialPoint:
