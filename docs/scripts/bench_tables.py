@@ -28,7 +28,8 @@ def _target(value: float, op: str, limit: float, unit: str = "", scale: float = 
         return f"{shown}: **met**"
     gap = abs(value - limit) * scale
     gap_unit = "points" if unit == "%" else unit
-    return f"{shown}: **missed** by {gap:.2g}{(' ' + gap_unit) if gap_unit else ''}"
+    shown_gap = f"{gap:.2g}" if gap < 1 else f"{gap:.1f}"
+    return f"{shown}: **missed** by {shown_gap}{(' ' + gap_unit) if gap_unit else ''}"
 
 
 def _table(header: list[str], body: list[list[str]]) -> str:
