@@ -120,6 +120,14 @@ def test_an_undocumented_config_key_stops_the_build(doc_scripts: None, tmp_path:
         config_reference.config_table("adapt", "nas.adapt.config.AdaptConfig")
 
 
+def test_docstring_rst_roles_become_markdown(doc_scripts: None) -> None:
+    from griffe_rst import to_markdown
+
+    text = "Uses :class:`~nas.adapt.decomposition.Decomposition` and :func:`nas.search.run_search`.\n\nExample::\n\n    x = 1\n"
+    assert to_markdown(text) == "Uses `Decomposition` and `nas.search.run_search`.\n\nExample:\n\n    x = 1\n"
+    assert to_markdown("a ``literal`` stays") == "a ``literal`` stays"
+
+
 @pytest.mark.slow
 def test_mkdocs_build_strict(tmp_path: Path) -> None:
     site = tmp_path / "site"
@@ -136,3 +144,8 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     assert "<!-- table:" not in bench and bench.count("<table>") >= 15
     config = (site / "configuration" / "index.html").read_text()
     assert "train.label_smoothing" in config and "devices.budget_low" in config
+    # the site opens offline: nothing is loaded from elsewhere (fonts, scripts, images)
+    loads = re.compile(r'<(?:link|script|img|iframe)\b[^>]*\b(?:href|src)="(?:https?:)?//')
+    external = [p for p in site.rglob("*.html") if loads.search(p.read_text())]
+    assert not external, f"pages that load from the network: {external[:3]}"
+    assert ":class:`" not in api and "Example::" not in api
