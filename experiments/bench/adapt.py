@@ -17,7 +17,7 @@ each run from all finished runs, so an interrupted benchmark resumes where it st
 (finished runs are skipped, an unfinished one resumes at its last round). Two processes
 may share the work (e.g. ``--datasets mnist1d`` and ``--datasets digits``).
 
-    python experiments/bench/adapt.py                      # full size (see README)
+    python experiments/bench/adapt.py                      # full size (see docs/benchmarks.md)
     python experiments/bench/adapt.py --datasets digits    # one data set
     python experiments/bench/adapt.py --smoke              # CI size
 """
@@ -244,7 +244,8 @@ NAMES = {"mnist1d": "MNIST-1D", "digits": "digits", "nebula": "Nebula", "no_adap
 
 
 def markdown_tables(root: Path) -> str:
-    """The README's tables from the finished runs under ``root``: per method, then Nebula's margins."""
+    """Markdown tables from the finished runs under ``root``: per method, then Nebula's margins
+    (docs/benchmarks.md generates the same tables from ``experiments/results/adapt.json``)."""
     done = {p.parent.name: json.loads(p.read_text()) for p in sorted(root.glob("*/done.json"))}
     lines = ["| data | skew | method | one-step: acc (%) | continuous: acc (%) | one-step: acc after local training (%) "
              "| continuous: acc after local training (%) | KB per device-round (one-step / continuous) | train memory (MB) |",

@@ -24,8 +24,8 @@ from nas.search.study import default_study_name, open_study
 from nas.workspace import Workspace
 
 MARGIN_PER_ERROR = 1.0
-"""``--safety-margin auto`` = this many times the predictor's validation MAPE (see the
-README: chosen on the nb201 leave-one-device-out benchmark)."""
+"""``--safety-margin auto`` = this many times the predictor's validation MAPE (chosen on
+the nb201 leave-one-device-out benchmarks, docs/benchmarks.md)."""
 MAX_AUTO_MARGIN = 0.15
 """Cap of the automatic margin: a MAPE inflated by one outlier among ten cross-validated
 rows would otherwise rule out most of the space."""

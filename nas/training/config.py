@@ -1,7 +1,8 @@
 """The training config (``edgenas train CONFIG.yaml``), validated into frozen dataclasses.
 
-Every key, its type, default and meaning is listed in the README section "Training the
-cloud model (ML engineer)"; ``experiments/configs/`` has configs to copy.
+Every key, its type, default and meaning is listed in docs/configuration.md (generated
+from these dataclasses and docs/scripts/config_keys.yml); ``experiments/configs/`` has
+configs to copy.
 """
 
 from __future__ import annotations

@@ -1,0 +1,470 @@
+"""The benchmark tables of the documentation, generated from ``experiments/results/``.
+
+Each public function here returns one Markdown table (with a line naming its source
+files) and is used by a ``<!-- table: NAME -->`` marker in a page under ``docs/``
+(``gen_pages.py`` fills the markers at build time). Nothing in this file is a measured
+figure: the numbers come from the results files; the only constants are the targets the
+figures are judged against (requirements, not measurements) and row labels.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from results import Results, rows
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _target(value: float, op: str, limit: float, unit: str = "", scale: float = 1.0) -> str:
+    """``">= 850 images/s: **met**"``, or ``**missed**`` with the shortfall."""
+    ok = value >= limit if op == ">=" else value <= limit
+    shown = f"{op} {limit:g}{(' ' + unit) if unit else ''}"
+    if ok:
+        return f"{shown}: **met**"
+    gap = abs(value - limit) * scale
+    gap_unit = "points" if unit == "%" else unit
+    shown_gap = f"{gap:.2g}" if gap < 1 else f"{gap:.1f}"
+    return f"{shown}: **missed** by {shown_gap}{(' ' + gap_unit) if gap_unit else ''}"
+
+
+def _table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def _source(*names: str) -> str:
+    return "\n\n*Generated from " + ", ".join(f"`experiments/results/{n}`" for n in names) + ".*"
+
+
+# ------------------------------------------------------------ supernet training speed
+
+
+def supernet_gpu() -> str:
+    """Sandwich step against static steps, and sub-network evaluation, on the GPU."""
+    thr, ev, ev16 = Results("supernet_throughput.json"), Results("subnet_eval.json"), Results("subnet_eval_fp16.json")
+    step = thr.record("sandwich_step_time")
+    c = step["config"]
+    static = thr.record("static_subnets_step_time")
+    per = ", ".join(f"{s:.3f}" for s in static["config"]["per_subnet_s"])
+    ips = thr.value("sandwich_images_per_s")
+    ratio = thr.value("sandwich_over_static")
+    median = ev.value("seconds_per_subnet_median")
+    e = ev.record("seconds_per_subnet_median")["config"]
+    body = [
+        ["one sandwich step (largest + smallest + 2 random, in-place distillation)",
+         f"{step['value']:.3f} s, **{ips:,.0f} images/s**", _target(ips, ">=", 850, "images/s")],
+        ["the same 4 sub-networks trained as static models, one step each",
+         f"{static['value']:.3f} s ({per} s each)", ""],
+        ["the largest sub-network alone as a static model", f"{thr.value('static_largest_images_per_s'):,.0f} images/s", ""],
+        ["sandwich step / static steps", f"**{ratio:.2f}**", _target(ratio, "<=", 1.3)],
+        ["peak GPU memory, sandwich / static",
+         f"{thr.value('peak_memory_sandwich'):.1f} / {thr.value('peak_memory_static'):.1f} GiB", ""],
+        [f"evaluate one new sub-network: BN recalibration on {e['calib_images']:,} images + accuracy on "
+         f"{e['val_images']:,}",
+         f"**{median:.3f} s** median ({e['amp']}; slowest {ev.value('seconds_per_subnet_max'):.3f} s), "
+         f"{ev16.value('seconds_per_subnet_median'):.3f} s ({ev16.record('seconds_per_subnet_median')['config']['amp']})",
+         _target(median, "<=", 0.2, "s") + f" ({e['amp']})"],
+        ["one-time warm-up before the first evaluation (every block shape once)",
+         f"{ev.value('one_time_warmup'):.1f} s ({e['amp']}), {ev16.value('one_time_warmup'):.1f} s (fp16)", ""],
+        ["peak GPU memory while evaluating",
+         f"{ev.value('peak_memory'):.2f} GiB ({e['amp']}), {ev16.value('peak_memory'):.2f} GiB (fp16)", ""],
+    ]
+    head = (f"Measured on {step['device']} (torch {c['torch']}): space `{c['space']}` at resolution "
+            f"{c['resolution']}, batch {c['batch']}, {c['amp']} autocast, channels-last "
+            f"{'on' if c['channels_last'] else 'off'}, {c['steps']} timed steps after warm-up. Evaluation: "
+            f"{e['archs']} new sub-networks (mean {e['mean_mflops']} MFLOPs), batches of {e['batch']}.\n\n")
+    return head + _table(["figure", "measured", "target"], body) + _source(
+        "supernet_throughput.json", "subnet_eval.json", "subnet_eval_fp16.json")
+
+
+def supernet_cpu() -> str:
+    """The same two benchmarks' ``--smoke`` size on the project's CPU machine."""
+    thr, ev = Results("supernet_throughput_cpu.json"), Results("subnet_eval_cpu.json")
+    step = thr.record("sandwich_step_time")
+    c = step["config"]
+    e = ev.record("seconds_per_subnet_median")["config"]
+    body = [
+        ["one sandwich step", f"{step['value']:.3f} s ({thr.value('sandwich_images_per_s'):.1f} images/s)"],
+        ["the same 4 sub-networks as static models", f"{thr.value('static_subnets_step_time'):.3f} s"],
+        ["sandwich step / static steps", f"{thr.value('sandwich_over_static'):.2f}"],
+        [f"evaluate one sub-network (BN recalibration on {e['calib_images']} + accuracy on {e['val_images']} images)",
+         f"{ev.value('seconds_per_subnet_median'):.3f} s median"],
+    ]
+    head = (f"{step['device']}, torch {c['torch']}: `{c['space']}`, resolution {c['resolution']}, batch "
+            f"{c['batch']}, {c['amp']}, {c['steps']} timed steps (a shared machine).\n\n")
+    return head + _table(["figure", "measured"], body) + _source("supernet_throughput_cpu.json", "subnet_eval_cpu.json")
+
+
+# ------------------------------------------------------------------ latency predictors
+
+
+def _predictor(name: str) -> str:
+    r = Results(name)
+    first = r.record("block_sum_within_10pct")
+    counts = first["config"]["profile_counts"]
+
+    def both(metric: str, fmt: str) -> list[str]:
+        return [fmt.format(r.value(f"block_sum_{metric}")), fmt.format(r.value(f"whole_network_{metric}"))]
+
+    within = r.value("block_sum_within_10pct")
+    wall = r.value("profile_wall_time")
+    body = [
+        ["within ±10 %", *both("within_10pct", "{:.0f} %"), _target(within, ">=", 95, "%") + " (block_sum)"],
+        ["within ±5 %", *both("within_5pct", "{:.0f} %"), ""],
+        ["MAPE", *both("mape", "{:.1f} %"), ""],
+        ["RMSE", *both("rmse", "{:.3f} ms"), ""],
+        ["Spearman / Kendall",
+         f"{r.value('block_sum_spearman'):.3f} / {r.value('block_sum_kendall'):.3f}",
+         f"{r.value('whole_network_spearman'):.3f} / {r.value('whole_network_kendall'):.3f}", ""],
+        ["noise floor (one network timed 10 times: CV of the medians, max deviation)",
+         f"{r.value('noise_floor_cv'):.2f} %, {r.value('noise_floor_max_dev'):.2f} %", "", ""],
+        ["spread within one measurement (IQR / median, median over the validation networks)",
+         f"{r.value('validation_iqr_over_median'):.1f} %", "", ""],
+        ["profile wall time / measurements",
+         f"{wall:.1f} min / {r.value('profile_measurements')} ({counts['block']} blocks, {counts['train']} "
+         f"training networks, {counts['holdout']} held-out, {counts['noise']} noise-floor timings)", "",
+         _target(wall, "<=", 20, "min")],
+    ]
+    head = (f"{first['device']}; space `{first['config']['space']}`, target `{json.dumps(first['config']['target'])}`; "
+            f"{first['config']['validation_networks']} validation networks the profile never measured, "
+            "compiled and timed end to end.\n\n")
+    return head + _table([f"figure ({first['config']['validation_networks']} held-out networks)", "block_sum",
+                          "whole_network", "target"], body) + _source(name)
+
+
+def predictor_quiet() -> str:
+    """The profile and its predictors on a quiet machine."""
+    return _predictor("predictor_accuracy_quiet.json")
+
+
+def predictor_loaded() -> str:
+    """The same on the loaded machine (other jobs running)."""
+    return _predictor("predictor_accuracy.json")
+
+
+def profile_cost_replay() -> str:
+    """Predictor accuracy against the number of blocks measured, replayed from the measurement log."""
+    r = Results("profile_cost.json")
+    replay = sorted((x for x in r.records if x["figure"] == "replay_within_10pct"), key=lambda x: x["config"]["blocks"])
+    body = [[str(x["config"]["blocks"]), str(x["config"]["measurements"]), f"{x['config']['wall_min']:.1f}",
+             f"{x['value']:.0f} %", f"{x['config']['mape_pct']:.1f} %", f"{x['config']['spearman']:.3f}"]
+            for x in replay]
+    reach = r.record("wall_time_to_95pct_within_10pct")
+    reached = "not reached with the measurements of this profile" if reach["value"] is None else f"{reach['value']:.1f} min"
+    tail = (f"\n\nWhole profile: {r.value('profile_wall_time'):.1f} min and {r.value('profile_measurements')} "
+            f"measurements by the measurement log. Time until 95 % of the networks are within ±10 %: **{reached}**.")
+    return _table(["blocks measured", "measurements", "minutes into the profile", "within ±10 %", "MAPE",
+                   "Spearman"], body) + tail + _source("profile_cost.json")
+
+
+# ---------------------------------------------------------------------------- search
+
+
+def search_speed() -> str:
+    """A new device's search with a warm accuracy cache, per-trial and buffered storage, and a cold cache."""
+    r = Results("search_speed.json")
+    warm = r.record("warm_time_for_trials")
+    trials = warm["config"]["trials"]
+    buffered = r.value("warm_buffered_time_for_trials")
+    new = r.record("new_device_trials_per_s")
+    cold = r.record("cold_subnets_per_s")
+    body = [
+        [f"warm cache, new device, {trials:,} `mbv3` trials, buffered (now the default on the workspace study)",
+         f"{buffered:.1f} s ({r.value('warm_buffered_trials_per_s'):.1f} trials/s), cache hit rate "
+         f"{100 * r.value('warm_buffered_cache_hit_rate'):.0f} %", _target(buffered, "<=", 60, "s") + f" ({trials:,} trials)"],
+        ["same, `--no-buffered` (a dozen SQLite writes per trial; the default with `--storage`)",
+         f"{warm['value']:.1f} s ({r.value('warm_trials_per_s'):.1f} trials/s), hit rate "
+         f"{100 * r.value('warm_cache_hit_rate'):.0f} %", _target(warm["value"], "<=", 60, "s")],
+        [f"new device after one other device's {trials:,}-trial search",
+         f"{new['value']:.1f} trials/s, hit rate {100 * r.value('new_device_cache_hit_rate'):.1f} % "
+         f"({new['config']['evaluated']} of {trials:,} evaluated, {new['config']['eval_s']} s evaluating)", ""],
+        ["cold cache: sub-networks evaluated per second (1 thread)",
+         f"{cold['value']:.1f} /s ({cold['config']['evaluated']} in {cold['config']['evaluated'] / cold['value']:.1f} s); "
+         f"{r.value('cold_trials_per_s'):.1f} trials/s", ""],
+    ]
+    c = warm["config"]
+    head = (f"{warm['device']}, {c['machine']}. Space: {c['space']}; sampler {c['sampler']}, seed {c['seed']}; "
+            f"evaluation: {c['eval_data']}; storage: {c['storage']}.\n\n")
+    return head + _table(["figure (this CPU)", "measured", "target"], body) + _source("search_speed.json")
+
+
+def search_scaling() -> str:
+    """Workers and Ray trials on one host: trials per second, steady state and launch to exit."""
+    r = Results("search_scaling.json")
+    body = []
+    for label, one, two, ratio in (
+        ("PostgreSQL, 1 / 2 workers (default engine)", "postgres_1w", "postgres_2w", "postgres_speedup_2_over_1"),
+        ("PostgreSQL, 1 / 2 workers (`--buffered`)", "postgres_buffered_1w", "postgres_buffered_2w",
+         "postgres_buffered_speedup_2_over_1"),
+        ("Ray local head, 1 / 2 concurrent trials", "ray_1c", "ray_2c", "ray_speedup_2_over_1"),
+    ):
+        a, b = r.record(f"{one}_trials_per_s"), r.record(f"{two}_trials_per_s")
+        body.append([label, f"{a['value']:.1f} / {b['value']:.1f}", f"{r.value(ratio):.2f}x",
+                     f"{r.value(one + '_wall_trials_per_s'):.1f} / {r.value(two + '_wall_trials_per_s'):.1f}",
+                     f"{a['config']['trials']} / {b['config']['trials']}"])
+    c = r.record("postgres_1w_trials_per_s")["config"]
+    head = (f"{r.records[0]['device']} ({c['machine']}). Problem: `edgenas search {c['problem']}`, sampler "
+            f"{c['sampler']}; workers: {c['workers']}; storage: {c['storage']}. Steady state is the trials over the "
+            "span from the first trial's start to the last one's end; launch to exit includes Python start-up and "
+            "connecting.\n\n")
+    return head + _table(["setup", "trials/s, steady state", "2 over 1", "trials/s, launch to exit", "trials"],
+                         body) + _source("search_scaling.json")
+
+
+NB201_RUNS = (
+    ("fewshot", "nsga2", "few-shot predictor, auto margin, NSGA-II (default sampler)"),
+    ("fewshot", "screened", "few-shot predictor, auto margin, `screened`"),
+    ("fewshot", "random", "few-shot predictor, auto margin, random"),
+    ("exact", "screened", "measured latency (`table:DEVICE`), margin 0, `screened`"),
+    ("exact", "nsga2", "measured latency, margin 0, NSGA-II"),
+    ("floor", "none", "no search: best of all 15,625 cells by the few-shot predictor, auto margin"),
+    ("verified", "screened", "`screened`, margin 0, then up to {verify} winners measured "
+                             "(mean {measured:.1f} measured, {fallbacks} fallbacks)"),
+)
+
+
+def search_nb201_protocols() -> str:
+    """Regret against the best arch that truly fits, per protocol (13 devices x 3 budgets)."""
+    r = Results("search_nb201.json")
+    searches = rows("search_nb201_rows.jsonl")
+    body = []
+    for protocol, sampler, label in NB201_RUNS:
+        tag = f"{protocol}_{sampler}"
+        sel = [s for s in searches if s["protocol"] == protocol and s["sampler"] == sampler]
+        mean = r.value(f"mean_regret_{tag}")
+        if abs(mean - statistics.mean(s["regret"] for s in sel)) > 1e-6:
+            raise ValueError(f"search_nb201.json and search_nb201_rows.jsonl disagree on {tag}: rerun the benchmark's summary")
+        hv = f"{r.value(f'mean_hypervolume_{tag}'):.3f}" if r.has(f"mean_hypervolume_{tag}") else "-"
+        zero = 100 * sum(s["regret"] == 0 for s in sel) / len(sel)
+        label = label.format(verify=r.records[0]["config"]["verify"],
+                             measured=r.value(f"mean_measurements_{tag}") if protocol == "verified" else 0,
+                             fallbacks=sum(bool(s.get("fallback")) for s in sel))
+        body.append([label, str(len(sel)), f"{mean:.2f}", f"{r.value(f'max_regret_{tag}'):.2f}", f"{zero:.0f} %",
+                     str(r.value(f"violations_{tag}")), hv, f"{r.value(f'mean_seconds_{tag}'):.0f}"])
+    c = r.records[0]["config"]
+    head = (f"{len(c['devices'])} devices x budgets at the {', '.join(map(str, c['percentiles']))}th percentiles of "
+            f"each device's true latencies, {c['trials']} trials per search, {c['samples']} measurements per device; "
+            f"accuracy: {c['accuracy']}; engine: {c['engine']}.\n\n")
+    return head + _table(["protocol", "searches", "mean regret", "max regret", "regret = 0", "violations",
+                          "hypervolume", "s/search"], body) + _source("search_nb201.json", "search_nb201_rows.jsonl")
+
+
+def search_nb201_devices() -> str:
+    """Mean regret per device (over its three budgets) for four protocols, and the auto margin used."""
+    searches = rows("search_nb201_rows.jsonl")
+    by: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for s in searches:
+        by[(s["device"], s["protocol"], s["sampler"])].append(s)
+    body = []
+    for device in sorted({s["device"] for s in searches}):
+        def mean(protocol: str, sampler: str, key: str = "regret", device: str = device) -> float:
+            return statistics.mean(s[key] for s in by[(device, protocol, sampler)])
+        body.append([device, f"{mean('floor', 'none'):.2f}", f"{mean('fewshot', 'screened'):.2f}",
+                     f"{mean('fewshot', 'nsga2'):.2f}", f"{mean('exact', 'screened'):.2f}",
+                     f"{mean('fewshot', 'screened', 'margin'):.3f}"])
+    return _table(["device", "floor", "few-shot screened", "few-shot NSGA-II", "exact screened", "auto margin"],
+                  body) + _source("search_nb201_rows.jsonl")
+
+
+# --------------------------------------------------------------- NAS-Bench-201 few-shot
+
+
+def _fewshot() -> Results:
+    return Results("fewshot_nb201.json")
+
+
+def _fs(r: Results, method: str, protocol: str, n: int, figure: str, device: str = "mean") -> float:
+    return r.value(figure, device=device, method=method, protocol=protocol, n_samples=n)
+
+
+def fewshot_mean() -> str:
+    """Mean over the devices of Spearman's rho / share within ±10 %, per method, protocol and sample count."""
+    r = _fewshot()
+    ns = sorted({x["config"]["n_samples"] for x in r.records if x["config"]["method"] == "additive"})
+    ceiling_n = r.record("spearman", device="mean", method="ceiling_additive")["config"]["n_samples"]
+
+    def cell(method: str, protocol: str, n: int) -> str:
+        if not r.has("spearman", device="mean", method=method, protocol=protocol, n_samples=n):
+            return ""
+        return f"{_fs(r, method, protocol, n, 'spearman'):.3f} / {_fs(r, method, protocol, n, 'within_10pct'):.3f}"
+
+    body = []
+    for method, label in (("additive", "additive"), ("transfer", "transfer"), ("ridge", "ridge"), ("flops", "flops"),
+                          ("additive_help10", "additive on HELP's 10 cells"), ("ridge_help10", "ridge on HELP's 10 cells")):
+        for protocol in ("loose", "strict"):
+            body.append([label, protocol, *(cell(method, protocol, n) for n in ns), ""])
+    body.append([f"ceiling: additive fitted on all {ceiling_n:,} connected cells", "-", *([""] * len(ns)),
+                 cell("ceiling_additive", "loose", ceiling_n)])
+    seeds = next(x["config"]["seeds"] for x in r.records if "seeds" in x["config"])
+    devices = r.record("spearman", device="mean", method="additive", protocol="loose", n_samples=ns[0])["config"]["devices"]
+    head = f"Mean over the {devices} devices (Spearman rho / share within ±10 %), {seeds} seeds where random.\n\n"
+    return head + _table(["method", "protocol", *(f"n={n}" for n in ns), f"all {ceiling_n:,}"], body) + _source(
+        "fewshot_nb201.json")
+
+
+def fewshot_devices() -> str:
+    """Per device: additive against the ridge baseline (strict), FLOPs, and the additive model's ceiling."""
+    r = _fewshot()
+    devices = list(dict.fromkeys(x["device"] for x in r.records if x["device"] != "mean"))
+    ceiling_n = r.record("spearman", device="mean", method="ceiling_additive")["config"]["n_samples"]
+    body = [[d, f"{_fs(r, 'additive', 'loose', 10, 'spearman', d):.3f}",
+             f"{_fs(r, 'additive', 'loose', 20, 'within_10pct', d):.3f}",
+             f"{_fs(r, 'ridge', 'strict', 10, 'spearman', d):.3f}",
+             f"{_fs(r, 'ridge', 'strict', 20, 'within_10pct', d):.3f}",
+             f"{_fs(r, 'flops', 'loose', 10, 'spearman', d):.3f}",
+             f"{_fs(r, 'ceiling_additive', 'loose', ceiling_n, 'spearman', d):.3f}"] for d in devices]
+    return _table(["device", "additive rho@10", "additive ±10%@20", "ridge rho@10", "ridge ±10%@20", "flops rho",
+                   "additive rho, all cells"], body) + _source("fewshot_nb201.json")
+
+
+def fewshot_targets() -> str:
+    """The two few-shot targets, judged on the mean over devices."""
+    r = _fewshot()
+    rho10 = _fs(r, "additive", "loose", 10, "spearman")
+    w20 = _fs(r, "additive", "loose", 20, "within_10pct")
+    w50 = _fs(r, "additive", "loose", 50, "within_10pct")
+    return _table(["target", "additive, measured", "verdict"], [
+        ["mean Spearman rho >= 0.97 with 10 samples", f"{rho10:.3f}", _target(rho10, ">=", 0.97)],
+        ["within ±10 % >= 85 % with 20 samples", f"{100 * w20:.1f} % (with 50: {100 * w50:.1f} %)",
+         _target(100 * w20, ">=", 85, "%")],
+    ]) + _source("fewshot_nb201.json")
+
+
+# ------------------------------------------------------------------------- adaptation
+
+ADAPT_NAMES = {"mnist1d": "MNIST-1D", "digits": "digits", "nebula": "Nebula", "no_adaptation": "no adaptation",
+               "local_only": "local only", "fedavg": "FedAvg", "heterofl": "HeteroFL"}
+ADAPT_METHODS = ("nebula", "no_adaptation", "local_only", "fedavg", "heterofl")
+SCENARIOS = ("one_step", "continuous")
+
+
+def _cases(r: Results) -> list[tuple[str, int]]:
+    """(dataset, skew) pairs with both scenarios, modular decomposition, in file order."""
+    seen: dict[tuple[str, int], set[str]] = defaultdict(set)
+    for x in r.records:
+        c = x["config"]
+        if c["decomposition"] == "modular":
+            seen[(c["dataset"], c["classes_per_device"])].add(c["scenario"])
+    return [k for k, v in seen.items() if set(SCENARIOS) <= v]
+
+
+def adapt_methods() -> str:
+    """Accuracy, bytes and training memory per method (modular decomposition, both scenarios)."""
+    r = Results("adapt.json")
+    body = []
+    for dataset, skew in _cases(r):
+        for method in ADAPT_METHODS:
+            def v(scenario: str, key: str, method: str = method, dataset: str = dataset, skew: int = skew) -> float:
+                return r.value(f"{dataset}/m{skew}/{scenario}/{method}/{key}")
+            if not r.has(f"{dataset}/m{skew}/one_step/{method}/accuracy_final"):
+                continue
+            body.append([ADAPT_NAMES[dataset], f"{skew} of 10", ADAPT_NAMES[method],
+                         f"{v('one_step', 'accuracy_final'):.1f}", f"{v('continuous', 'accuracy_final'):.1f}",
+                         f"{v('one_step', 'accuracy_final_after_training'):.1f}",
+                         f"{v('continuous', 'accuracy_final_after_training'):.1f}",
+                         f"{v('one_step', 'bytes_per_device_round') / 1e3:.1f} / "
+                         f"{v('continuous', 'bytes_per_device_round') / 1e3:.1f}",
+                         f"{v('one_step', 'peak_memory_bytes_mean'):.2f}"])
+    return _table(["data", "skew", "method", "one-step: acc (%)", "continuous: acc (%)",
+                   "one-step: acc after local training (%)", "continuous: acc after local training (%)",
+                   "KB per device-round (one-step / continuous)", "train memory (MB)"], body) + _source("adapt.json")
+
+
+def _margin_row(r: Results, prefix: str) -> tuple[float, str, float, float | None, int]:
+    m = r.record(f"{prefix}/nebula_margin_over_best_baseline")
+    heterofl = r.value(f"{prefix}/comm_reduction_vs_heterofl") if r.has(f"{prefix}/comm_reduction_vs_heterofl") else None
+    return (m["value"], m["config"]["best_baseline"], r.value(f"{prefix}/comm_reduction_vs_fedavg"), heterofl,
+            r.value(f"{prefix}/nebula/rounds_to_target"))
+
+
+def adapt_margins() -> str:
+    """Nebula against its best baseline, communication ratios, and rounds to the target accuracy."""
+    r = Results("adapt.json")
+    target = r.record("mnist1d/m2/one_step/nebula/rounds_to_target")["config"]["target_accuracy"]
+    body = []
+    for dataset, skew in _cases(r):
+        for scenario in SCENARIOS:
+            margin, best, fedavg, heterofl, reach = _margin_row(r, f"{dataset}/m{skew}/{scenario}")
+            body.append([ADAPT_NAMES[dataset], f"{skew} of 10", scenario.replace("_", "-"), f"{margin:+.1f}",
+                         ADAPT_NAMES[best], f"{fedavg:.2f}x", f"{heterofl:.2f}x" if heterofl is not None else "-",
+                         "not reached" if reach < 0 else str(reach)])
+    return _table(["data", "skew", "scenario", "Nebula margin over best baseline (points)", "best baseline",
+                   "comm. vs FedAvg", "comm. vs HeteroFL", f"rounds to {target:g} % (Nebula)"], body) + _source("adapt.json")
+
+
+def adapt_targets() -> str:
+    """The three adaptation targets, counted over the modular cases."""
+    r = Results("adapt.json")
+    rows_ = [_margin_row(r, f"{d}/m{s}/{sc}") for d, s in _cases(r) for sc in SCENARIOS]
+    n = len(rows_)
+    margins = [x[0] for x in rows_]
+    fedavg = [x[2] for x in rows_]
+    heterofl = [x[3] for x in rows_ if x[3] is not None]
+    return _table(["target", "met in", "range"], [
+        ["better accuracy than every baseline", f"{sum(m > 0 for m in margins)} of {n}",
+         f"{min(margins):+.1f} to {max(margins):+.1f} points"],
+        [">= 4.6x less communication than FedAvg", f"{sum(x >= 4.6 for x in fedavg)} of {n}",
+         f"{min(fedavg):.2f}x to {max(fedavg):.2f}x"],
+        [">= 2.76x less communication than HeteroFL", f"{sum(x >= 2.76 for x in heterofl)} of {len(heterofl)}",
+         f"{min(heterofl):.2f}x to {max(heterofl):.2f}x"],
+    ]) + _source("adapt.json")
+
+
+def adapt_elastic() -> str:
+    """The small run of the elastic (mbv3 supernet) decomposition."""
+    r = Results("adapt.json")
+    prefix = "digits/m2/one_step/elastic"
+    body = []
+    for method in ADAPT_METHODS:
+        if not r.has(f"{prefix}/{method}/accuracy_final"):
+            continue
+        body.append([ADAPT_NAMES[method], f"{r.value(f'{prefix}/{method}/accuracy_final'):.1f}",
+                     f"{r.value(f'{prefix}/{method}/accuracy_final_after_training'):.1f}",
+                     f"{r.value(f'{prefix}/{method}/bytes_per_device_round') / 1e3:.1f}",
+                     f"{r.value(f'{prefix}/{method}/modules_per_device_mean'):.1f}"])
+    c = r.record(f"{prefix}/nebula/accuracy_final")["config"]
+    margin, best, fedavg, _, _ = _margin_row(r, prefix)
+    tail = (f"\n\n{c['rounds']} rounds. Nebula sends {fedavg:.2f}x less than FedAvg and leads the best baseline "
+            f"({ADAPT_NAMES[best]}) by {margin:+.1f} points. HeteroFL is not defined for this decomposition.")
+    return _table(["elastic (mbv3), digits, 2 of 10, one-step", "acc (%)", "acc after local training (%)",
+                   "KB per device-round", "blocks per device"], body) + tail + _source("adapt.json")
+
+
+SIDE_RUNS = (
+    ("adapt.json", "main table"),
+    ("adapt_min_importance_0.3.json", "`--min-importance 0.3`"),
+    ("adapt_budget_0.3.json", "`--budget-low 0.3`"),
+    ("adapt_e5.json", "5 local epochs (before the batch-norm fix)"),
+)
+
+
+def adapt_side_runs() -> str:
+    """Side runs of the 2-of-10 one-step cases against the main table."""
+    body = []
+    for name, label in SIDE_RUNS:
+        r = Results(name)
+        for dataset in ("mnist1d", "digits"):
+            prefix = f"{dataset}/m2/one_step"
+            if not r.has(f"{prefix}/nebula/accuracy_final"):
+                continue
+            margin, best, fedavg, heterofl, _ = _margin_row(r, prefix)
+            body.append([label, ADAPT_NAMES[dataset], f"{r.value(f'{prefix}/nebula/accuracy_final'):.1f}",
+                         f"{r.value(f'{prefix}/{best}/accuracy_final'):.1f} ({ADAPT_NAMES[best]})",
+                         f"{fedavg:.2f}x", f"{heterofl:.2f}x" if heterofl is not None else "-",
+                         f"{r.value(f'{prefix}/nebula/modules_per_device_mean'):.1f}", f"`{name}`"])
+    return _table(["run", "data", "Nebula acc (%)", "best baseline acc (%)", "comm. vs FedAvg", "comm. vs HeteroFL",
+                   "modules per device", "file"], body) + "\n\n*Generated from the files named in the last column.*"
+
+
+TABLES: dict[str, Callable[[], str]] = {fn.__name__: fn for fn in (
+    supernet_gpu, supernet_cpu, predictor_quiet, predictor_loaded, profile_cost_replay, search_speed,
+    search_scaling, search_nb201_protocols, search_nb201_devices, fewshot_mean, fewshot_devices, fewshot_targets,
+    adapt_methods, adapt_margins, adapt_targets, adapt_elastic, adapt_side_runs,
+)}
+"""Every table a page may name in a ``<!-- table: NAME -->`` marker."""
