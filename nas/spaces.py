@@ -46,7 +46,7 @@ def build_space(name: str, options: dict[str, Any] | None = None, *, preset: str
     except KeyError as exc:
         raise EdgenasError(f"{name_key}: {exc.args[0]}") from None
     except (TypeError, ValueError) as exc:
-        raise EdgenasError(f"{options_key} {name}: {exc}") from None
+        raise EdgenasError(f"{options_key}: {exc}") from None
 
 
 def parse_arch_specs(space: Any, specs: Sequence[str], seed: int = 0) -> list[Any]:

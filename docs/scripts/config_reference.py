@@ -116,6 +116,7 @@ def config_table(section: str, cls_path: str) -> str:
 CONFIGS: dict[str, Callable[[], str]] = {
     "train": lambda: config_table("train", "nas.training.config.TrainConfig"),
     "phase": lambda: config_table("phase", "nas.training.config.PhaseConfig"),
-    "adapt": lambda: config_table("adapt", "nas.adapt.config.AdaptConfig"),
+    "adapt": lambda: config_table("adapt", "nas.adapt.config.SimulationConfig"),
+    "adapt_round": lambda: config_table("adapt_round", "nas.adapt.config.RoundConfig"),
 }
 """Every table a page may name in a ``<!-- config: NAME -->`` marker."""

@@ -136,10 +136,10 @@ def measure(url: str, study: str, procs: list[subprocess.Popen], t0: float) -> d
         raise SystemExit("a worker failed:\n" + "\n".join(errors))
     import optuna
 
-    from nas.search.storage import with_driver
+    from latency_predictors.database import database_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    trials = optuna.load_study(study_name=study, storage=with_driver(url)).get_trials(
+    trials = optuna.load_study(study_name=study, storage=database_url(url)).get_trials(
         deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
     workers = {str(t.system_attrs.get("edgenas_worker", {}).get("pid") or t.system_attrs.get("edgenas_buffered_by"))

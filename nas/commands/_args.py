@@ -49,9 +49,15 @@ def add_workspace(parser: argparse.ArgumentParser, actions: Sequence[argparse.Ar
         action.add_argument("--workspace", metavar="DIR", default=argparse.SUPPRESS, help=help_text)
 
 
-def add_quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or step lines, only the result")
+def add_quiet(parser: argparse.ArgumentParser, actions: Sequence[argparse.ArgumentParser] = ()) -> None:
+    """``--quiet`` (and the old ``--no-progress``) on a command and on each of its actions."""
+    help_text = "no progress bars or step lines, only the result"
+    parser.add_argument("--quiet", action="store_true", help=help_text)
     parser.add_argument("--no-progress", dest="quiet", action=Deprecated, nargs=0, new="--quiet")
+    for action in actions:
+        action.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help=help_text)
+        action.add_argument("--no-progress", dest="quiet", action=Deprecated, nargs=0, new="--quiet",
+                            default=argparse.SUPPRESS)
 
 
 def add_torch_device(parser: argparse.ArgumentParser, what: str, old: Sequence[str] = ()) -> None:

@@ -40,7 +40,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     imp.add_argument("--measurements", required=True, metavar="FILE.csv", help="the measured archs")
     imp.add_argument("--replace", action="store_true",
                      help="replace an existing device of this name (its profile is kept as a backup)")
-    add_quiet(imp)
+    add_quiet(p, (listing, show, imp))
     add_workspace(p, (listing, show, imp))
     return p
 

@@ -17,7 +17,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from nas.commands._args import add_out, add_workspace
+from nas.commands._args import add_out, add_quiet, add_workspace
 
 SAVES_PROGRESS = False
 
@@ -36,6 +36,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     which.add_argument("--archs", metavar="FILE", help="one arch per line, or a CSV with an arch column")
     which.add_argument("--all", action="store_true", help="every arch of the space (nb201)")
     add_out(p, "CSV to write: arch and one column per predicted cost", required=True, metavar="FILE.csv")
+    add_quiet(p)
     add_workspace(p)
     return p
 

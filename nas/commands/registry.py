@@ -10,7 +10,7 @@ import argparse
 import json
 import time
 
-from nas.commands._args import add_out_dir, add_workspace
+from nas.commands._args import add_out_dir, add_quiet, add_workspace
 from nas.export import FORMATS
 
 SAVES_PROGRESS = False
@@ -37,7 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     export.add_argument("--format", required=True, choices=FORMATS, help="which export to copy")
     add_out_dir(export, "folder to copy the artifact into", old=("--out",), required=True)
     sub.add_parser("gc", help="remove artifact directories no entry refers to")
-    add_workspace(parser, [a for a in sub.choices.values()])
+    add_quiet(parser, list(sub.choices.values()))
+    add_workspace(parser, list(sub.choices.values()))
     return parser
 
 

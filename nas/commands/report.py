@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nas.commands._args import add_out, add_workspace
+from nas.commands._args import add_out, add_quiet, add_workspace
 
 SAVES_PROGRESS = False
 
@@ -27,6 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--adapt", action="append", default=[], metavar="RUN_DIR",
                         help="also show an `edgenas adapt` output (its out_dir): accuracy per method over "
                         "rounds, bytes per method (repeatable)")
+    add_quiet(parser)
     add_workspace(parser)
     return parser
 

@@ -11,9 +11,9 @@ def load(url: str, name: str) -> Any:
 
     warnings.filterwarnings("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from nas.search.storage import with_driver
+    from latency_predictors.database import database_url
 
-    return optuna.load_study(study_name=name, storage=with_driver(url))
+    return optuna.load_study(study_name=name, storage=database_url(url))
 
 
 def complete(study: Any) -> list[Any]:

@@ -86,7 +86,7 @@ def test_infeasible_budget_is_answered_at_once_with_exact_cheapest(tmp_path: Pat
         (["--max-latency-ms", "-3"], "positive number"),
         (["--device", "nosuchdevice", "--max-latency-ms", "5"], "edgenas devices import nosuchdevice"),
         (["--device", "table:nosuch", "--max-latency-ms", "5"], "table:NAME"),
-        (["--max-latency-ms", "5", "--storage", "postgresql://u@127.0.0.1:9/x"], "cannot reach study storage"),
+        (["--max-latency-ms", "5", "--storage", "postgresql://u@127.0.0.1:9/x"], "cannot reach the study database"),
         (["--max-latency-ms", "5", "--storage", "redis://x"], "not supported"),
         (["--max-latency-ms", "5", "--checkpoint", "/nonexistent"], "no checkpoint"),
     ],
