@@ -180,10 +180,8 @@ def search_subnets(workspace: Workspace, output: Path, budget_ms: float, trials:
     """Step 6: the search over accuracy (BN-recalibrated, cached) and predicted latency."""
     from nas.search import Budget, SearchSettings, SearchSpec, search
     from nas.search.result import write_json
-    from nas.training import read_checkpoint
 
-    options = dict(read_checkpoint(output).meta.get("space_config", {}).get("options") or {})
-    spec = SearchSpec(space="mbv3", space_options=options, devices=(DEVICE,), budget=Budget(max_latency_ms=budget_ms),
+    spec = SearchSpec(space="mbv3", space_options={}, devices=(DEVICE,), budget=Budget(max_latency_ms=budget_ms),
                       checkpoint=str(output), workspace=str(workspace.root), eval_device="cpu")
     result, _ = search(spec, SearchSettings(trials=trials, seed=0, buffered=True), quiet=not progress)
     path = workspace.quickstart_dir / "search.json"

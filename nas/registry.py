@@ -4,7 +4,12 @@ An embedded SQLite database plus an artifact directory by default (any SQLAlchem
 a team). Entries are versioned per name and never overwritten. A registration writes its
 artifacts into a fresh directory first, hashes them, and only then inserts the database
 row in one transaction, so a crash leaves either a complete entry or none (at worst an
-unreferenced directory that ``edgenas registry gc`` removes). Concurrent writers are safe:
+unreferenced directory that ``edgenas registry gc`` removes).
+
+Every registry database holds a random registry id, and every artifact directory it
+writes holds an ``OWNER`` file with that id. ``gc`` removes only unreferenced directories
+that provably belong to the database it has open: a mistyped ``--registry-url`` (an empty
+database of another id) or a lost ``registry.db`` can never make it delete models. Concurrent writers are safe:
 the (name, version) pair is unique and a writer that loses the race takes the next
 version. Every artifact's sha256 is checked when an entry is loaded or exported.
 
@@ -28,7 +33,7 @@ from typing import Any
 
 from torch import nn
 
-from latency_predictors.database import database_url, mask_password, open_engine
+from latency_predictors.database import database_url, mask_password, open_engine, sqlite_path
 from nas.errors import EdgenasError
 from nas.export import export_model
 from nas.training.checkpoint import sha256_file
@@ -56,20 +61,37 @@ class RegistryEntry:
         return f"{self.name}:v{self.version}"
 
 
+OWNER_FILE = "OWNER"
+"""In every artifact directory: the id of the registry database that wrote it."""
+
+
 class ModelRegistry:
     """Registry at ``root`` (artifacts under ``root/artifacts``; database ``root/registry.db``
     unless ``url`` names another SQLAlchemy database)."""
 
-    def __init__(self, root: str | Path, url: str | None = None) -> None:
+    def __init__(self, root: str | Path, url: str | None = None, create: bool = True) -> None:
         import sqlalchemy as sa
 
         self.root = Path(root)
         self.artifacts = self.root / "artifacts"
-        self.artifacts.mkdir(parents=True, exist_ok=True)
         self.url = database_url(url or self.root / "registry.db")
+        file = sqlite_path(self.url)
+        if not create and file is not None and not file.is_file():
+            raise EdgenasError(
+                f"no registry database at {file}; `edgenas finetune` creates it when it registers a model "
+                "(check --workspace and --registry-url)"
+            )
+        if create:
+            self.artifacts.mkdir(parents=True, exist_ok=True)
         self._sa = sa
         self._engine = open_engine(self.url, "model registry")
         meta = sa.MetaData()
+        self._info = sa.Table(
+            "registry_info",
+            meta,
+            sa.Column("key", sa.String(100), primary_key=True),
+            sa.Column("value", sa.Text, nullable=False),
+        )
         self._table = sa.Table(
             "registry_entries",
             meta,
@@ -81,11 +103,35 @@ class ModelRegistry:
             sa.UniqueConstraint("name", "version", name="uq_name_version"),
         )
         try:
+            if not create and not sa.inspect(self._engine).has_table("registry_entries"):
+                raise EdgenasError(f"{mask_password(self.url)} holds no model registry; check --registry-url")
             meta.create_all(self._engine)
+            self.registry_id = self._registry_id()
         except sa.exc.SQLAlchemyError as exc:
             first = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             raise EdgenasError(f"cannot open the registry database {mask_password(self.url)} ({first}); fix "
                                "--registry-url or move the damaged file aside") from None
+
+    def _registry_id(self) -> str:
+        """This database's id (made once). A registry made before ids existed gets one, and the
+        directories its entries reference are marked as its own."""
+        sa = self._sa
+        with self._engine.begin() as conn:
+            row = conn.execute(sa.select(self._info.c.value).where(self._info.c.key == "registry_id")).first()
+            if row is not None:
+                return str(row[0])
+            new = uuid.uuid4().hex
+            try:
+                conn.execute(self._info.insert().values(key="registry_id", value=new))
+            except sa.exc.IntegrityError:  # another process made it first
+                pass
+        with self._engine.connect() as conn:
+            value = str(conn.execute(sa.select(self._info.c.value).where(self._info.c.key == "registry_id")).scalar())
+        for entry in self.list():
+            folder = self.artifacts / entry.artifact_dir
+            if folder.is_dir() and not (folder / OWNER_FILE).exists():
+                (folder / OWNER_FILE).write_text(value + "\n")
+        return value
 
     # --- writing --------------------------------------------------------------------
     def register(
@@ -110,6 +156,8 @@ class ModelRegistry:
         staging = self.artifacts / f".staging-{uid}"
         final = self.artifacts / uid
         try:
+            staging.mkdir(parents=True)
+            (staging / OWNER_FILE).write_text(self.registry_id + "\n")
             written = export_model(
                 model, space.input_shape(arch), staging, formats, stem="model", tvm_target=tvm_target
             )
@@ -228,21 +276,43 @@ class ModelRegistry:
         source = self.artifact(ref, fmt)
         entry = self.get(ref)
         out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise EdgenasError(f"--out-dir {out} is a file; name a folder to copy the artifact into")
         out.mkdir(parents=True, exist_ok=True)
         target = out / f"{entry.name}-v{entry.version}{source.suffix}"
         shutil.copyfile(source, target)
         return target
 
-    def gc(self) -> list[Path]:
-        """Remove artifact directories no entry refers to (left by a crash); returns them."""
+    def unreferenced(self) -> tuple[list[Path], list[Path]]:
+        """Artifact directories no entry refers to: ``(ours, unknown)``. ``ours`` provably
+        belong to this database (their ``OWNER`` file holds its id; a crash left them);
+        ``unknown`` do not (another registry's, or ours from before ids, or a lost database's).
+        Registrations in progress (staging folders under an hour old) are in neither."""
+        if not self.artifacts.is_dir():
+            return [], []
         used = {e.artifact_dir for e in self.list()}
-        removed = []
-        for path in self.artifacts.iterdir():
-            in_progress = path.name.startswith(".staging-") and time.time() - path.stat().st_mtime < 3600
-            if path.is_dir() and path.name not in used and not in_progress:
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path)
-        return removed
+        ours, unknown = [], []
+        for path in sorted(self.artifacts.iterdir()):
+            if not path.is_dir() or path.name in used:
+                continue
+            if path.name.startswith(".staging-") and time.time() - path.stat().st_mtime < 3600:
+                continue
+            owner = path / OWNER_FILE
+            try:
+                mine = owner.is_file() and owner.read_text().strip() == self.registry_id
+            except (OSError, UnicodeDecodeError):
+                mine = False
+            (ours if mine else unknown).append(path)
+        return ours, unknown
+
+    def gc(self, paths: list[Path] | None = None) -> list[Path]:
+        """Remove unreferenced directories that provably belong to this registry (``paths``: the
+        ones :meth:`unreferenced` listed and the user agreed to); returns what was removed."""
+        ours, _ = self.unreferenced()
+        chosen = ours if paths is None else [p for p in paths if p in ours]
+        for path in chosen:
+            shutil.rmtree(path, ignore_errors=True)
+        return chosen
 
     @staticmethod
     def _entry(row_id: int, name: str, version: int, created: float, record: dict[str, Any]) -> RegistryEntry:

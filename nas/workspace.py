@@ -152,11 +152,12 @@ class Workspace:
     def registry_dir(self) -> Path:
         return self.root / "registry"
 
-    def registry(self, url: str | None = None) -> Any:
-        """The :class:`~nas.registry.ModelRegistry` (its database: ``url`` or ``registry/registry.db``)."""
+    def registry(self, url: str | None = None, create: bool = True) -> Any:
+        """The :class:`~nas.registry.ModelRegistry` (its database: ``url`` or ``registry/registry.db``;
+        ``create=False``: a registry that does not exist yet is an error, not a new empty one)."""
         from nas.registry import ModelRegistry
 
-        return ModelRegistry(self.registry_dir, url=url)
+        return ModelRegistry(self.registry_dir, url=url, create=create)
 
     def report_path(self, name: str) -> Path:
         return self.root / "reports" / f"{name}.html"

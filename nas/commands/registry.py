@@ -1,14 +1,19 @@
-"""``edgenas registry list | show REF | verify [REF] | export REF --format F --out-dir DIR | gc``.
+"""``edgenas registry list | show REF | verify [REF] | export REF --format F --out-dir DIR | gc [--yes]``.
 
 REF is ``name:vN``, a name (its latest version) or the numeric id ``list`` prints.
-``verify`` exits with 1 when an artifact is missing or changed.
+``verify`` exits with 1 when an artifact is missing or changed, or when the artifacts
+folder holds model folders no entry knows. ``gc`` shows the unreferenced folders that
+provably belong to this registry and removes them after asking (``--yes``: without asking);
+folders it cannot prove are this registry's are listed and left alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 from nas.commands._args import add_out_dir, add_quiet, add_workspace
 from nas.export import FORMATS
@@ -36,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     export.add_argument("ref", help="name:vN, a name (latest version) or an id")
     export.add_argument("--format", required=True, choices=FORMATS, help="which export to copy")
     add_out_dir(export, "folder to copy the artifact into", old=("--out",), required=True)
-    sub.add_parser("gc", help="remove artifact directories no entry refers to")
+    gc = sub.add_parser("gc", help="remove artifact directories no entry refers to (after asking)")
+    gc.add_argument("--yes", action="store_true", help="remove without asking (needed when not on a terminal)")
     add_quiet(parser, list(sub.choices.values()))
     add_workspace(parser, list(sub.choices.values()))
     return parser
@@ -46,9 +52,13 @@ def run(args: argparse.Namespace) -> int:
     from nas.errors import EdgenasError
     from nas.workspace import Workspace
 
-    registry = Workspace.resolve(args.workspace).registry(args.registry_url)
+    registry = Workspace.resolve(args.workspace).registry(args.registry_url, create=False)
     if args.action == "list":
         entries = registry.list(args.name)
+        _, unknown = registry.unreferenced()
+        if unknown and not args.name:
+            print(f"note: {registry.artifacts} holds {len(unknown)} model folder(s) no entry of this database knows "
+                  "(another registry's, or a lost registry.db?); `edgenas registry verify` lists them", file=sys.stderr)
         if not entries:
             print("the registry is empty: `edgenas finetune` registers models")
             return 0
@@ -71,17 +81,41 @@ def run(args: argparse.Namespace) -> int:
             print(f"{e.ref}: " + ("ok" if not problems else "; ".join(problems)))
         if bad:
             print(f"{bad} entr{'y' if bad == 1 else 'ies'} failed verification; re-register them")
-            return 1
-        return 0
+        ours, unknown = registry.unreferenced() if not args.ref else ([], [])
+        for path in ours:
+            print(f"{path}: no entry refers to it (a registration that crashed); `edgenas registry gc` removes it")
+        for path in unknown:
+            print(f"{path}: no entry of this database knows it, and it is not provably this registry's "
+                  "(another registry's, or a lost registry.db?); left alone")
+        return 1 if bad or ours or unknown else 0
     if args.action == "export":
         if not args.out_dir:
             raise EdgenasError("registry export needs --out-dir DIR")
         path = registry.export(args.ref, args.format, args.out_dir)
         print(f"exported {args.ref} ({args.format}) to {path}")
         return 0
-    removed = registry.gc()
+    ours, unknown = registry.unreferenced()
+    for path in unknown:
+        print(f"keeping {path}: not provably this registry's (no entry of {registry.url} refers to it)")
+    if not ours:
+        print("nothing to remove")
+        return 0
+    for path in ours:
+        print(f"will remove {path} ({_size(path)})")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise EdgenasError(f"registry gc would remove {len(ours)} folder(s); pass --yes to confirm")
+        if input(f"remove {len(ours)} folder(s)? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing removed")
+            return 0
+    removed = registry.gc(ours)
     print(f"removed {len(removed)} unreferenced artifact director{'y' if len(removed) == 1 else 'ies'}")
     return 0
+
+
+def _size(path: Path) -> str:
+    total = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return f"{total / 1e6:.1f} MB"
 
 
 def _fmt(value: object) -> str:

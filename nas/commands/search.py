@@ -112,22 +112,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def _space_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The checkpoint's space (name and construction options) for supernet spaces."""
-    if not args.checkpoint:
-        return {}
-    from nas.training import read_checkpoint
-
-    ckpt = read_checkpoint(args.checkpoint)
-    space_cfg = ckpt.meta.get("space_config") or {}
-    if space_cfg.get("name") != args.space:
-        raise EdgenasError(
-            f"checkpoint {args.checkpoint} holds a supernet of space {space_cfg.get('name')!r}, not {args.space!r}; "
-            f"use --space {space_cfg.get('name')} or another checkpoint"
-        )
-    return dict(space_cfg.get("options") or {})
-
-
 def run(args: argparse.Namespace) -> int:
     from nas.search.engine_ray import RayOptions
     from nas.search.objectives import Budget
@@ -142,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     budget = Budget(args.max_latency_ms, args.max_energy_mj, args.max_params_m, args.max_mflops)
     spec = SearchSpec(
         space=args.space,
-        space_options=_space_options(args),
+        space_options={},
         devices=tuple(args.device),
         budget=budget,
         objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()),

@@ -126,10 +126,22 @@ def record(trial: Any, outcome: Outcome) -> None:
 
 
 def build_space(spec: SearchSpec) -> Any:
-    """The space a search spec names, built with the spec's options (a checkpoint's)."""
+    """The space a search spec names: with a checkpoint, the space it was trained on (its
+    options, unless the spec gives them); a checkpoint of another space is refused."""
     from nas.spaces import build_space as build
 
-    return build(spec.space, spec.space_options)
+    options = spec.space_options
+    if spec.checkpoint:
+        from nas.training import read_checkpoint
+
+        trained = read_checkpoint(spec.checkpoint).meta.get("space_config") or {}
+        if trained.get("name") != spec.space:
+            raise EdgenasError(
+                f"checkpoint {spec.checkpoint} holds a supernet of space {trained.get('name')!r}, not {spec.space!r}; "
+                f"use --space {trained.get('name')} or another checkpoint"
+            )
+        options = options or dict(trained.get("options") or {})
+    return build(spec.space, options)
 
 
 def build_accuracy(spec: SearchSpec, space: Any) -> Any:

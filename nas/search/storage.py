@@ -14,6 +14,7 @@ and nothing is written. Optuna is imported lazily (``pip install edgenas[search]
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,19 @@ def open_storage(spec: StorageSpec, heartbeat: bool = True) -> Any:
     if spec.kind == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        return JournalStorage(JournalFileBackend(spec.target))
+        _check_journal(Path(spec.target))
+        try:
+            storage = JournalStorage(JournalFileBackend(spec.target))
+            storage.get_all_studies()  # replays the journal now: a damaged file fails here, in one line
+        except Exception as exc:  # Optuna raises JSON, Unicode and Key errors from a foreign file
+            if isinstance(exc, OSError):
+                raise
+            what = f"{type(exc).__name__}: {str(exc)[:80]}" if str(exc) else type(exc).__name__
+            raise EdgenasError(
+                f"--storage journal {spec.target} is not a readable Optuna journal ({what}); point --storage at "
+                "another file, or move this one aside (it is left as it is)"
+            ) from None
+        return storage
     kwargs: dict[str, Any] = {}
     if heartbeat:
         kwargs = dict(
@@ -129,3 +142,33 @@ def open_storage(spec: StorageSpec, heartbeat: bool = True) -> Any:
     if spec.is_sqlite:
         use_wal(storage.engine)
     return storage
+
+
+def _check_journal(path: Path) -> None:
+    """A journal file is JSON lines of Optuna operations; anything else is refused before
+    Optuna appends to it (it would then fail on every later read)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as f:
+        head = f.read(1 << 16)
+    problem = None
+    try:
+        lines = head.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        problem = "it is not UTF-8 text"
+    else:
+        for line in lines[:-1] or lines:
+            if not line.strip():
+                continue
+            try:
+                op = json.loads(line)
+            except json.JSONDecodeError:
+                problem = f"a line is not JSON: {line[:40]!r}"
+                break
+            if not isinstance(op, dict) or "op_code" not in op:
+                problem = f"a line is not an Optuna operation: {line[:40]!r}"
+                break
+    if problem:
+        raise EdgenasError(f"--storage journal {path} is not an Optuna journal ({problem}); point --storage at "
+                           "another file, or move this one aside (it is left as it is)")
+

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import multiprocessing as mp
+import os
+import time
 import random
 
 import pytest
@@ -124,3 +127,57 @@ def test_registry_cli(tmp_path, space, capsys):
     assert "sha256 mismatch" in out and "failed verification" in out
     assert main(["registry", *ws, "export", "cli", "--format", "onnx", "--out-dir", str(tmp_path / "o")]) == 2
     assert "sha256" in capsys.readouterr().err
+
+
+def test_gc_never_removes_what_it_cannot_prove_is_its_own(tmp_path, space, capsys, monkeypatch):
+    """A mistyped --registry-url and a lost registry.db know no entry: neither may delete models."""
+    from nas.cli import main
+
+    ws = ["--workspace", str(tmp_path)]
+    registry = ModelRegistry(tmp_path / "registry")
+    arch, model = _model(space)
+    entry = registry.register("m", model, space, arch, device="cpu", formats=("safetensors",))
+    crashed = registry.artifacts / ".staging-dead"
+    crashed.mkdir()
+    (crashed / "OWNER").write_text(registry.registry_id)
+    old = time.time() - 7200
+    os.utime(crashed, (old, old))
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a terminal: gc needs --yes
+
+    # a typo'd URL: refused when the file does not exist
+    assert main(["registry", *ws, "--registry-url", f"sqlite:///{tmp_path / 'typo.db'}", "gc", "--yes"]) == 2
+    assert "no registry database" in capsys.readouterr().err and not (tmp_path / "typo.db").exists()
+    # another (empty) registry database: it lists the folders and removes none of them
+    other = ModelRegistry(tmp_path / "registry", url=f"sqlite:///{tmp_path / 'other.db'}")
+    assert other.registry_id != registry.registry_id
+    assert main(["registry", *ws, "--registry-url", f"sqlite:///{tmp_path / 'other.db'}", "gc", "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "keeping" in out and "nothing to remove" in out
+    assert (registry.artifacts / entry.artifact_dir).is_dir() and crashed.is_dir()
+    assert main(["registry", *ws, "--registry-url", f"sqlite:///{tmp_path / 'other.db'}", "verify"]) == 1
+    assert "left alone" in capsys.readouterr().out
+
+    # its own database: the crashed registration is shown, and removed only with --yes
+    assert main(["registry", *ws, "gc"]) == 2
+    assert "pass --yes" in capsys.readouterr().err and crashed.is_dir()
+    assert main(["registry", *ws, "verify"]) == 1 and "crashed" in capsys.readouterr().out
+    assert main(["registry", *ws, "gc", "--yes"]) == 0
+    assert "will remove" in capsys.readouterr().out and not crashed.exists()
+    assert (registry.artifacts / entry.artifact_dir).is_dir() and registry.verify(entry.ref) == []
+
+    # registry.db lost: every command says so instead of "empty", and nothing is deleted
+    (tmp_path / "registry" / "registry.db").unlink()
+    for action in (["list"], ["verify"], ["gc", "--yes"]):
+        assert main(["registry", *ws, *action]) == 2
+        assert "no registry database" in capsys.readouterr().err
+    assert (registry.artifacts / entry.artifact_dir).is_dir()
+
+
+def test_a_garbage_registry_database_is_one_line(tmp_path, capsys):
+    from nas.cli import main
+
+    (tmp_path / "registry").mkdir()
+    (tmp_path / "registry" / "registry.db").write_bytes(b"this is not a database" * 100)
+    assert main(["registry", "--workspace", str(tmp_path), "list"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "registry database" in err
