@@ -14,6 +14,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -91,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = args._run(args)
     except USER_ERRORS as exc:
-        print(f"edgenas {args.command}: error: {exc}", file=sys.stderr)
+        _report(f"edgenas {args.command}: error: {exc}")
         return 2
     except KeyboardInterrupt:
         saved = ("progress is saved, run the same command to resume" if args._saves_progress
@@ -101,23 +102,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `edgenas devices show X | head`: the reader left, nothing to report
         _silence_stdout()
         return 141
-    except OSError as exc:
+    except Exception as exc:  # the machine's problem (a full disk), or a bug
         if os.environ.get(DEBUG_VAR):
             raise
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(f"edgenas {args.command}: error: {exc.strerror or exc}{where}; what was stored before is kept",
-              file=sys.stderr)
-        return 2
-    except Exception as exc:  # a bug: say so in one line, or show everything when debugging
-        if os.environ.get(DEBUG_VAR):
-            raise
-        print(f"edgenas {args.command}: internal error: {type(exc).__name__}: {str(exc)[:300]} "
-              f"(this is a bug; run again with {DEBUG_VAR}=1 for the traceback and report it)", file=sys.stderr)
+        problem = environment_problem(exc)
+        if problem:
+            _report(f"edgenas {args.command}: error: {problem}; what was stored before is kept")
+            return 2
+        _report(f"edgenas {args.command}: internal error: {type(exc).__name__}: {str(exc)[:300]} "
+                f"(this is a bug; run again with {DEBUG_VAR}=1 for the traceback and report it)")
         return 3
     finally:
         if previous in (signal.SIG_DFL, None):
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        sys.stdout.flush()
+    except OSError as exc:  # stdout on a full device: say so once, and do not fail again at exit
+        _silence_stdout()
+        _report(f"edgenas {args.command}: error: cannot write the output ({exc.strerror or exc})")
+        return 2
     return int(result or 0)
+
+
+def environment_problem(exc: BaseException) -> str | None:
+    """A one-line description when ``exc`` is the machine's problem, not a bug: an OS error
+    (disk full, permission denied, a folder where a file belongs) or a database that cannot
+    write (full disk, read-only file)."""
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        if exc.errno == errno.ELOOP:
+            return f"a symbolic-link loop{where}: fix the path"
+        return f"{exc.strerror or exc}{where}"
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    for needle, problem in (("disk is full", "the disk is full"), ("disk i/o error", "disk I/O error"),
+                            ("readonly database", "the database file is read-only"),
+                            ("unable to open database file", "a database file cannot be opened")):
+        if needle in text and type(exc).__module__.startswith(("sqlalchemy", "sqlite3", "optuna")):
+            return problem
+    return None
+
+
+def _report(line: str) -> None:
+    """One line on stderr (even when stderr itself cannot be written to)."""
+    try:
+        print(line, file=sys.stderr)
+    except OSError:
+        pass
 
 
 def warnings_filter() -> None:
