@@ -28,13 +28,12 @@ def study(tmp_path_factory):
         writer = csv.writer(f)
         writer.writerow(["arch", "latency_ms"])
         writer.writerows([r["cellstr"], r["pixel3"]] for r in sample)
-    import os
-
-    os.environ["EDGENAS_WORKSPACE"] = str(ws)
-    assert main(["devices", "import", "pixel3", "--space", "nb201", "--measurements", str(csv_path)]) == 0
     result = ws / "result.json"
-    assert main(["search", "--space", "nb201", "--device", "pixel3", "--max-latency-ms", "15",
-                 "--trials", "40", "--seed", "0", "--out", str(result)]) == 0
+    with pytest.MonkeyPatch.context() as mp:  # the workspace from the environment, for this set-up only
+        mp.setenv("EDGENAS_WORKSPACE", str(ws))
+        assert main(["devices", "import", "pixel3", "--space", "nb201", "--measurements", str(csv_path)]) == 0
+        assert main(["search", "--space", "nb201", "--device", "pixel3", "--max-latency-ms", "15",
+                     "--trials", "40", "--seed", "0", "--out", str(result)]) == 0
     import json
 
     return ws, json.loads(result.read_text())["study"]
@@ -71,6 +70,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
+@pytest.mark.slow  # headless Chromium
 def test_report_renders_in_headless_chromium(study, tmp_path):
     ws, name = study
     out = ws / "report_browser.html"

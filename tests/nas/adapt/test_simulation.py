@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from nas.adapt.config import AdaptConfig
-from nas.adapt.simulator import Simulation
+from nas.adapt.simulator import Simulation, shutdown_ray
 from nas.adapt.wire import Update, UpdateRejected, validate
 from nas.cli import main
 from nas.config import load_config
@@ -77,6 +77,7 @@ def test_validate_rejects_wrong_tensors():
         validate(forged, "v1", {"w": torch.Size([2])})
 
 
+@pytest.mark.slow  # five methods end to end, ~6-12 s
 def test_cli_end_to_end_resume_and_budget_errors(tmp_path, capsys, monkeypatch):
     pytest.importorskip("mnist1d")
     out = tmp_path / "run"
@@ -188,6 +189,9 @@ def test_ray_runs_devices_in_parallel_with_the_same_results(tmp_path, small_mnis
     par = load_config(AdaptConfig, tiny_config(tmp_path / "ray", methods=["nebula"], rounds=1,
                                                parallel="ray", workers=2))
     a = Simulation(seq, progress=False, data=small_mnist1d).run_method("nebula")[0]
-    b = Simulation(par, progress=False, data=small_mnist1d).run_method("nebula")[0]
+    try:
+        b = Simulation(par, progress=False, data=small_mnist1d).run_method("nebula")[0]
+    finally:
+        shutdown_ray()  # run_method leaves Ray up for the next round; simulate() stops it
     assert a["version"] == b["version"]  # same aggregated cloud model, bit for bit
     assert a["accuracy"] == b["accuracy"] and a["bytes_up"] == b["bytes_up"]
