@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from nas.config import load_config
@@ -26,6 +27,9 @@ from nas.training.phases import locate, resolve_phases
 from nas.training.sandwich import sandwich_step
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+pytestmark = pytest.mark.slow  # two gloo training processes
 
 
 def reference_weights(cfg: TrainConfig, world: int) -> dict[str, torch.Tensor]:

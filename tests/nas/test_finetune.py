@@ -20,6 +20,7 @@ def trained(tiny_config, tmp_path):
     return load_trained(tmp_path / "run", device="cpu")
 
 
+@pytest.mark.slow  # fine-tunes twice, ~6-8 s
 def test_finetune_trains_the_copy_and_resumes_exactly_after_an_interrupt(trained, tmp_path, monkeypatch):
     import nas.finetune as ft
 
