@@ -57,6 +57,7 @@ def test_finetune_trains_the_copy_and_resumes_exactly_after_an_interrupt(trained
     assert done.resumed_from == full.steps  # finished: read back, not run again
 
 
+@pytest.mark.slow  # trains a supernet, then fine-tunes: ~6 s with its fixture
 def test_finetune_refuses_an_output_dir_of_another_arch(trained, tmp_path):
     cfg = FinetuneConfig(epochs=0)
     finetune_subnet(trained, trained.space.smallest(), FinetuneConfig(epochs=1, batch_size=64), tmp_path / "x", progress=False)

@@ -17,6 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 NB201 = REPO.parent / "shared" / "data" / "nb201"
 
 
+pytestmark = pytest.mark.slow  # a 40-trial search first (~5 s); Chromium
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """A 40-trial nb201 search for a device imported from 20 measurements."""
@@ -70,7 +73,6 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
-@pytest.mark.slow  # headless Chromium
 def test_report_renders_in_headless_chromium(study, tmp_path):
     ws, name = study
     out = ws / "report_browser.html"
