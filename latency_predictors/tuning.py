@@ -81,17 +81,23 @@ def compile_tuned(mod: Any, target: Any, schedule: Schedule) -> Any:
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
             todo, work_dir=str(work_dir)
         )
-        ms.relax_integration.tune_tasks(
-            tasks=contexts,
-            task_weights=weights,
-            work_dir=str(work_dir),
-            max_trials_global=schedule.trials,
-            num_trials_per_iter=min(64, schedule.trials),
-            database=database,
-            # a worker process imports TVM before it builds: on a busy 2-core machine that
-            # alone can pass MetaSchedule's 30 s default, failing every candidate
-            builder=ms.builder.LocalBuilder(max_workers=1, timeout_sec=BUILD_TIMEOUT_S),
-            runner=ms.runner.LocalRunner(timeout_sec=BUILD_TIMEOUT_S),
-            cost_model=_cost_model(),
-        )
+        # The runner starts a `tvm.exec.popen_worker` process at once and keeps it until the
+        # runner is garbage-collected: shut it down here, also when tuning fails or is interrupted.
+        runner = ms.runner.LocalRunner(timeout_sec=BUILD_TIMEOUT_S)
+        try:
+            ms.relax_integration.tune_tasks(
+                tasks=contexts,
+                task_weights=weights,
+                work_dir=str(work_dir),
+                max_trials_global=schedule.trials,
+                num_trials_per_iter=min(64, schedule.trials),
+                database=database,
+                # a worker process imports TVM before it builds: on a busy 2-core machine that
+                # alone can pass MetaSchedule's 30 s default, failing every candidate
+                builder=ms.builder.LocalBuilder(max_workers=1, timeout_sec=BUILD_TIMEOUT_S),
+                runner=runner,
+                cost_model=_cost_model(),
+            )
+        finally:
+            runner.pool.shutdown()
     return ms.relax_integration.compile_relax(database, mod, target, None)

@@ -349,10 +349,11 @@ def run_jobs(jobs: list[DeviceJob], parallel: str, workers: int) -> list[DeviceR
         return out
     import ray
 
-    if not _RAY_STARTED and not ray.is_initialized():
-        ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                 _node_ip_address="127.0.0.1", configure_logging=False)
-        _RAY_STARTED = True
+    from nas.local_ray import init_ray
+
+    if not ray.is_initialized():  # a local instance on 127.0.0.1, stopped by shutdown_ray()
+        _RAY_STARTED = init_ray("local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                                configure_logging=False)
     remote = ray.remote(num_cpus=1)(run_device)
     refs = [remote.remote(job) for job in jobs]
     out = []
@@ -362,6 +363,17 @@ def run_jobs(jobs: list[DeviceJob], parallel: str, workers: int) -> list[DeviceR
         except Exception as exc:
             log.warning("device %d crashed: %s", job.device, exc)
     return out
+
+
+def shutdown_ray() -> None:
+    """Stop the local Ray instance :func:`run_jobs` started, if any (a cluster it only
+    connected to is left running)."""
+    global _RAY_STARTED
+    if _RAY_STARTED:
+        import ray
+
+        ray.shutdown()
+        _RAY_STARTED = False
 
 
 def _ray_available() -> bool:
@@ -405,8 +417,11 @@ def summarise(results: dict[str, Any], last: int = 5) -> dict[str, dict[str, Any
 def simulate(config: SimulationConfig, progress: bool = True, data: DomainData | None = None) -> dict[str, Any]:
     """Run every configured method; returns (and writes to ``out_dir/results.json``) the results."""
     sim = Simulation(config, progress, data)
-    for name in config.methods:
-        sim.run_method(name)
+    try:
+        for name in config.methods:
+            sim.run_method(name)
+    finally:
+        shutdown_ray()
     sim.results["summary"] = summarise(sim.results)
     _write_json(sim.results_path, sim.results)
     return sim.results

@@ -72,12 +72,11 @@ def connect(address: str | None) -> Any:
                 f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start it with "
                 "`ray start --head` or fix --ray-address"
             ) from None
+    from nas.local_ray import init_ray
+
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
     try:
-        if address == "local" or address is None:
-            ray.init(**kwargs)
-        else:
-            ray.init(address=address, **kwargs)
+        init_ray(address, **kwargs)  # a local instance listens on 127.0.0.1 only
     except (ConnectionError, RuntimeError) as exc:
         raise EdgenasError(f"cannot connect to Ray at {address}: {str(exc).splitlines()[0]}; fix --ray-address") from None
     return ray

@@ -75,13 +75,14 @@ class Selector(nn.Module):
         """Embedding of ``x`` (what the gates read)."""
         return self.embed(self.pool(x))
 
-    def logits(self, x: torch.Tensor, noisy: bool = False) -> list[torch.Tensor]:
+    def logits(self, x: torch.Tensor, noisy: bool = False, layers: list[int] | None = None) -> list[torch.Tensor]:
+        """Gate logits of ``layers`` (default: every layer), in that order."""
         e = self(x)
         out = []
-        for gate, noise in zip(self.gates, self.noise):
-            z = gate(e)
+        for i in range(len(self.gates)) if layers is None else layers:
+            z = self.gates[i](e)
             if noisy:
-                z = z + torch.randn_like(z) * F.softplus(noise(e))
+                z = z + torch.randn_like(z) * F.softplus(self.noise[i](e))
             out.append(z)
         return out
 
@@ -149,9 +150,19 @@ class ModularNet(nn.Module):
         return self.head(h), gates
 
     def gates(self, x: torch.Tensor, noisy: bool = False) -> list[torch.Tensor]:
-        k = self.config.top_k
-        return [top_k_gates(z, self.available[i].unsqueeze(0).expand_as(z), k)
-                for i, z in enumerate(self.selector.logits(x, noisy))]
+        """Per-layer gates. A layer holding only the skip module routes everything there
+        (weight 1, whatever its logits), so its gate logits are not computed."""
+        k, skip = self.config.top_k, self.config.skip
+        routed = [i for i, layer in enumerate(self.layers) if len(layer)]
+        logits = dict(zip(routed, self.selector.logits(x, noisy, routed)))
+        out = []
+        for i in range(self.config.layers):
+            if i in logits:
+                z = logits[i]
+                out.append(top_k_gates(z, self.available[i].unsqueeze(0).expand_as(z), k))
+            else:
+                out.append(F.one_hot(torch.full((x.shape[0],), skip, device=x.device), skip + 1).to(x.dtype))
+        return out
 
     def module_items(self) -> Iterator[tuple[int, int, nn.Module]]:
         """``(layer, module, nn.Module)`` for every shrunk module held."""

@@ -101,7 +101,7 @@ class NebulaSpace(SearchSpace):
         return (c.in_channels, c.height, c.width)
 
     def fixed_blocks(self) -> list[BlockSpec]:
-        """Blocks every sub-model holds: stem, selector, head."""
+        """Blocks every sub-model holds: stem, selector (with every layer's gate), head."""
         c = self.config
         kh, kw = c.kernel_size
         hw = c.height * c.width
@@ -118,29 +118,43 @@ class NebulaSpace(SearchSpace):
                          flops=c.channels * c.num_classes, params=(c.channels + 1) * c.num_classes)
         return [stem, selector, head]
 
-    def module_block(self, layer: int, module: int) -> BlockSpec:
-        """Block of shrunk module ``module`` in ``layer`` (all shrunk modules cost the same)."""
+    def module_block(self) -> BlockSpec:
+        """Block of one shrunk module: all of them have the same shapes and cost, so they
+        share one block key (a block-level predictor measures it once)."""
         c = self.config
         kh, kw = c.kernel_size
         conv = c.module_channels * c.channels * kh * kw
         return BlockSpec("module", (c.channels, c.height, c.width), c.channels, kernel=c.kernel,
                          mid_channels=c.module_channels, activation="relu", residual=True,
                          flops=2 * conv * c.height * c.width,
-                         params=2 * conv + 2 * c.module_channels + 2 * c.channels,
-                         extra=(("layer", layer), ("module", module)))
+                         params=2 * conv + 2 * c.module_channels + 2 * c.channels)
 
     def blocks(self, arch: ModularArch) -> list[BlockSpec]:
-        """Stem, selector, every shrunk module held (skip modules cost nothing), head."""
+        """Stem, selector, every shrunk module held (skip modules cost nothing), head.
+
+        The selector is held whole but computes only the gates of layers that hold a shrunk
+        module (a skip-only layer needs no routing); with none, it is not run at all.
+        """
+        c = self.config
         stem, selector, head = self.fixed_blocks()
-        mods = [self.module_block(i, k) for i, k in arch.modules() if k != self.config.skip]
+        mods = [self.module_block() for _, k in arch.modules() if k != c.skip]
+        routed = sum(1 for layer in arch.layers if any(k != c.skip for k in layer))
+        gate = c.embed_dim * (c.modules + 1)
         if not mods:  # nothing to route: the selector is held but never run
             selector = dataclasses.replace(selector, flops=0)
+        else:
+            selector = dataclasses.replace(selector, out_channels=routed * (c.modules + 1),
+                                           flops=selector.flops - (c.layers - routed) * gate)
         return [stem, selector, *mods, head]
 
     # --- modules --------------------------------------------------------------------
     def build_static(self, arch: ModularArch) -> ModularNet:
+        """The sub-model, running every module it holds whatever the routing (as the space
+        counts its cost; no data-dependent branches, so it traces and exports)."""
         self.validate(arch)
-        return ModularNet(self.config, arch)
+        net = ModularNet(self.config, arch)
+        net.run_unrouted = True
+        return net
 
     def build_supernet(self) -> ModularNet:
         return ModularNet(self.config)
@@ -151,7 +165,7 @@ class NebulaSpace(SearchSpace):
         if block.kind == "module":
             return ShrunkModule(self.config)
         if block.kind == "selector":
-            return _SelectorLogits(Selector(self.config))
+            return _SelectorLogits(Selector(self.config), block.out_channels // (self.config.modules + 1))
         if block.kind == "head":
             return Head(self.config)
         raise ValueError(f"nebula has no block kind {block.kind!r}")
@@ -161,11 +175,11 @@ class NebulaSpace(SearchSpace):
 
 
 class _SelectorLogits(nn.Module):
-    """The selector as one block: every layer's gate logits, concatenated."""
+    """The selector as one block: the gate logits of its first ``layers`` layers, concatenated."""
 
-    def __init__(self, selector: Selector) -> None:
+    def __init__(self, selector: Selector, layers: int) -> None:
         super().__init__()
-        self.selector = selector
+        self.selector, self.layers = selector, list(range(layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat(self.selector.logits(x), dim=1)
+        return torch.cat(self.selector.logits(x, layers=self.layers), dim=1)

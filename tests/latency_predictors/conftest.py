@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from lp_helpers import _wait_for, _wait_for_key, free_port, start_server
+from lp_helpers import _wait_for, _wait_for_key, free_port, start_server, stop
 
 from search_spaces import get_space
 
@@ -29,14 +29,14 @@ def rpc_tracker() -> Iterator[dict[str, object]]:
     tracker = subprocess.Popen(
         [sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(tport),
          "--port-end", str(tport + 1)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    _wait_for(tport, tracker)
-    server = start_server(free_port(), tracker=f"127.0.0.1:{tport}", key="loop")
-    _wait_for_key(f"127.0.0.1:{tport}", "loop")
+    procs = [tracker]
     try:
+        _wait_for(tport, tracker)
+        procs.insert(0, start_server(free_port(), tracker=f"127.0.0.1:{tport}", key="loop"))
+        _wait_for_key(f"127.0.0.1:{tport}", "loop")
         yield {"tracker": f"127.0.0.1:{tport}", "key": "loop"}
     finally:
-        for proc in (server, tracker):
-            proc.terminate()
-            proc.wait(timeout=10)
+        for proc in procs:  # with the popen workers that serve for them
+            stop(proc)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -36,9 +38,33 @@ def start_server(port: int, tracker: str | None = None, key: str = "") -> subpro
            "--port-end", str(port + 1)]  # fmt: skip
     if tracker:
         cmd += ["--tracker", tracker, "--key", key]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     _wait_for(port, proc)
     return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a TVM RPC server or tracker started with ``start_new_session=True``, and every
+    process it started: its serving loop runs in a ``tvm.exec.popen_worker`` child (and
+    sessions in forks of that), which a SIGTERM to the parent alone leaves listening."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _group_alive(proc.pid):
+            proc.poll()  # reap the parent; the rest are re-parented and reaped by init
+            time.sleep(0.1)
+    proc.wait(timeout=10)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _wait_for_key(tracker: str, key: str, timeout: float = 60.0) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from latency_predictors.measurements import Measurement, MeasurementStore
 
@@ -32,8 +33,9 @@ def test_persisted_and_read_back_by_a_new_store(tmp_path):
 def test_one_row_per_item_unless_replaced(tmp_path):
     store = MeasurementStore(str(tmp_path / "m.db"))
     store.add(meas("a"))
-    with pytest.raises(Exception):  # noqa: B017 - the database's unique constraint
+    with pytest.raises(IntegrityError, match="UNIQUE constraint failed"):  # the table's unique key
         store.add(meas("a", median=2.0))
+    assert [m.median_ms for m in store.query("d")] == [1.5]  # the first row is left as it was
     store.add(meas("a", median=2.0), replace_existing=True)
     assert [m.median_ms for m in store.query("d")] == [2.0]
     assert store.delete("d", role="block") == 1 and store.query("d") == []

@@ -42,6 +42,7 @@ def builder(space, profiler, tmp_path, name="dev", plan=PLAN):
                           log=lambda _: None)  # fmt: skip
 
 
+@pytest.mark.slow  # profiles and fits, ~5-7 s
 def test_eager_profile_resumes_without_remeasuring_and_reloads(tiny_space, tmp_path):
     first = CountingProfiler(EagerProfiler(threads=1, timing=FAST))
     profile = builder(tiny_space, first, tmp_path).run()

@@ -15,7 +15,7 @@ from torch import nn
 
 pytest.importorskip("tvm")
 
-from lp_helpers import CPU_TARGET, FAST, free_port, start_server  # noqa: E402
+from lp_helpers import CPU_TARGET, FAST, free_port, start_server, stop  # noqa: E402
 
 from latency_predictors.errors import ProfilingError  # noqa: E402
 from latency_predictors.rpc import connect, parse_address  # noqa: E402
@@ -26,6 +26,7 @@ def module() -> nn.Module:
     return nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()).eval()
 
 
+@pytest.mark.slow  # TVM RPC tracker and server processes, TVM builds
 def test_profiles_through_the_tracker(rpc_tracker):
     session = connect(CPU_TARGET, tracker=rpc_tracker["tracker"], key="loop")
     assert session.describe() == {"kind": "tracker", "tracker": rpc_tracker["tracker"], "key": "loop"}
@@ -33,11 +34,13 @@ def test_profiles_through_the_tracker(rpc_tracker):
     assert timing.median_ms > 0 and timing.repeat == FAST.repeat
 
 
+@pytest.mark.slow  # TVM RPC tracker and server processes
 def test_unknown_key_names_the_known_ones(rpc_tracker):
     with pytest.raises(ProfilingError, match=r"no device with key 'nope' \(keys: loop\)"):
         connect(CPU_TARGET, tracker=rpc_tracker["tracker"], key="nope")
 
 
+@pytest.mark.slow  # a TVM RPC server process, TVM builds
 def test_direct_server_then_device_drops_mid_profile():
     port = free_port()
     server = start_server(port)
@@ -46,8 +49,7 @@ def test_direct_server_then_device_drops_mid_profile():
         profiler = TVMProfiler(CPU_TARGET, session=session, timing=FAST)
         assert profiler.measure(module(), (4, 8, 8)).median_ms > 0
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        stop(server)  # the device goes away: server, serving worker and session
     with pytest.raises(ProfilingError, match="stopped answering.*re-run the same command"):
         profiler.measure(module(), (4, 8, 8))
 

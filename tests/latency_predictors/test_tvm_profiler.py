@@ -40,6 +40,7 @@ def test_parse_target_rejects_bad_input_with_one_line(text, words):
     assert words in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.slow  # TVM builds
 @pytest.mark.parametrize("clock", ["wall", "cpu"])
 def test_tvm_times_a_module_with_repeats(clock):
     timing = TimingConfig(warmup=1, repeat=4, min_repeat_ms=1, clock=clock)
@@ -49,6 +50,7 @@ def test_tvm_times_a_module_with_repeats(clock):
     assert result.energy_mj is None  # no meter on a machine without RAPL: nothing invented
 
 
+@pytest.mark.slow  # TVM builds
 def test_bigger_work_takes_longer():
     """Timing means something: 16x the channels costs clearly more than the tiny module."""
     small = TVMProfiler(CPU_TARGET, timing=FAST).measure(tiny_module(), (4, 8, 8))
@@ -57,6 +59,7 @@ def test_bigger_work_takes_longer():
     assert big.median_ms > 5 * small.median_ms
 
 
+@pytest.mark.slow  # a TVM build
 def test_prepare_compiles_once_and_times_repeatedly():
     timer = TVMProfiler(CPU_TARGET, timing=FAST).prepare(tiny_module(), (4, 8, 8))
     assert all(timer().median_ms > 0 for _ in range(3))

@@ -45,6 +45,7 @@ def test_round_trip_holds_weights_optimizer_and_metadata(tiny_config, tmp_path: 
     assert [p.name for p in (tmp_path / "run").glob("step-*.safetensors")] == ["step-00000002.safetensors"]
 
 
+@pytest.mark.slow  # three training runs, ~8 s
 def test_resume_after_stops_is_bit_identical(tiny_config, tmp_path: Path) -> None:
     cfg = _cfg(tiny_config(**PROGRESSIVE))
     straight = train(cfg, tmp_path / "straight", progress=False)

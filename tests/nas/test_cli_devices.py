@@ -37,6 +37,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return rc, out, err
 
 
+@pytest.mark.slow  # imports and fits predictors for three devices, ~13-18 s
 def test_import_list_show_predict(tmp_path, capsys):
     ws = str(tmp_path / "ws")
     rows = mbv3_rows(15)
@@ -124,6 +125,7 @@ def test_unknown_device_names_the_fix(tmp_path, capsys):
     assert rc == 2 and "edgenas profile --device ghost" in err
 
 
+@pytest.mark.slow  # fits a device's predictors, ~5-8 s
 def test_workspace_goes_before_or_after_the_action(tmp_path, capsys):
     ws = str(tmp_path / "ws")
     data = write_csv(tmp_path / "m.csv", ["arch", "latency_ms"], [r[:2] for r in mbv3_rows(8)])

@@ -62,6 +62,7 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "nas.cli", *args]
 
 
+@pytest.mark.slow  # training subprocesses killed and resumed
 def test_killed_and_interrupted_processes_resume_bit_identically(tiny_config, tmp_path: Path) -> None:
     config = tiny_config(train={"steps": 10}, checkpoint={"every_steps": 1})
     straight = train(load_config(TrainConfig, config), tmp_path / "straight", progress=False)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from nas.config import load_config
@@ -23,6 +24,9 @@ from nas.training.optim import lr_at, make_optimizer, set_lr
 from nas.training.phases import locate, resolve_phases
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+pytestmark = pytest.mark.slow  # two gloo training processes
 
 
 def reference_weights(cfg: TrainConfig, world: int) -> dict[str, torch.Tensor]:

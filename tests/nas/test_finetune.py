@@ -18,6 +18,7 @@ def trained(tiny_config, tmp_path):
     return load_trained(tmp_path / "run", device="cpu")
 
 
+@pytest.mark.slow  # fine-tunes twice, ~6-8 s
 def test_finetune_trains_the_copy_and_resumes_exactly_after_an_interrupt(trained, tmp_path, monkeypatch):
     import nas.finetune as ft
 
@@ -54,6 +55,7 @@ def test_finetune_trains_the_copy_and_resumes_exactly_after_an_interrupt(trained
     assert done.resumed_from == full.steps  # finished: read back, not run again
 
 
+@pytest.mark.slow  # trains a supernet, then fine-tunes: ~6 s with its fixture
 def test_finetune_refuses_an_output_dir_of_another_arch(trained, tmp_path):
     cfg = FinetuneConfig(epochs=0)
     finetune_subnet(trained, trained.space.smallest(), FinetuneConfig(epochs=1, batch_size=64), tmp_path / "x", progress=False)

@@ -9,6 +9,8 @@ import pytest
 from nas.cli import main
 from nas.registry import ModelRegistry
 
+pytestmark = pytest.mark.slow  # the whole flow
+
 
 def test_quickstart_runs_the_whole_flow_and_reuses_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ws = tmp_path / "ws"

@@ -27,6 +27,7 @@ def _model(space, seed=0):
     return arch, space.build_static(arch)
 
 
+@pytest.mark.slow  # ONNX and TVM exports, ~10 s
 def test_register_load_and_export(tmp_path, space):
     registry = ModelRegistry(tmp_path / "reg")
     arch, model = _model(space)
@@ -93,6 +94,7 @@ def _register_many(root: str, seed: int) -> list[str]:
                               formats=("safetensors",)).ref for _ in range(3)]
 
 
+@pytest.mark.slow  # writer subprocesses
 def test_concurrent_writers_get_distinct_versions(tmp_path):
     root = str(tmp_path / "reg")
     ModelRegistry(root)  # create the schema once

@@ -17,6 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 NB201 = REPO.parent / "shared" / "data" / "nb201"
 
 
+pytestmark = pytest.mark.slow  # a 40-trial search first (~5 s); Chromium
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """A 40-trial nb201 search for a device imported from 20 measurements."""
@@ -28,13 +31,12 @@ def study(tmp_path_factory):
         writer = csv.writer(f)
         writer.writerow(["arch", "latency_ms"])
         writer.writerows([r["cellstr"], r["pixel3"]] for r in sample)
-    import os
-
-    os.environ["EDGENAS_WORKSPACE"] = str(ws)
-    assert main(["devices", "import", "pixel3", "--space", "nb201", "--measurements", str(csv_path)]) == 0
     result = ws / "result.json"
-    assert main(["search", "--space", "nb201", "--device", "pixel3", "--max-latency-ms", "15",
-                 "--trials", "40", "--seed", "0", "--out", str(result)]) == 0
+    with pytest.MonkeyPatch.context() as mp:  # the workspace from the environment, for this set-up only
+        mp.setenv("EDGENAS_WORKSPACE", str(ws))
+        assert main(["devices", "import", "pixel3", "--space", "nb201", "--measurements", str(csv_path)]) == 0
+        assert main(["search", "--space", "nb201", "--device", "pixel3", "--max-latency-ms", "15",
+                     "--trials", "40", "--seed", "0", "--out", str(result)]) == 0
     import json
 
     return ws, json.loads(result.read_text())["study"]

@@ -4,25 +4,43 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from search_spaces import get_space, list_spaces
+from search_spaces import SearchSpace, get_space, list_spaces
 
-SPACES = {
-    "mbv3-small": lambda: get_space("mbv3", preset="small"),
-    "mbv3-ofa": lambda: get_space("mbv3", preset="ofa", resolutions=(128, 160)),
-    "gpt-tiny": lambda: get_space("gpt", preset="tiny"),
+# Constructor arguments of a test-sized instance, per registered space; a space not listed
+# is built with no arguments. A space with several entries is checked in each variant.
+# Adding a space is registering it (and, if its default is too big for a test, one entry).
+TEST_SIZES: dict[str, dict[str, dict[str, Any]]] = {
+    "mbv3": {"small": {"preset": "small"}, "ofa": {"preset": "ofa", "resolutions": (128, 160)}},
+    "nebula": {"tiny": {"preset": "tiny"}},
+    "gpt": {"tiny": {"preset": "tiny"}},
 }
-if "nb201" in list_spaces():
-    SPACES["nb201"] = lambda: get_space("nb201")
 
 
-@pytest.fixture(params=sorted(SPACES), scope="module")
-def space(request):
-    return SPACES[request.param]()
+def _variants() -> list[tuple[str, str, dict[str, Any]]]:
+    return [(name, variant, kwargs) for name in list_spaces()
+            for variant, kwargs in TEST_SIZES.get(name, {"default": {}}).items()]
+
+
+def test_every_table_entry_names_a_registered_space():
+    assert set(TEST_SIZES) <= set(list_spaces()), "TEST_SIZES names a space that is not registered"
+
+
+@pytest.fixture(params=_variants(), ids=lambda v: f"{v[0]}-{v[1]}", scope="module")
+def space(request) -> SearchSpace:
+    """The space built from its table entry; a space that cannot be built fails (not skips)."""
+    name, _variant, kwargs = request.param
+    try:
+        built = get_space(name, **kwargs)
+    except Exception as exc:  # the contract: every registered space builds from its entry
+        pytest.fail(f"registered space {name!r} cannot be built with {kwargs}: {exc!r}")
+    assert isinstance(built, SearchSpace) and built.name == name
+    return built
 
 
 def test_sample_is_reproducible_and_valid(space):
@@ -121,3 +139,29 @@ def test_block_keys_identify_equal_blocks(space):
     keys = {b.key() for b in blocks}
     assert len(keys) < len(blocks) or len(blocks) < 5  # repeated blocks share a key
     assert all(type(b).from_json(json.loads(b.key())) == b for b in blocks)
+
+
+def test_enumerate_lists_every_arch_once_or_refuses(space):
+    """Optional hook: a space too large to list says so with TypeError (its own interface)."""
+    try:
+        archs = space.enumerate()
+    except TypeError as exc:
+        assert space.name in str(exc)
+        return
+    listed = set(archs)
+    assert len(listed) == len(archs)
+    assert all(space.sample(random.Random(i)) in listed for i in range(20))
+    for arch in archs[:: max(1, len(archs) // 50)]:
+        space.validate(arch)
+
+
+def test_supernet_holds_the_largest_arch_or_refuses(space):
+    """Optional hook: a space without a supernet (tabular) says so with TypeError."""
+    try:
+        supernet = space.build_supernet()
+    except TypeError as exc:
+        assert space.name in str(exc)
+        return
+    assert isinstance(supernet, torch.nn.Module)
+    static = space.build_static(space.largest())
+    assert sum(p.numel() for p in supernet.parameters()) >= sum(p.numel() for p in static.parameters())

@@ -109,6 +109,7 @@ def test_elastic_round_rejects_images_of_the_wrong_size(trained_dir, tmp_path, c
     assert not (tmp_path / "out" / "checkpoint.json").exists()
 
 
+@pytest.mark.slow  # ~6 s
 def test_elastic_round_never_replaces_another_checkpoint(trained_dir, tmp_path, capsys):
     import shutil
 

@@ -23,7 +23,12 @@ def complete(study: Any) -> list[Any]:
 
 
 def count_complete(url: str, name: str) -> int:
+    """Complete trials of study ``name``; 0 while the study does not exist yet (polling)."""
+    from sqlalchemy.exc import OperationalError
+
     try:
         return len(complete(load(url, name)))
-    except Exception:  # the study does not exist yet
+    except KeyError:  # optuna: no study of that name (yet)
+        return 0
+    except OperationalError:  # the database file or its tables are still being created
         return 0

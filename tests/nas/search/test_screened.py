@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from search_helpers import complete, load
 
 from latency_predictors.nb201_table import load_nb201_latency
@@ -13,6 +14,9 @@ from search_spaces import get_space
 
 DEVICE = "table:gold_6240"
 BUDGET = "8"
+
+
+pytestmark = pytest.mark.slow  # searches over trained supernets, ~10-45 s each
 
 
 def _run(ws: Path, sampler: str, trials: int, *extra: str) -> dict:

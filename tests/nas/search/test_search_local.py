@@ -60,6 +60,7 @@ def _ops(cellstr: str) -> list[str]:
     return [tok.split("~")[0] for tok in cellstr.replace("+", "").split("|") if tok]
 
 
+@pytest.mark.slow  # two searches, ~4-6 s
 def test_seeded_search_is_reproducible_and_modes_agree(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(_args(a, "--max-latency-ms", "4", "--trials", "30", "--study", "s", "--seed", "3",
@@ -76,7 +77,10 @@ def test_infeasible_budget_is_answered_at_once_with_exact_cheapest(tmp_path: Pat
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "infeasible" in err
     assert f"{cheapest:.4g}" in err and "exact over all 15,625 archs" in err
-    assert not (tmp_path / "studies.db").exists() or count_complete(_url(tmp_path), "x") == 0
+    if (tmp_path / "studies.db").exists():  # refused before any trial ran, in any study
+        import optuna
+
+        assert [s.n_trials for s in optuna.get_all_study_summaries(storage=_url(tmp_path))] in ([], [0])
 
 
 @pytest.mark.parametrize(
@@ -119,6 +123,7 @@ def test_study_of_another_search_is_refused_and_left_intact(tmp_path: Path, caps
     assert [(t.number, t.values) for t in complete(load(_url(tmp_path), "s"))] == before
 
 
+@pytest.mark.slow  # search subprocesses killed and resumed
 @pytest.mark.parametrize("mode", [["--no-buffered"], []])
 def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path: Path, mode: list[str]) -> None:
     cmd = search_cmd("--space", "nb201", "--device", DEVICE, "--max-latency-ms", "4", "--trials", "150",
@@ -137,6 +142,7 @@ def test_kill_9_then_resume_loses_and_repeats_nothing(tmp_path: Path, mode: list
     assert {t.number: (t.params, t.values) for t in after if t.number in before} == before
 
 
+@pytest.mark.slow  # a worker subprocess killed mid-trial
 @pytest.mark.parametrize("mode", [["--no-buffered"], []])
 def test_a_dead_workers_running_trial_is_retried(tmp_path: Path, mode: list[str]) -> None:
     """A real worker process takes a trial and is killed with SIGKILL while it runs it; the

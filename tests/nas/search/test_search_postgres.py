@@ -7,8 +7,11 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import env, search_cmd, wait_for
 from search_helpers import complete, count_complete, load
+
+pytestmark = pytest.mark.slow  # a PostgreSQL server and worker subprocesses
 
 
 def _cmd(url: str, ws: Path, study: str, trials: int, *extra: str) -> list[str]:

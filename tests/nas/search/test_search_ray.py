@@ -7,8 +7,11 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import env, search_cmd, wait_for
 from search_helpers import complete, count_complete, load
+
+pytestmark = pytest.mark.slow  # a Ray cluster and search subprocesses
 
 
 def _cmd(address: str, ws: Path, trials: int, *extra: str) -> list[str]:
