@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import multiprocessing as mp
 import os
-import time
 import random
+import time
 
 import pytest
 import torch
