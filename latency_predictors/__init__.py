@@ -11,9 +11,14 @@ Example::
     model.predict(archs)["latency_ms"]
 """
 
-from latency_predictors.device_profile import CostModel, DeviceProfile, fit_cost_model
+from latency_predictors.device_profile import (
+    CostModel,
+    DeviceProfile,
+    fit_cost_model,
+    validate_device_name,
+)
 from latency_predictors.eager_profiler import EagerProfiler
-from latency_predictors.errors import ProfilingError
+from latency_predictors.errors import ProfileExistsError, ProfilingError
 from latency_predictors.measurements import Measurement, MeasurementStore
 from latency_predictors.metrics import validation_figures
 from latency_predictors.predictors import (
@@ -36,6 +41,7 @@ __all__ = [
     "Measurement",
     "MeasurementStore",
     "ProfileBuilder",
+    "ProfileExistsError",
     "ProfilePlan",
     "ProfilingError",
     "RegressorSelector",
@@ -46,5 +52,6 @@ __all__ = [
     "WholeNetworkRegressor",
     "fit_cost_model",
     "parse_target",
+    "validate_device_name",
     "validation_figures",
 ]
