@@ -216,21 +216,28 @@ def _with_deadline(
     return box["result"]
 
 
-def _open_fds() -> set[int]:
+def _open_fds() -> set[tuple[int, int]]:
+    """``(fd, inode)`` of this process's open files: a number reused for a new socket has a
+    new inode, so "opened since" is never confused by descriptors closed in between."""
+    found = set()
     try:
-        return {int(fd) for fd in os.listdir("/proc/self/fd")}
+        names = os.listdir("/proc/self/fd")
     except OSError:  # not Linux: nothing to find later either
-        return set()
+        return found
+    for name in names:
+        with contextlib.suppress(OSError):
+            found.add((int(name), os.fstat(int(name)).st_ino))
+    return found
 
 
-def _shutdown_new_sockets(before: set[int], host: str, port: int) -> None:
+def _shutdown_new_sockets(before: set[tuple[int, int]], host: str, port: int) -> None:
     """Shut down (not close: their owner closes them) the sockets opened since ``before``
     that are connected to ``host:port``."""
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)}
     except OSError:
         return
-    for fd in _open_fds() - before:
+    for fd, _ in _open_fds() - before:
         try:
             sock = socket.socket(fileno=fd)
         except OSError:  # not a socket (or already closed)
