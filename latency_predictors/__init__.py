@@ -30,6 +30,7 @@ _EXPORTS = {
     "MeasurementStore": "measurements",
     "PredictorsError": "errors",
     "ProfileBuilder": "profile_builder",
+    "ProfileExistsError": "errors",
     "ProfilePlan": "profile_builder",
     "ProfilingError": "errors",
     "Reach": "profilers",

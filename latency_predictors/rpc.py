@@ -130,6 +130,7 @@ def connect(
             timeout,
             silent,
             f"cannot reach the RPC server at {address} ({{error}}); {fix}",
+            peer=(host, port),
         )
         return RemoteSession(remote, {"kind": "rpc", "address": address}, target, cross_compiler)
     if not key:
@@ -146,7 +147,7 @@ def connect(
     if answer != _TRACKER_MAGIC:
         raise ProfilingError(f"{address} answered, but not as a TVM RPC tracker does; {fix}")
     failed = f"cannot reach the RPC tracker at {address} ({{error}}); {fix}"
-    client = _with_deadline(lambda: tvm.rpc.connect_tracker(host, port), timeout, silent, failed)
+    client = _with_deadline(lambda: tvm.rpc.connect_tracker(host, port), timeout, silent, failed, peer=(host, port))
     queues = _with_deadline(lambda: client.summary(), timeout, silent, failed, abort=client).get("queue_info", {})
     if key not in queues:
         known = ", ".join(sorted(queues)) or "none"
@@ -168,18 +169,27 @@ def connect(
 
 
 def _with_deadline(
-    call: Callable[[], T], seconds: float, on_timeout: str, on_error: str, abort: Any = None
+    call: Callable[[], T],
+    seconds: float,
+    on_timeout: str,
+    on_error: str,
+    *,
+    peer: tuple[str, int] | None = None,
+    abort: Any = None,
 ) -> T:
     """``call()`` in a daemon thread: its result, or ProfilingError(``on_timeout``) after
     ``seconds``, or ProfilingError(``on_error`` with ``{error}`` filled in) if it raises.
 
-    A thread stuck in a silent peer's handshake cannot be interrupted; as a daemon it never
-    keeps the process alive, and a result that arrives after the deadline is dropped (an
-    RPC session closes when dropped). ``abort`` (a TVM tracker session) has its socket shut
-    down on timeout, so the tracker forgets the pending request.
+    On timeout the sockets the call opened to ``peer`` (TVM's own, C++ ones included; found
+    through ``/proc/self/fd`` on Linux) and the socket of ``abort`` (a TVM tracker session,
+    so the tracker forgets the pending request) are shut down: the stuck call fails at once
+    and its thread ends while the interpreter is alive. Elsewhere the thread stays blocked;
+    as a daemon it never keeps the process alive. A result that arrives after the deadline
+    is dropped (an RPC session closes when dropped).
     """
     box: dict[str, Any] = {}
     done = threading.Event()
+    before = _open_fds()
 
     def work() -> None:
         try:
@@ -193,14 +203,53 @@ def _with_deadline(
     thread.start()
     if not done.wait(seconds):
         box.clear()
+        if peer is not None:
+            _shutdown_new_sockets(before, *peer)
         sock = getattr(abort, "_sock", None)
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+        thread.join(1.0)  # the shut-down call fails and returns; its error is not reported
         raise ProfilingError(on_timeout)
     if "error" in box:
         raise ProfilingError(on_error.format(error=_first_line(box["error"]))) from None
     return box["result"]
+
+
+def _open_fds() -> set[tuple[int, int]]:
+    """``(fd, inode)`` of this process's open files: a number reused for a new socket has a
+    new inode, so "opened since" is never confused by descriptors closed in between."""
+    found = set()
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:  # not Linux: nothing to find later either
+        return found
+    for name in names:
+        with contextlib.suppress(OSError):
+            found.add((int(name), os.fstat(int(name)).st_ino))
+    return found
+
+
+def _shutdown_new_sockets(before: set[tuple[int, int]], host: str, port: int) -> None:
+    """Shut down (not close: their owner closes them) the sockets opened since ``before``
+    that are connected to ``host:port``."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)}
+    except OSError:
+        return
+    for fd, _ in _open_fds() - before:
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:  # not a socket (or already closed)
+            continue
+        try:
+            address = sock.getpeername()
+            if address[0] in addresses and address[1] == port:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            sock.detach()
 
 
 def _preflight(

@@ -103,6 +103,25 @@ class SilentListener:
             conn.close()
 
 
+class HalfServer(SilentListener):
+    """Closes a connection that starts with anything but TVM's RPC magic (as a TVM server
+    does, so the preflight passes) and then never answers TVM's real handshake: the wait
+    that only the deadline thread can end."""
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            if conn.recv(4) != RPC_MAGIC:
+                conn.close()
+
+
+RPC_MAGIC = (0xFF271).to_bytes(4, "little")
+
+
 @pytest.fixture
 def silent() -> Iterator[SilentListener]:
     listener = SilentListener()
@@ -122,6 +141,21 @@ def test_silent_server_times_out_with_one_line(silent):
     assert f"RPC server at 127.0.0.1:{silent.port}" in message and "did not answer within 1.5 s" in message
     assert "tvm.exec.rpc_server" in message and "\n" not in message
     assert silent.conns  # it really connected: the wait was on the handshake, not the TCP connect
+
+
+@pytest.mark.timeout(60, method="thread")  # a regression hangs: fail, do not wait for ever
+def test_server_silent_in_tvms_handshake_times_out_and_frees_the_thread():
+    server = HalfServer()
+    try:
+        with pytest.raises(ProfilingError, match=r"did not answer within 1\.5 s"):
+            connect(CPU_TARGET, rpc=f"127.0.0.1:{server.port}", timeout=1.5)
+        assert len(server.conns) == 2  # the preflight's connection, then TVM's own
+        deadline = time.monotonic() + 10
+        while any(t.name == "edgenas-rpc-wait" for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "the handshake thread is still blocked"
+            time.sleep(0.1)
+    finally:
+        server.close()
 
 
 @pytest.mark.timeout(60, method="thread")  # a regression hangs: fail, do not wait for ever
@@ -151,11 +185,28 @@ def test_stuck_handshake_does_not_keep_the_process_alive():
                 connect({"kind": "llvm"}, timeout=1, **how)
             except ProfilingError as exc:
                 print("refused:", exc)
+        # a server that passes the preflight, then stays silent in TVM's (C++) handshake
+        half = socket.socket()
+        half.bind(("127.0.0.1", 0))
+        half.listen(4)
+        held = []
+        def serve():
+            while True:
+                conn, _ = half.accept()
+                held.append(conn)
+                if conn.recv(4) != (0xFF271).to_bytes(4, "little"):
+                    conn.close()
+        threading.Thread(target=serve, daemon=True).start()
+        try:
+            connect({"kind": "llvm"}, rpc=f"127.0.0.1:{half.getsockname()[1]}", timeout=1)
+        except ProfilingError as exc:
+            print("refused:", exc)
         """
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", "import threading" + code], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.count("did not answer within 1 s") == 2
+    assert done.stdout.count("did not answer within 1 s") == 3
 
 
 def _ipv6_loopback() -> bool:

@@ -4,6 +4,7 @@ and one-line errors with exit code 2 for bad input."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 from pathlib import Path
@@ -138,3 +139,45 @@ def test_workspace_goes_before_or_after_the_action(tmp_path, capsys):
         rc, out, _ = run(capsys, *argv)
         assert rc == 0 and "registry is empty" in out
     assert (tmp_path / "ws" / "profiles" / "meter.json").is_file()
+
+
+def csv_text(rows: list[list[object]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["arch", "latency_ms"])
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "encode, words",
+    [
+        (lambda text: text.encode("utf-16"), "is UTF-16 text; save it as a UTF-8 CSV"),
+        (lambda text: b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "is not a text CSV file"),
+    ],
+    ids=["utf-16", "png"],
+)
+def test_csv_that_is_not_utf8_text_is_one_line_naming_it(tmp_path, capsys, encode, words):
+    data = tmp_path / "m.csv"
+    data.write_bytes(encode(csv_text([r[:2] for r in mbv3_rows(3)])))
+    rc, _, err = run(capsys, "devices", "import", "x", "--space", "mbv3", "--measurements", str(data),
+                     "--workspace", str(tmp_path / "ws"))  # fmt: skip
+    assert rc == 2 and words in err and str(data) in err and err.count("\n") == 1 and "codec" not in err
+
+
+def test_spreadsheet_bom_imports_and_an_existing_name_is_kept(tmp_path, capsys):
+    ws = tmp_path / "ws"
+    data = tmp_path / "m.csv"
+    data.write_bytes(csv_text([r[:2] for r in mbv3_rows(8)]).encode("utf-8-sig"))  # what spreadsheets write
+    rc, out, _ = run(capsys, "devices", "import", "meter", "--space", "mbv3", "--measurements", str(data),
+                     "--workspace", str(ws))  # fmt: skip
+    assert rc == 0 and "imported 8 measurements" in out
+    before = (ws / "profiles" / "meter.json").read_bytes()
+    other = write_csv(tmp_path / "n.csv", ["arch", "latency_ms"], [r[:2] for r in mbv3_rows(8, seed=5)])
+    rc, _, err = run(capsys, "devices", "import", "meter", "--space", "mbv3", "--measurements", str(other),
+                     "--workspace", str(ws))  # fmt: skip
+    assert rc == 2 and "already has a profile" in err and "--replace" in err and err.count("\n") == 1
+    assert (ws / "profiles" / "meter.json").read_bytes() == before
+    rc, _, err = run(capsys, "devices", "import", "../evil", "--space", "mbv3", "--measurements", str(data),
+                     "--workspace", str(ws))  # fmt: skip
+    assert rc == 2 and "device name '../evil' is not allowed" in err and not (tmp_path / "evil.json").exists()
