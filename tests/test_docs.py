@@ -120,7 +120,7 @@ def test_an_undocumented_config_key_stops_the_build(doc_scripts: None, tmp_path:
     path.write_text(yaml.safe_dump(keys))
     monkeypatch.setattr(config_reference, "KEYS_FILE", path)
     with pytest.raises(config_reference.UndocumentedKey, match="no meaning for rounds; no such field: no_such_key"):
-        config_reference.config_table("adapt", "nas.adapt.config.AdaptConfig")
+        config_reference.config_table("adapt", "nas.adapt.config.SimulationConfig")
 
 
 def test_docstring_rst_roles_become_markdown(doc_scripts: None) -> None:
