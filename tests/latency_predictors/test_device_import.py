@@ -80,6 +80,7 @@ def test_existing_profile_is_refused_then_replaced_with_a_restorable_backup(tiny
     np.testing.assert_allclose(restored, before_pred)
 
 
+@pytest.mark.slow
 def test_reimport_with_replace_keeps_the_old_import_restorable(tmp_path):
     space = get_space("mbv3", preset="small")
     store = MeasurementStore(f"sqlite:///{tmp_path / 'm.db'}")
@@ -166,6 +167,7 @@ def test_store_many_rows_in_one_transaction(tmp_path):
     assert store.schedules("d", role="import") == ["external"]
 
 
+@pytest.mark.slow
 def test_large_import_cross_validates_a_bounded_subsample(tmp_path, capsys):
     space = get_space("mbv3", preset="small")
     store = MeasurementStore(f"sqlite:///{tmp_path / 'm.db'}")

@@ -169,6 +169,7 @@ def test_silent_tracker_times_out_with_one_line(silent):
     assert "--rpc-tracker" in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_stuck_handshake_does_not_keep_the_process_alive():
     """The abandoned handshake thread is a daemon: the process exits as soon as it is done."""
     code = textwrap.dedent(
@@ -219,6 +220,7 @@ def _ipv6_loopback() -> bool:
 
 
 @pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+@pytest.mark.slow
 def test_direct_server_over_ipv6_loopback():
     with socket.socket(socket.AF_INET6) as s:
         s.bind(("::1", 0))

@@ -165,6 +165,7 @@ def test_csv_that_is_not_utf8_text_is_one_line_naming_it(tmp_path, capsys, encod
     assert rc == 2 and words in err and str(data) in err and err.count("\n") == 1 and "codec" not in err
 
 
+@pytest.mark.slow
 def test_spreadsheet_bom_imports_and_an_existing_name_is_kept(tmp_path, capsys):
     ws = tmp_path / "ws"
     data = tmp_path / "m.csv"
