@@ -178,8 +178,7 @@ def latency_budget(workspace: Workspace, space: Any, seed: int = 0) -> float:
 
 def search_subnets(workspace: Workspace, output: Path, budget_ms: float, trials: int, progress: bool) -> dict[str, Any]:
     """Step 6: the search over accuracy (BN-recalibrated, cached) and predicted latency."""
-    from nas.search import Budget, SearchSettings, SearchSpec, search
-    from nas.search.result import write_json
+    from nas.search import Budget, SearchSettings, SearchSpec, search, write_json
 
     spec = SearchSpec(space="mbv3", space_options={}, devices=(DEVICE,), budget=Budget(max_latency_ms=budget_ms),
                       checkpoint=str(output), workspace=str(workspace.root), eval_device="cpu")

@@ -83,7 +83,7 @@ def ship(workspace: Workspace, study_name: str, device: str, options: ShipOption
     from nas.finetune import FinetuneConfig, finetune_subnet
     from nas.measure import measure_model
     from nas.report.collect import device_view
-    from nas.search.study import open_edgenas_study
+    from nas.search import open_edgenas_study
 
     study, display = open_edgenas_study(workspace, study_name, options.storage)
     identity = study.user_attrs["edgenas"]

@@ -11,7 +11,7 @@ from typing import Any
 
 from nas.errors import EdgenasError
 from nas.pareto import knee_index, pareto_front
-from nas.search.result import feasible
+from nas.search import feasible
 from nas.workspace import Workspace
 
 

@@ -49,7 +49,7 @@ def write_report(
         raise EdgenasError(f"--out {path} is a directory; name an HTML file")
     data = None
     if study is not None:
-        from nas.search.study import open_edgenas_study
+        from nas.search import open_edgenas_study
 
         opened, display = open_edgenas_study(workspace, study, storage)
         data = collect(opened, display, workspace, list(devices) if devices else None)

@@ -15,7 +15,9 @@ Example::
 
 from nas.search.objectives import Budget, Outcome
 from nas.search.problem import SearchProblem, SearchSpec, build_problem
+from nas.search.result import feasible, write_json
 from nas.search.runner import SearchSettings, prepare, run_search, search
+from nas.search.study import load_edgenas_study, open_edgenas_study
 
 __all__ = [
     "Budget",
@@ -24,7 +26,11 @@ __all__ = [
     "SearchSettings",
     "SearchSpec",
     "build_problem",
+    "feasible",
+    "load_edgenas_study",
+    "open_edgenas_study",
     "prepare",
     "run_search",
     "search",
+    "write_json",
 ]
