@@ -4,7 +4,10 @@ The path is the one TVM documents for PyTorch models: ``torch.export`` →
 ``tvm.relax.frontend.torch.from_exported_program`` → ``tvm.compile`` for a target given
 as a JSON dict (``{"kind": "llvm", "num-cores": 1}``). The compiled library runs on a
 :class:`Session`: this machine (:class:`LocalSession`) or a remote device reached over
-RPC (:mod:`latency_predictors.rpc`), where it is uploaded and timed in place.
+RPC (:mod:`latency_predictors.rpc`), where it is uploaded and timed in place. On this
+machine, untuned, every distinct kernel is compiled once per profiler
+(:class:`~latency_predictors.kernel_cache.KernelCache`): a whole network whose blocks
+were timed before compiles in a fraction of the time.
 
 TVM is imported inside the functions, so the package imports without it.
 
@@ -30,7 +33,8 @@ from torch import nn
 
 from latency_predictors.energy import NOT_MEASURED, EnergyMeter, measure_energy
 from latency_predictors.errors import InputError, ProfilingError
-from latency_predictors.timing import Timing, TimingConfig, time_calls
+from latency_predictors.kernel_cache import CompileStats, KernelCache
+from latency_predictors.timing import TimerFn, Timing, TimingConfig, more_repeats, time_calls
 from latency_predictors.tuning import Schedule
 
 T = TypeVar("T")
@@ -86,14 +90,21 @@ def target_threads(target: dict[str, Any]) -> int:
     return int(target.get("num-cores", 1))
 
 
-def to_relax(module: nn.Module, input_shape: tuple[int, ...]) -> Any:
-    """``module`` (batch 1, float32 input of ``input_shape``) as a Relax ``IRModule``."""
+def to_relax(module: nn.Module, input_shape: tuple[int, ...], stats: CompileStats | None = None) -> Any:
+    """``module`` (batch 1, float32 input of ``input_shape``) as a Relax ``IRModule``
+    (``stats``: where the seconds went, ``export`` and ``import``)."""
     from tvm.relax.frontend.torch import from_exported_program
 
+    stats = stats if stats is not None else CompileStats()
+    t0 = time.perf_counter()
     example = torch.randn(1, *input_shape)
     with torch.no_grad():
         exported = torch.export.export(module.eval(), (example,))
-    return from_exported_program(exported, keep_params_as_input=False)
+    t1 = time.perf_counter()
+    mod = from_exported_program(exported, keep_params_as_input=False)
+    stats.add("export", t1 - t0)
+    stats.add("import", time.perf_counter() - t1)  # mostly torch's decompositions
+    return mod
 
 
 def compile_relax(mod: Any, target: dict[str, Any], schedule: Schedule | None = None) -> Any:
@@ -153,7 +164,9 @@ class TVMProfiler:
     """Times modules compiled by TVM for ``target`` on ``session`` (local by default).
 
     ``schedule`` chooses the default pipeline (``None`` or untuned) or MetaSchedule
-    tuning; it is recorded with every measurement.
+    tuning; it is recorded with every measurement. ``reuse_kernels`` (local, untuned
+    only) compiles each distinct kernel once (:class:`KernelCache`); ``stats`` says where
+    compile time went.
     """
 
     target: dict[str, Any]
@@ -162,11 +175,15 @@ class TVMProfiler:
     schedule: Schedule = Schedule()
     meter: EnergyMeter | None = None
     backend: str = "tvm"
+    reuse_kernels: bool = True
 
     def __post_init__(self) -> None:
         self.target = parse_target(self.target)
         if self.session is None:
             self.session = LocalSession(self.target)
+        self.stats = CompileStats()
+        local_untuned = isinstance(self.session, LocalSession) and self.schedule.kind != "metaschedule"
+        self.kernels = KernelCache(self.target, self.stats) if self.reuse_kernels and local_untuned else None
         if self.timing.clock == "cpu" and (
             not isinstance(self.session, LocalSession) or self.target["kind"] == "cuda" or target_threads(self.target) != 1
         ):
@@ -190,16 +207,31 @@ class TVMProfiler:
     def measure(self, module: nn.Module, input_shape: tuple[int, ...]) -> Timing:
         return self.prepare(module, input_shape)()
 
-    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> Callable[[], Timing]:
+    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> TimerFn:
         """Compile and load ``module`` once; the returned function times it (again and
-        again, for the noise floor)."""
-        executable = compile_relax(to_relax(module, input_shape), self.target, self.schedule)
+        again, for the noise floor; ``timer(cfg)`` with other settings, no energy)."""
+        mod = to_relax(module, input_shape, self.stats)
+        t0 = time.perf_counter()
+        executable = None
+        if self.kernels is not None:
+            try:
+                executable = self.kernels.build(mod)
+            except (AttributeError, ValueError):  # a TVM without the internals it uses, or BYOC
+                self.kernels = None
+        if executable is None:
+            executable = compile_relax(mod, self.target, self.schedule)
+            self.stats.add("compile", time.perf_counter() - t0)
+            self.stats.modules += 1
         assert self.session is not None
+        t0 = time.perf_counter()
         vm, dev = self._guard(lambda: self.session.load(executable))  # type: ignore[union-attr]
+        self.stats.add("load", time.perf_counter() - t0)
 
-        def timer() -> Timing:
-            timing = self._guard(lambda: time_vm(vm, dev, input_shape, self.timing))
-            if self.meter is None:
+        def timer(cfg: TimingConfig | None = None) -> Timing:
+            t0 = time.perf_counter()
+            timing = self._guard(lambda: time_vm(vm, dev, input_shape, cfg or self.timing))
+            self.stats.add("time", time.perf_counter() - t0)
+            if self.meter is None or cfg is not None:
                 return timing
             data = _input(dev, input_shape)
 
@@ -226,7 +258,8 @@ class TVMProfiler:
 
 
 def time_vm(vm: Any, dev: Any, input_shape: tuple[int, ...], cfg: TimingConfig) -> Timing:
-    """Warm up, then time ``vm["main"]`` with ``time_evaluator`` (repeat x number runs)."""
+    """Warm up, then time ``vm["main"]`` (thread CPU time, or ``time_evaluator``'s elapsed
+    time in batches of repeats) until the median is stable."""
     data = _input(dev, input_shape)
     if cfg.clock == "cpu":  # this thread's CPU time (local, single-threaded targets only)
         main = vm["main"]
@@ -234,13 +267,13 @@ def time_vm(vm: Any, dev: Any, input_shape: tuple[int, ...], cfg: TimingConfig) 
     for _ in range(cfg.warmup):
         vm["main"](data)
     dev.sync()
-    evaluator = vm.time_evaluator(
-        "main", dev, number=cfg.number, repeat=cfg.repeat, min_repeat_ms=cfg.min_repeat_ms
-    )
-    result = evaluator(data)
-    # each result is the mean of one repeat's runs (at least `number`, more if
-    # min_repeat_ms asked for it)
-    return Timing(results_ms=tuple(float(r) * 1e3 for r in result.results), number=cfg.number)
+    results: list[float] = []
+    while n := more_repeats(len(results), results, cfg):
+        evaluator = vm.time_evaluator("main", dev, number=cfg.number, repeat=n, min_repeat_ms=cfg.min_repeat_ms)
+        # each result is the mean of one repeat's runs (at least `number`, more if
+        # min_repeat_ms asked for it)
+        results += [float(r) * 1e3 for r in evaluator(data).results]
+    return Timing(results_ms=tuple(results), number=cfg.number)
 
 
 def _input(dev: Any, input_shape: tuple[int, ...]) -> Any:

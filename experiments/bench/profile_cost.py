@@ -1,19 +1,31 @@
-"""What profiling costs: wall time and measurements until the profile is accurate enough.
+"""What profiling costs: where compile time goes, and measurements until the profile is accurate.
 
-Reads (or first builds, through ``predictor_accuracy.py``) a workspace holding a profile
-made by ``edgenas profile`` and the end-to-end measurements of validation networks it never
-saw. Reports the profile's total wall time and measurement count, then replays the
-measurement log: the block-sum predictor is refitted on the first ``k`` blocks in the order
-the adaptive sampler measured them (with the training networks), scored on the validation
-networks, and the wall time at which those ``k`` blocks had been measured is read from the
-stored timestamps (plus the time the training networks took). The first ``k`` that reaches
+**Breakdown** (``--part breakdown``, about 3 minutes on 2 cores): one random whole network
+and its blocks of the small ``mbv3`` preset, compiled through TVM for this CPU phase by
+phase: ``torch.export``, the Relax import (mostly torch's decompositions), TVM's Relax
+pipeline, kernel lowering and LLVM IR (``kernel_build``), linking, loading (LLVM's machine
+code generation happens here, lazily) and timing. Four ways: the network compiled cold
+(every kernel new: what ``tvm.compile`` does), each block compiled cold, the blocks in turn
+with one kernel cache (:mod:`latency_predictors.kernel_cache`; later blocks reuse earlier
+ones' kernels), and the network after its blocks with that cache, which reuses the kernels
+the blocks compiled. ``tvm.compile`` of the same network is timed
+too (it must cost about what the cold path costs). The load average is recorded beside
+the figures: absolute times on a shared machine move with it; the ratios less.
+
+**Replay** (``--part replay``): reads (or first builds, through ``predictor_accuracy.py``) a
+workspace holding a profile made by ``edgenas profile`` and the end-to-end measurements of
+validation networks it never saw. Reports the profile's total wall time and measurement
+count, then replays the measurement log: the block-sum predictor is refitted on the first
+``k`` blocks in the order the adaptive sampler measured them (with the training networks
+measured by then: they are interleaved), scored on the validation networks, at the wall
+time the k-th block was stored. The first ``k`` that reaches
 95 % within ±10 % gives the cost to reach the target (target: under 20 minutes on 2 cores).
 
-Full size (reuses the predictor_accuracy workspace if given)::
+Full size (the replay reuses the predictor_accuracy workspace if given)::
 
     python experiments/bench/profile_cost.py --workspace /tmp/edgenas-bench --out experiments/results/profile_cost.json
 
-CI size::
+CI size (the breakdown on a tiny space, the replay of a smoke profile)::
 
     python experiments/bench/profile_cost.py --smoke
 """
@@ -21,7 +33,10 @@ CI size::
 from __future__ import annotations
 
 import argparse
+import os
+import random
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +58,85 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--workspace", default=None)
     parser.add_argument("--device", default="bench-cpu")
     parser.add_argument("--step", type=int, default=8, help="blocks between replay points")
+    parser.add_argument("--part", choices=("all", "breakdown", "replay"), default="all")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the breakdown's network")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    records: list[dict[str, Any]] = []
+    if args.part in ("all", "breakdown"):
+        breakdown(args, records)
+    if args.part in ("all", "replay"):
+        replay(args, records)
+    if args.out:
+        write_results(records, BENCH, args.out)
+    return records
 
+
+PHASES = ("export", "import", "relax_pipeline", "kernel_names", "vm_codegen", "kernel_build", "link", "load", "time")
+
+
+def breakdown(args: argparse.Namespace, records: list[dict[str, Any]]) -> None:
+    """Seconds per compile phase: a whole network cold, its blocks cold, the network warm."""
+    import tvm
+
+    from latency_predictors.timing import TimingConfig
+    from latency_predictors.tvm_profiler import TVMProfiler, to_relax
+    from search_spaces import get_space
+
+    space = _tiny_space() if args.smoke else get_space("mbv3", preset="small")
+    arch = space.sample(random.Random(args.seed))
+    blocks = space.blocks(arch)
+    timing = TimingConfig(clock="cpu")
+    device = device_name("cpu") + " TVM llvm 1 thread, untuned"
+    load_before = os.getloadavg()
+
+    def profile(module: Any, shape: tuple[int, ...], profiler: Any) -> dict[str, float]:
+        before = dict(profiler.stats.seconds)
+        t0 = time.perf_counter()
+        profiler.prepare(module, shape)()
+        total = time.perf_counter() - t0
+        out = {k: profiler.stats.seconds.get(k, 0.0) - before.get(k, 0.0) for k in PHASES}
+        return {**out, "total": total}
+
+    target = {"kind": "llvm", "num-cores": 1}
+    cold_net = profile(space.build_static(arch), space.input_shape(arch), TVMProfiler(target, timing=timing))
+    block_phases = [profile(space.build_block(b), b.in_shape, TVMProfiler(target, timing=timing)) for b in blocks]
+    warm = TVMProfiler(target, timing=timing)  # one cache for the blocks and then the network
+    cached_blocks = [profile(space.build_block(b), b.in_shape, warm) for b in blocks]
+    built_by_blocks = warm.stats.kernels_built
+    warm_net = profile(space.build_static(arch), space.input_shape(arch), warm)
+    t0 = time.perf_counter()
+    tvm.compile(to_relax(space.build_static(arch), space.input_shape(arch)), target=tvm.target.Target(target))
+    plain_compile = time.perf_counter() - t0
+    load_after = os.getloadavg()
+    config = {"space": "tiny" if args.smoke else "mbv3/small", "arch": space.arch_key(arch), "blocks": len(blocks),
+              "kernels_built_by_blocks": built_by_blocks,
+              "kernels_reused_by_network": warm.stats.kernels_reused, "load_average_1min": [load_before[0], load_after[0]],
+              "smoke": args.smoke, "unit_note": "seconds; load is LLVM's lazy machine-code generation"}
+    mean_block = {k: sum(b[k] for b in block_phases) / len(block_phases) for k in (*PHASES, "total")}
+    mean_cached = {k: sum(b[k] for b in cached_blocks) / len(cached_blocks) for k in (*PHASES, "total")}
+    for label, phases in (("network_cold", cold_net), ("block_cold_mean", mean_block),
+                          ("block_cached_mean", mean_cached), ("network_warm", warm_net)):
+        for phase in (*PHASES, "total"):
+            emit(records, BENCH, f"{label}_{phase}_s", phases[phase], "s", device, config)
+    emit(records, BENCH, "network_tvm_compile_plain_s", plain_compile, "s", device,
+         {**config, "note": "tvm.compile alone (no export, import, load or timing)"})
+    emit(records, BENCH, "network_warm_over_cold", warm_net["total"] / cold_net["total"], "ratio", device, config)
+    emit(records, BENCH, "network_cold_over_block_cold", cold_net["total"] / mean_block["total"], "ratio", device,
+         config)
+
+
+def _tiny_space() -> Any:
+    from search_spaces import get_space
+
+    return get_space("mbv3", preset="small", stage_channels=(8, 8, 16, 16, 16), resolutions=(16,),
+                     final_expand=32, feature_mix=32, depths=(1, 2), kernels=(3, 5), expands=(3,))
+
+
+def replay(args: argparse.Namespace, records: list[dict[str, Any]]) -> None:
+    """Accuracy against the blocks measured, replayed from a profile's measurement log: the
+    block-sum model refitted on the first k blocks and the training networks measured by
+    then (they are interleaved with the blocks), at the wall time the k-th block was stored."""
     from latency_predictors.device_profile import DeviceProfile
     from latency_predictors.measurements import MeasurementStore
     from latency_predictors.metrics import validation_figures
@@ -66,30 +157,27 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     train = [m for m in rows if m.role == "train"]
     valid = _validation(ws, args.device)
     start = min(m.created for m in rows)
-    train_s = (max(m.created for m in train) - min(m.created for m in train)).total_seconds() * len(train) / max(
-        len(train) - 1, 1
-    )
-    nets = [space.blocks(space.arch_from_json(m.item)) for m in train]
     vnets = [space.blocks(space.arch_from_json(m.item)) for m in valid]
     truth = np.asarray([m.median_ms for m in valid])
     device = device_name("cpu") + f" TVM llvm 1 thread, untuned, {profile.timing.get('clock', 'wall')} clock"
     config = {"space": "mbv3/small", "validation_networks": len(valid), "train_networks": len(train),
               "counts": profile.counts, "smoke": args.smoke}  # fmt: skip
-    records: list[dict[str, Any]] = []
     if profile.build_seconds is not None:
         emit(records, BENCH, "profile_wall_time", profile.build_seconds / 60, "min", device, config)
     emit(records, BENCH, "profile_measurements", sum(profile.counts.values()), "count", device, config)
     reached = None
     for k in sorted({*range(args.step, len(blocks), args.step), len(blocks)}):
         used = blocks[:k]
+        nets_by_then = [m for m in train if m.created <= used[-1].created]
         model = BlockSumRegressor(random_state=0).fit(
-            nets, [m.median_ms for m in train], block_X=[BlockSpec.from_json(_json(m.item)) for m in used],
-            block_y=[m.median_ms for m in used],
+            [space.blocks(space.arch_from_json(m.item)) for m in nets_by_then], [m.median_ms for m in nets_by_then],
+            block_X=[BlockSpec.from_json(_json(m.item)) for m in used], block_y=[m.median_ms for m in used],
         )  # fmt: skip
         f = validation_figures(truth, model.predict(vnets))
-        wall = (used[-1].created - start).total_seconds() + train_s
-        n_meas = profile.counts.get("noise", 0) + profile.counts.get("holdout", 0) + k + len(train)
-        point = {**config, "blocks": k, "measurements": n_meas, "wall_min": wall / 60,
+        wall = (used[-1].created - start).total_seconds()
+        n_meas = sum(1 for m in rows if m.created <= used[-1].created)
+        point = {**config, "blocks": k, "train_networks_by_then": len(nets_by_then), "measurements": n_meas,
+                 "wall_min": wall / 60,
                  "mape_pct": f["mape_pct"], "spearman": f["spearman"]}  # fmt: skip
         emit(records, BENCH, "replay_within_10pct", 100 * f["within_10pct"], "%", device, point)
         if reached is None and f["within_10pct"] >= GOAL:
@@ -100,9 +188,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     else:
         emit(records, BENCH, "wall_time_to_95pct_within_10pct", None, "min", device,  # type: ignore[arg-type]
              {**config, "note": "not reached with the measurements of this profile"})
-    if args.out:
-        write_results(records, BENCH, args.out)
-    return records
 
 
 def _validation(ws: Path, device: str) -> list[Any]:
