@@ -10,8 +10,10 @@ stopped, because every item is looked up in the store before it is timed). The r
    drift with its load cancels out (``drift_correction=False`` turns it off).
 2. **blocks, networks and the noise probe, interleaved**: whole networks (``holdout``
    kept out for validation, ``train`` for the block-sum correction and the whole-network
-   model) are spread evenly over the budget, so drift hits them and the blocks alike;
-   between them, blocks are timed adaptively: the blocks of ``pool_archs`` sampled
+   model) are spread over the budget, so drift hits them and the blocks alike: a network
+   is timed whenever networks have used less than ``network_share`` of the time so far
+   (they cost several blocks each: compiling a network is mostly torch's export); between
+   them, blocks are timed adaptively: the blocks of ``pool_archs`` sampled
    networks form the pool, a seed set (the smallest and largest networks' blocks plus a
    few random ones) first, then rounds where a committee of regressors disagrees most,
    weighted by frequency and cost (:mod:`latency_predictors.sampling`), until the error
@@ -74,6 +76,7 @@ class ProfilePlan:
     stop_error: float = 0.005
     seed: int = 0
     drift_correction: bool = True
+    network_share: float = 0.4
 
     def __post_init__(self) -> None:
         if self.budget_minutes <= 0:
@@ -84,6 +87,8 @@ class ProfilePlan:
             raise InputError("profile plan sizes must be non-negative")
         if self.drift_correction and self.reference_readings < 1:
             raise InputError("drift correction needs at least one reference reading")
+        if not 0 < self.network_share <= 1:
+            raise InputError(f"network_share must be in (0, 1], got {self.network_share}")
 
     def holdout_count(self) -> tuple[int, str | None]:
         """Held-out networks, and a note when the budget made them fewer than 10."""
@@ -192,17 +197,19 @@ class ProfileBuilder:
 
     def _measure_all(self, space: SearchSpace, networks: list[tuple[str, Any]], pool: list[BlockSpec],
                      freq: list[float], clock: _Clock) -> None:
-        """Networks spread evenly over the budget, blocks between them, the noise probe at
-        evenly spaced times, until the budget is spent (and the minimums are measured)."""
+        """Networks whenever they have had less than ``network_share`` of the time, blocks
+        between them, the noise probe at evenly spaced times, until the budget is spent
+        (and the minimums are measured)."""
         done = {role: self._existing(role) for role in ("holdout", "train")}
         todo = [(r, a) for r, a in networks if space.arch_key(a) not in done[r]]
         self._bar.update(len(networks) - len(todo))
         blocks = self._block_order(pool, freq)
         noise_items = self._noise_items(space, networks)
+        self._probe_key = space.arch_key(networks[0][1]) if noise_items else None
         noise_done = self._existing("noise")
         self._bar.update(len([i for i in noise_items if i in noise_done]))
         noise_todo = [i for i in noise_items if i not in noise_done]
-        n_net = max(len(networks), 1)
+        start, network_seconds = clock.elapsed(), 0.0
         blocks_left = True
         while True:
             taken = len(noise_items) - len(noise_todo)
@@ -213,17 +220,24 @@ class ProfileBuilder:
             if clock.left() <= 0:
                 if not any(r in need for r, _ in todo):
                     if todo:
-                        self.log(f"budget reached with {len(todo)} networks unmeasured; fitting with what is measured")
+                        note = (f"budget reached with {len(todo)} of {len(networks)} planned networks unmeasured "
+                                f"({sum(r == 'train' for r, _ in todo)} training, "
+                                f"{sum(r == 'holdout' for r, _ in todo)} held-out); a longer --budget-minutes "
+                                "resumes and measures them")
+                        self.profile.plan["notes"].append(note)
+                        self.log(note)
                     break
                 role, arch = _pop_first(todo, need)
-            elif todo and ((n_net - len(todo)) / n_net <= clock.fraction() or not blocks_left):
+            elif todo and (network_seconds <= self.plan.network_share * (clock.elapsed() - start) or not blocks_left):
                 role, arch = todo.pop(0)
             elif blocks_left:
                 blocks_left = next(blocks, False)
                 continue
             else:
                 break
+            t0 = clock.elapsed()
             self._network(space, role, arch)
+            network_seconds += clock.elapsed() - t0
             done[role].add(space.arch_key(arch))
         while noise_todo and clock.left() > 0 and self._probe_ready(space, networks, done):
             self._retime_probe(space, networks[0][1], noise_todo.pop(0))  # blocks and networks ended early
@@ -232,7 +246,7 @@ class ProfileBuilder:
         self._bar.set_postfix_str(role)
         timer = self.profiler.prepare(space.build_static(arch), space.input_shape(arch))
         self._save(role, space.arch_key(arch), space.input_shape(arch), timer())
-        if role == "holdout" and self._probe is None:
+        if role == "holdout" and self._probe is None and space.arch_key(arch) == self._probe_key:
             self._probe = timer  # the first held-out network is the noise probe
         self._bar.update(1)
 

@@ -68,6 +68,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-drift-correction", action="store_true", help="profile without the reference network")
     parser.add_argument("--load", action="store_true",
                         help="a CPU-bound busy loop on the last core for the whole profile")
+    parser.add_argument("--validation-db", default=None, metavar="FILE.db",
+                        help="measurement store for the validation networks, shared by runs that measure the "
+                             "same way (default: the workspace's); networks already in it are not timed again")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     if args.workspace is None:
@@ -127,8 +131,16 @@ def ensure_profile(args: argparse.Namespace) -> tuple[float | None, bool, dict[s
                          "load_average_1min": [before, os.getloadavg()[0]]}
 
 
+def validation_device(profile: Any) -> str:
+    """Where validation networks are stored: one set per way of measuring (clock, drift
+    correction), shared by every profile measured that way."""
+    clock = profile.timing.get("clock", "wall")
+    return f"mbv3-small#validation-{clock}" + ("-corrected" if profile.reference else "")
+
+
 def validation_set(space: Any, profile_store: Any, device: str, n: int, seed: int) -> list[Any]:
-    """``n`` distinct random archs that the profile never measured."""
+    """The first ``n`` distinct archs of the seeded sequence that the profile never measured
+    (the same networks for every profile, but for the odd one a profile measured)."""
     used = {m.item for m in profile_store.query(device, space="mbv3")}
     rng, out, seen = random.Random(seed), [], set(used)
     while len(out) < n:
@@ -140,21 +152,37 @@ def validation_set(space: Any, profile_store: Any, device: str, n: int, seed: in
     return out
 
 
-def measure_validation(args: argparse.Namespace, space: Any, profile: Any, store: Any) -> list[Any]:
-    """Time every validation network end to end as the profile measures (stored as device
-    ``NAME#validation``)."""
+def truth_ms(m: Any, profile: Any) -> float:
+    """A validation network's time in the profile's terms: drift corrected to the profile's
+    reference baseline (the ratio to the reference does not depend on which profile's
+    baseline it was first stored with), or as timed when neither is corrected."""
+    if m.reference_ms:
+        if profile.reference is None:
+            raise SystemExit("validation store mixes corrected and uncorrected measurements")
+        ratios = np.asarray(m.results_ms) / np.asarray(m.reference_ms)
+        return float(np.median(ratios)) * float(profile.reference["baseline_ms"])
+    return float(m.median_ms)
+
+
+def measure_validation(args: argparse.Namespace, space: Any, profile: Any, store: Any, vstore: Any) -> list[Any]:
+    """Time every validation network end to end as the profile measures, unless ``vstore``
+    has it already (stored as device :func:`validation_device`)."""
     from latency_predictors.measurements import Measurement
     from latency_predictors.profilers import profiler_for_profile
     from latency_predictors.tvm_profiler import tvm_version
 
-    profiler = profiler_for_profile(profile)
+    if profile.reference and profile.reference["item"] != space.arch_key(space.smallest()):
+        raise SystemExit("this benchmark shares validation networks between profiles whose reference is the "
+                         "smallest network")
     archs = validation_set(space, store, args.device, args.archs, args.seed)
-    vdev = f"{args.device}#validation"
-    done = {m.item: m for m in store.query(vdev, role="holdout")}
+    vdev = validation_device(profile)
+    done = {m.item: m for m in vstore.query(vdev, role="holdout")}
+    profiler = None
     out = []
-    for arch in tqdm(archs, desc="validation networks", unit="net"):
+    for arch in tqdm(archs, desc="validation networks", unit="net", disable=args.quiet):
         key = space.arch_key(arch)
         if key not in done:
+            profiler = profiler or profiler_for_profile(profile)
             t = profiler.measure(space.build_static(arch), space.input_shape(arch))
             done[key] = Measurement(
                 device=vdev, space="mbv3", role="holdout", item=key, backend="tvm", schedule="untuned",
@@ -162,7 +190,7 @@ def measure_validation(args: argparse.Namespace, space: Any, profile: Any, store
                 number=t.number, repeat=t.repeat, median_ms=t.median_ms, spread_ms=t.spread_ms,
                 results_ms=t.results_ms, reference_ms=t.reference_ms,
             )  # fmt: skip
-            store.add(done[key])
+            vstore.add(done[key])
         out.append(done[key])
     return out
 
@@ -178,13 +206,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     profile = DeviceProfile.load(ws / "profiles" / f"{args.device}.json")
     space = profile.build_space()
     store = MeasurementStore(f"sqlite:///{ws / 'measurements.db'}")
+    vstore = MeasurementStore(args.validation_db) if args.validation_db else store
     before = os.getloadavg()[0]
     t0 = time.monotonic()
-    measured = measure_validation(args, space, profile, store)
+    measured = measure_validation(args, space, profile, store, vstore)
     validation_s = time.monotonic() - t0
     model = fit_cost_model(profile, store, space=space)
     archs = [space.arch_from_json(m.item) for m in measured]
-    truth = np.asarray([m.median_ms for m in measured])
+    truth = np.asarray([truth_ms(m, profile) for m in measured])
     clock = profile.timing.get("clock", "wall")
     corrected = "drift corrected" if profile.reference else "not drift corrected"
     device = device_name("cpu") + f" TVM llvm 1 thread, untuned, {clock} clock, {corrected}"
@@ -193,8 +222,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
               "validation_networks": len(measured), "profile_counts": profile.counts, "profile_plan": profile.plan,
               "profile_conditions": conditions, "added_load": "busy loop on the last core during the profile"
               if args.load else "none", "validation_load_average_1min": [before, os.getloadavg()[0]],
-              "validation_minutes": validation_s / 60, "workspace": str(ws), "smoke": args.smoke}
+              "validation_minutes": validation_s / 60, "validation_store": args.validation_db or "workspace",
+              "workspace": str(ws), "smoke": args.smoke}
     records: list[dict[str, Any]] = []
+    own = profile.validation.get(profile.predictor, {})
     for kind in ("block_sum", "whole_network"):
         profile.predictor = kind
         try:
@@ -210,7 +241,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         emit(records, BENCH, f"{kind}_spearman", f["spearman"], "rho", device, cfg)
         emit(records, BENCH, f"{kind}_kendall", f["kendall"], "tau", device, cfg)
     del model
-    own = profile.validation.get(profile.predictor, {})
     if "within_10pct" in own:
         emit(records, BENCH, "profile_own_holdout_within_10pct", 100 * own["within_10pct"], "%", device,
              {**config, "n": own["n"]})

@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--device", default="bench-cpu")
     parser.add_argument("--step", type=int, default=8, help="blocks between replay points")
     parser.add_argument("--part", choices=("all", "breakdown", "replay"), default="all")
+    parser.add_argument("--validation-db", default=None, help="as in predictor_accuracy.py")
     parser.add_argument("--seed", type=int, default=1, help="seed of the breakdown's network")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -145,9 +146,11 @@ def replay(args: argparse.Namespace, records: list[dict[str, Any]]) -> None:
 
     pa_args = ["--device", args.device] + (["--workspace", args.workspace] if args.workspace else [])
     pa_args += ["--smoke"] if args.smoke else []
+    pa_args += ["--validation-db", args.validation_db] if args.validation_db else []
     parsed = predictor_accuracy.parse(pa_args)
     ws = Path(parsed.workspace)
-    if not (ws / "profiles" / f"{args.device}.json").is_file() or not _validation(ws, args.device):
+    path = ws / "profiles" / f"{args.device}.json"
+    if not path.is_file() or not _validation(ws, args.device, DeviceProfile.load(path), args.validation_db):
         predictor_accuracy.main(pa_args)
     profile = DeviceProfile.load(ws / "profiles" / f"{args.device}.json")
     space = profile.build_space()
@@ -155,10 +158,10 @@ def replay(args: argparse.Namespace, records: list[dict[str, Any]]) -> None:
     rows = store.query(args.device, space=space.name)
     blocks = [m for m in rows if m.role == "block"]
     train = [m for m in rows if m.role == "train"]
-    valid = _validation(ws, args.device)
+    valid = _validation(ws, args.device, profile, args.validation_db)
     start = min(m.created for m in rows)
     vnets = [space.blocks(space.arch_from_json(m.item)) for m in valid]
-    truth = np.asarray([m.median_ms for m in valid])
+    truth = np.asarray([predictor_accuracy.truth_ms(m, profile) for m in valid])
     device = device_name("cpu") + f" TVM llvm 1 thread, untuned, {profile.timing.get('clock', 'wall')} clock"
     config = {"space": "mbv3/small", "validation_networks": len(valid), "train_networks": len(train),
               "counts": profile.counts, "smoke": args.smoke}  # fmt: skip
@@ -190,11 +193,18 @@ def replay(args: argparse.Namespace, records: list[dict[str, Any]]) -> None:
              {**config, "note": "not reached with the measurements of this profile"})
 
 
-def _validation(ws: Path, device: str) -> list[Any]:
+def _validation(ws: Path, device: str, profile: Any, validation_db: str | None) -> list[Any]:
+    """The validation networks predictor_accuracy measured for this profile."""
     from latency_predictors.measurements import MeasurementStore
 
     db = ws / "measurements.db"
-    return MeasurementStore(f"sqlite:///{db}").query(f"{device}#validation", role="holdout") if db.is_file() else []
+    if not db.is_file():
+        return []
+    store = MeasurementStore(f"sqlite:///{db}")
+    vstore = MeasurementStore(validation_db) if validation_db else store
+    used = {m.item for m in store.query(device)}
+    rows = vstore.query(predictor_accuracy.validation_device(profile), role="holdout")
+    return [m for m in rows if m.item not in used]
 
 
 def _json(text: str) -> dict[str, Any]:
