@@ -8,7 +8,14 @@ import itertools
 import numpy as np
 import pytest
 
-from latency_predictors.timing import Timing, TimingConfig, median_is_stable, more_repeats, time_calls, time_paired
+from latency_predictors.timing import (
+    Timing,
+    TimingConfig,
+    median_is_stable,
+    more_repeats,
+    time_calls,
+    time_paired,
+)
 
 
 def fake_clock(durations):
