@@ -12,6 +12,13 @@ the blocks compiled. ``tvm.compile`` of the same network is timed
 too (it must cost about what the cold path costs). The load average is recorded beside
 the figures: absolute times on a shared machine move with it; the ratios less.
 
+**Noise** (``--part noise``, ``--noise-seconds``, default 240): a reference network (the
+smallest), two random networks and two blocks, compiled once, then timed in rounds (one
+repeat of at least 10 ms each, in turn) for that long, on both clocks (thread CPU time
+and elapsed time); reported: the CV and 1-99 % range, over 15-repeat windows, of each
+item's median as timed and of its median ratio to the reference repeat beside it (what
+drift correction does). The machine's load average is recorded beside them.
+
 **Replay** (``--part replay``): reads (or first builds, through ``predictor_accuracy.py``) a
 workspace holding a profile made by ``edgenas profile`` and the end-to-end measurements of
 validation networks it never saw. Reports the profile's total wall time and measurement
@@ -58,7 +65,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--workspace", default=None)
     parser.add_argument("--device", default="bench-cpu")
     parser.add_argument("--step", type=int, default=8, help="blocks between replay points")
-    parser.add_argument("--part", choices=("all", "breakdown", "replay"), default="all")
+    parser.add_argument("--part", choices=("all", "breakdown", "noise", "replay"), default="all")
+    parser.add_argument("--noise-seconds", type=float, default=240.0)
     parser.add_argument("--validation-db", default=None, help="as in predictor_accuracy.py")
     parser.add_argument("--seed", type=int, default=1, help="seed of the breakdown's network")
     parser.add_argument("--out", default=None)
@@ -66,6 +74,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     if args.part in ("all", "breakdown"):
         breakdown(args, records)
+    if args.part in ("all", "noise"):
+        noise(args, records)
     if args.part in ("all", "replay"):
         replay(args, records)
     if args.out:
@@ -125,6 +135,58 @@ def breakdown(args: argparse.Namespace, records: list[dict[str, Any]]) -> None:
     emit(records, BENCH, "network_warm_over_cold", warm_net["total"] / cold_net["total"], "ratio", device, config)
     emit(records, BENCH, "network_cold_over_block_cold", cold_net["total"] / mean_block["total"], "ratio", device,
          config)
+
+
+def noise(args: argparse.Namespace, records: list[dict[str, Any]]) -> None:
+    """How much one item's timing moves on this machine, as timed and drift corrected."""
+    from latency_predictors.timing import TimingConfig
+    from latency_predictors.tvm_profiler import TVMProfiler
+    from search_spaces import get_space
+
+    space = _tiny_space() if args.smoke else get_space("mbv3", preset="small")
+    seconds = 20.0 if args.smoke else args.noise_seconds
+    profilers = {clock: TVMProfiler({"kind": "llvm", "num-cores": 1}, timing=TimingConfig(clock=clock))
+                 for clock in ("cpu", "wall")}
+    rng = random.Random(args.seed)
+    nets = [space.smallest(), space.sample(rng), space.sample(rng)]
+    blocks = space.blocks(nets[1])
+    items = {"reference": (space.build_static(nets[0]), space.input_shape(nets[0])),
+             "network_a": (space.build_static(nets[1]), space.input_shape(nets[1])),
+             "network_b": (space.build_static(nets[2]), space.input_shape(nets[2])),
+             "block_a": (space.build_block(blocks[2]), blocks[2].in_shape),
+             "block_b": (space.build_block(blocks[-3]), blocks[-3].in_shape)}
+    load_before = os.getloadavg()[0]
+    timers = {(clock, name): p.prepare(*items[name]) for clock, p in profilers.items() for name in items}
+    readings: dict[tuple[str, str], list[tuple[float, float]]] = {key: [] for key in timers if key[1] != "reference"}
+    end, rounds = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        for clock, name in readings:  # each item paired with a reference repeat beside it (ABBA over rounds)
+            cfg = profilers[clock].timing.single()
+            ref, item = timers[(clock, "reference")], timers[(clock, name)]
+            if rounds % 2 == 0:
+                x, r = item(cfg), ref(cfg)
+            else:
+                r, x = ref(cfg), item(cfg)
+            readings[(clock, name)].append((x.results_ms[0], r.results_ms[0]))
+        rounds += 1
+    device = device_name("cpu") + " TVM llvm 1 thread, untuned"
+    window = 15
+    config = {"space": "tiny" if args.smoke else "mbv3/small", "seconds": seconds, "window_repeats": window,
+              "rounds": rounds, "load_average_1min": [load_before, os.getloadavg()[0]], "smoke": args.smoke}
+    for (clock, name), pairs in readings.items():
+        x = np.asarray([a for a, _ in pairs])
+        ref = np.asarray([b for _, b in pairs])
+        n = len(x) // window
+        if n < 2:
+            continue
+        raw = np.asarray([np.median(x[i * window:(i + 1) * window]) for i in range(n)])
+        ratio = np.asarray([np.median(x[i * window:(i + 1) * window] / ref[i * window:(i + 1) * window])
+                            for i in range(n)])
+        for label, v in (("as_timed", raw), ("corrected", ratio)):
+            cfg = {**config, "item": name, "clock": clock, "windows": n}
+            emit(records, BENCH, f"noise_{clock}_{label}_cv", float(100 * v.std(ddof=1) / v.mean()), "%", device, cfg)
+            spread = (np.percentile(v, 99) - np.percentile(v, 1)) / np.median(v)
+            emit(records, BENCH, f"noise_{clock}_{label}_range", float(100 * spread), "%", device, cfg)
 
 
 def _tiny_space() -> Any:
