@@ -25,7 +25,7 @@ stopped, because every item is looked up in the store before it is timed). The r
 
 ``budget_minutes`` bounds the run; at least 2 held-out and 3 training networks are
 measured whatever it is (fewer cannot be validated or fitted). Without an explicit
-``holdout`` the count follows the budget (one per minute, 3 to 10) and the profile says so
+``holdout`` the count follows the budget (one per two minutes, 3 to 10) and the profile says so
 in ``plan["notes"]``. Local untuned TVM compiles each distinct kernel once
 (:class:`~latency_predictors.kernel_cache.KernelCache`), so whole networks whose blocks
 were timed compile in a fraction of the time; ``plan["time"]`` says where time went.
@@ -94,7 +94,7 @@ class ProfilePlan:
         """Held-out networks, and a note when the budget made them fewer than 10."""
         if self.holdout is not None:
             return self.holdout, None
-        n = min(10, max(3, round(self.budget_minutes)))
+        n = min(10, max(3, round(self.budget_minutes / 2)))
         if n == 10:
             return n, None
         return n, (f"{n} held-out networks (not 10) because the budget is {self.budget_minutes:g} minutes: "
@@ -148,7 +148,8 @@ class ProfileBuilder:
         train = _unique_archs(space, random.Random(rng.random()), n_train, exclude=holdout)
         pool, freq = _block_pool(space, random.Random(rng.random()), self.plan.pool_archs)
         self.profile.plan = {"budget_minutes": self.plan.budget_minutes, "holdout": len(holdout),
-                             "train": len(train), "pool_blocks": len(pool), "notes": [note] if note else []}
+                             "holdout_from_budget": note is not None, "train": len(train),
+                             "pool_blocks": len(pool), "notes": [note] if note else []}
         if note:
             self.log(note)
         networks = _interleave(holdout, train)

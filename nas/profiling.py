@@ -120,7 +120,7 @@ def summary_line(profile: Any) -> str:
     figures = profile.validation.get(profile.predictor, {})
     parts = [f"{profile.name}: predictor {profile.predictor}"]
     if "within_10pct" in figures:
-        few = " (few: short budget)" if any("held-out" in n for n in profile.plan.get("notes", [])) else ""
+        few = " (few: short budget)" if profile.plan.get("holdout_from_budget") else ""
         parts.append(
             f"{100 * figures['within_10pct']:.0f}% within ±10% on {figures['n']} held-out networks{few} "
             f"(MAPE {figures['mape_pct']:.1f}%, Spearman {figures['spearman']:.3f})"

@@ -60,6 +60,7 @@ def test_eager_profile_resumes_without_remeasuring_and_reloads(tiny_space, tmp_p
     assert noise["drift_range_pct"] >= 0 and noise["drift_min"] <= noise["drift_max"] and "uncorrected_cv_pct" in noise
     assert profile.reference["item"] == tiny_space.arch_key(tiny_space.smallest()) and profile.reference["baseline_ms"] > 0
     assert profile.plan["holdout"] == 3 and profile.plan["train"] == 4 and profile.plan["notes"] == []
+    assert profile.plan["holdout_from_budget"] is False
     assert profile.energy == "not measured"
     store = MeasurementStore(f"sqlite:///{tmp_path / 'measurements.db'}")
     rows = store.query("dev", role="block")
@@ -129,7 +130,7 @@ def test_drift_correction_can_be_turned_off(tiny_space, tmp_path):
 
 @pytest.mark.parametrize(
     "minutes, holdout, train, note",
-    [(3, 3, 6, True), (5, 5, 10, True), (20, 10, 12, False), (0.5, 3, 4, True)],
+    [(3, 3, 6, True), (10, 5, 12, True), (20, 10, 12, False), (0.5, 3, 4, True)],
 )
 def test_holdout_and_training_networks_follow_the_budget(minutes, holdout, train, note):
     plan = ProfilePlan(budget_minutes=minutes)

@@ -16,7 +16,8 @@ def short_profile() -> DeviceProfile:
     return DeviceProfile(
         name="laptop", space=space.describe(), target={"kind": "llvm", "num-cores": 1}, reached={"kind": "local"},
         noise_floor=dict(NOISE), counts={"block": 40, "train": 5, "holdout": 3, "noise": 8, "reference": 5},
-        plan={"holdout": 3, "notes": ["3 held-out networks (not 10) because the budget is 3 minutes: ..."]},
+        plan={"holdout": 3, "holdout_from_budget": True,
+              "notes": ["3 held-out networks (not 10) because the budget is 3 minutes: ..."]},
         validation={"block_sum": {"n": 3, "within_10pct": 2 / 3, "mape_pct": 8.2, "spearman": 0.5}},
     )
 
@@ -42,3 +43,10 @@ def test_devices_list_shows_the_noise_floor_as_columns(tmp_path, capsys):
     assert out[0].split()[-3:] == ["CV%", "maxdev%", "drift%"]
     row = out[1].split()
     assert row[0] == "laptop" and row[-3:] == ["1.8", "3.4", "61"] and row[-6] == "67%"
+
+
+def test_few_held_out_is_said_only_when_the_budget_chose_it():
+    profile = short_profile()
+    profile.plan = {"holdout": 3, "holdout_from_budget": False, "notes": ["budget reached with 2 of 9 planned "
+                                                                         "networks unmeasured (1 training, 1 held-out)"]}
+    assert "(few: short budget)" not in summary_line(profile)
