@@ -47,6 +47,9 @@ class EagerProfiler:
         """Nothing to compile: the returned function times ``module`` each time it is called."""
         return lambda cfg=None: self._time(module, input_shape, cfg or self.timing)
 
+    def prepare_many(self, items: list[tuple[nn.Module, tuple[int, ...]]]) -> list[TimerFn]:
+        return [self.prepare(module, shape) for module, shape in items]
+
     def _time(self, module: nn.Module, input_shape: tuple[int, ...], cfg: TimingConfig) -> Timing:
         before = torch.get_num_threads()
         torch.set_num_threads(self.threads)

@@ -275,23 +275,30 @@ class ProfileBuilder:
         todo = [i for i, b in enumerate(pool) if b.key() not in measured]
         self._bar.update(len(pool) - len(todo))
         queue = self._seed_blocks(pool, todo)
+        many = getattr(self.profiler, "prepare_many", None)
         while todo:
             if not queue:
                 queue = self._next_round(pool, freq, measured, todo)
                 if not queue:
                     return
-            i = queue.pop(0)
-            if self.plan.max_blocks is not None and len(measured) >= self.plan.max_blocks:
+            room = len(queue) if self.plan.max_blocks is None else self.plan.max_blocks - len(measured)
+            if room <= 0:
                 self.log(f"block phase stopped at --max-blocks {self.plan.max_blocks} of {len(pool)} blocks")
                 return
-            block = pool[i]
+            # compiled a round at a time: one torch export for all of them (see to_relax_many)
+            batch, queue = queue[: min(max(self.plan.round_size, 1), room)], queue[min(max(self.plan.round_size, 1), room):]
             self._bar.set_postfix_str("blocks")
-            timing = self.profiler.measure(self.space.build_block(block), block.in_shape)
-            self._save("block", block.key(), block.in_shape, timing)
-            measured[block.key()] = timing.median_ms
-            todo.remove(i)
-            self._bar.update(1)
-            yield True
+            items = [(self.space.build_block(pool[i]), pool[i].in_shape) for i in batch]
+            timers = many(items) if many else [self.profiler.prepare(m, shape) for m, shape in items]
+            for i, timer in zip(batch, timers):
+                self._bar.set_postfix_str("blocks")
+                block = pool[i]
+                timing = timer()
+                self._save("block", block.key(), block.in_shape, timing)
+                measured[block.key()] = timing.median_ms
+                todo.remove(i)
+                self._bar.update(1)
+                yield True
 
     def _next_round(
         self, pool: list[BlockSpec], freq: list[float], measured: dict[str, float], todo: list[int]

@@ -96,9 +96,17 @@ class ReferencedProfiler:
     def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> TimerFn:
         """Compile ``module`` once; each call of the returned function is one paired,
         drift-corrected measurement (``timer(cfg)``: with other settings)."""
+        return self.prepare_many([(module, input_shape)])[0]
+
+    def prepare_many(self, items: list[tuple[nn.Module, tuple[int, ...]]]) -> list[TimerFn]:
+        """:meth:`prepare` for several modules (compiled together where the profiler can)."""
         if not self.baseline_ms:
             raise ProfilingError("the reference network has no baseline yet: calibrate it first")
-        item = self.inner.prepare(module, input_shape)
+        many = getattr(self.inner, "prepare_many", None)
+        timers = many(items) if many else [self.inner.prepare(m, shape) for m, shape in items]
+        return [self._paired(item) for item in timers]
+
+    def _paired(self, item: TimerFn) -> TimerFn:
         reference = self.reference_timer()
 
         def timer(cfg: TimingConfig | None = None) -> Timing:

@@ -191,7 +191,11 @@ def profile_breakdown() -> str:
     head = (f"{r.record('network_cold_total_s')['device']}, space `{cfg['space']}`: one random network of "
             f"{cfg['blocks']} blocks (seconds; load average {load[0]:.1f} before, {load[1]:.1f} after: the "
             "machine was shared, absolute times scale with it).\n\n")
-    tail = (f"\n\n`tvm.compile` alone on the same network (pipeline and kernels, no export, loading or timing): "
+    side = r.value("block_side_by_side_mean_export_s") + r.value("block_side_by_side_mean_import_s")
+    alone = r.value("block_cold_mean_export_s") + r.value("block_cold_mean_import_s")
+    tail = (f"\n\nExport and import of a block alone: {alone:.2f} s; with 8 blocks side by side in one export (as "
+            f"the profile compiles a round of blocks): {side:.2f} s per block."
+            f"\n\n`tvm.compile` alone on the same network (pipeline and kernels, no export, loading or timing): "
             f"{r.value('network_tvm_compile_plain_s'):.1f} s. The network after its blocks reused "
             f"{cfg['kernels_reused_by_network']} kernels and compiled none: "
             f"**{r.value('network_warm_over_cold'):.2f}x** the cold network's time; a cold network costs "

@@ -12,7 +12,7 @@ tvm = pytest.importorskip("tvm")
 from lp_helpers import CPU_TARGET, FAST  # noqa: E402
 
 from latency_predictors.kernel_cache import KernelCache  # noqa: E402
-from latency_predictors.tvm_profiler import TVMProfiler, to_relax  # noqa: E402
+from latency_predictors.tvm_profiler import TVMProfiler, to_relax, to_relax_many  # noqa: E402
 
 pytestmark = pytest.mark.slow  # TVM builds
 
@@ -76,3 +76,29 @@ def test_profiler_reuses_kernels_locally_and_times_the_same(tiny_space):
         a, b = timer(), plain()
         ratios.append(a.median_ms / b.median_ms)
     assert 0.8 < float(np.median(ratios)) < 1.25  # loose: the machine is shared
+
+
+def test_modules_imported_side_by_side_compile_to_the_same_kernels(tiny_space):
+    """One export for several blocks: each cut-out module has the kernels of the block
+    imported alone, and computes what the block computes."""
+    from latency_predictors.kernel_cache import _name_kernels
+
+    blocks = tiny_space.blocks(tiny_space.largest())[:4]
+    modules = [tiny_space.build_block(b) for b in blocks]
+    together = to_relax_many(modules, [b.in_shape for b in blocks])
+    target = tvm.target.Target(CPU_TARGET)
+
+    def kernels(mod):
+        from tvm import relax
+
+        with target:
+            lowered = _name_kernels(relax.get_pipeline("default")(mod))
+        return sorted(g.name_hint for g, f in lowered.functions_items() if isinstance(f, tvm.tirx.PrimFunc))
+
+    for module, block, cut in zip(modules, blocks, together):
+        assert kernels(cut) == kernels(to_relax(module, block.in_shape))
+        x = torch.randn(1, *block.in_shape)
+        with torch.no_grad():
+            assert np.allclose(run(tvm.compile(cut, target=target), x), module(x).numpy(), atol=1e-4)
+    timers = TVMProfiler(CPU_TARGET, timing=FAST).prepare_many(list(zip(modules, [b.in_shape for b in blocks])))
+    assert len(timers) == 4 and all(t().median_ms > 0 for t in timers)

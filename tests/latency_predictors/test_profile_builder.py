@@ -99,13 +99,14 @@ def test_interrupted_profile_keeps_what_was_measured(tiny_space, tmp_path):
         builder(tiny_space, Drops(EagerProfiler(threads=1, timing=FAST)), tmp_path).run()
     store = MeasurementStore(f"sqlite:///{tmp_path / 'measurements.db'}")
     kept = {role: len(store.query("dev", role=role)) for role in ("reference", "holdout", "noise", "block", "train")}
-    # prepared: the reference, the first held-out network (then its first noise reading), two blocks
-    assert kept == {"reference": 2, "holdout": 1, "noise": 1, "block": 2, "train": 0}
+    # prepared: the reference, the first held-out network (then its first noise reading);
+    # interrupted while compiling the first round of 3 blocks
+    assert kept == {"reference": 2, "holdout": 1, "noise": 1, "block": 0, "train": 0}
     resumed = CountingProfiler(EagerProfiler(threads=1, timing=FAST))
     profile = builder(tiny_space, resumed, tmp_path).run()
-    # only what was missing: the reference (compiled again, not re-calibrated), 8 blocks,
+    # only what was missing: the reference (compiled again, not re-calibrated), 10 blocks,
     # 6 networks, and the noise probe compiled again for its last two readings
-    assert resumed.calls == 1 + 8 + 6 + 1
+    assert resumed.calls == 1 + 10 + 6 + 1
     assert profile.counts == {"block": 10, "train": 4, "holdout": 3, "noise": 3, "reference": 2}
 
 
