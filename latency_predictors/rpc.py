@@ -92,6 +92,8 @@ class RemoteSession:
             executable.export_library(path, **kwargs)
             self.remote.upload(path)
         library = self.remote.load_module(name)
+        with contextlib.suppress(Exception):  # loaded: the file is not needed on the device any more
+            self.remote.remove(name)
         dev = self.remote.cuda(0) if self.target["kind"] == "cuda" else self.remote.cpu(0)
         if self.target["kind"] != "cuda":
             _pin_threads(self.remote.get_function, target_threads(self.target))
