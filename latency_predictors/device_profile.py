@@ -67,8 +67,13 @@ class DeviceProfile:
     ``{"kind": "tracker", "tracker": ..., "key": ...}`` or ``{"kind": "import", "file": ...}``.
     ``schedule``: ``{"kind": "untuned" | "metaschedule", "trials": N, "database": DIR}``;
     ``schedule_label`` is the form stored with each measurement. ``noise_floor``: the
-    spread of one network timed repeatedly. ``validation``: figures per predictor on
-    held-out whole networks, with ``how`` they were measured.
+    spread of one network timed repeatedly over the profile (``cv_pct``,
+    ``max_rel_dev_pct``) and how far the machine's speed drifted (``drift_range_pct``).
+    ``reference``: the reference network every measurement was paired with and its
+    baseline (:class:`~latency_predictors.reference.Reference`; ``None``: no drift
+    correction). ``plan``: what the profile chose to measure and why (``notes``).
+    ``validation``: figures per predictor on held-out whole networks, with ``how`` they
+    were measured.
     """
 
     name: str
@@ -81,6 +86,8 @@ class DeviceProfile:
     tvm_version: str = ""
     timing: dict[str, Any] = field(default_factory=dict)
     noise_floor: dict[str, Any] | None = None
+    reference: dict[str, Any] | None = None
+    plan: dict[str, Any] = field(default_factory=dict)
     energy: str = NOT_MEASURED
     predictor: str = "block_sum"
     predictor_params: dict[str, Any] = field(default_factory=dict)

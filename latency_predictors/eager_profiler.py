@@ -8,7 +8,6 @@ measurement and restored afterwards.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,7 @@ import torch
 from torch import nn
 
 from latency_predictors.errors import InputError
-from latency_predictors.timing import Timing, TimingConfig, time_calls
+from latency_predictors.timing import TimerFn, Timing, TimingConfig, time_calls
 
 
 @dataclass
@@ -44,18 +43,21 @@ class EagerProfiler:
     def measure(self, module: nn.Module, input_shape: tuple[int, ...]) -> Timing:
         return self.prepare(module, input_shape)()
 
-    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> Callable[[], Timing]:
+    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> TimerFn:
         """Nothing to compile: the returned function times ``module`` each time it is called."""
-        return lambda: self._time(module, input_shape)
+        return lambda cfg=None: self._time(module, input_shape, cfg or self.timing)
 
-    def _time(self, module: nn.Module, input_shape: tuple[int, ...]) -> Timing:
+    def prepare_many(self, items: list[tuple[nn.Module, tuple[int, ...]]]) -> list[TimerFn]:
+        return [self.prepare(module, shape) for module, shape in items]
+
+    def _time(self, module: nn.Module, input_shape: tuple[int, ...], cfg: TimingConfig) -> Timing:
         before = torch.get_num_threads()
         torch.set_num_threads(self.threads)
-        clock = time.thread_time if self.timing.clock == "cpu" else time.perf_counter
+        clock = time.thread_time if cfg.clock == "cpu" else time.perf_counter
         try:
             x = torch.randn(1, *input_shape)
             module = module.eval()
             with torch.inference_mode():
-                return time_calls(lambda: module(x), self.timing, clock)
+                return time_calls(lambda: module(x), cfg, clock)
         finally:
             torch.set_num_threads(before)

@@ -1,9 +1,11 @@
 """Every measurement, persisted the moment it is taken (SQLite by default, any SQLAlchemy URL).
 
-One row is one thing timed on one device: a block, a whole network, or a repeat of the
-noise-floor model. It records how it was measured (backend, target, TVM version,
-schedule, repeats, input shape) next to the result (median, spread, every repeat, energy
-where a meter exists). A profile that is interrupted resumes by asking :meth:`get` before
+One row is one thing timed on one device: a block, a whole network, a repeat of the
+noise-floor model or a calibration reading of the reference network. It records how it
+was measured (backend, target, TVM version, schedule, repeats, input shape) next to the
+result (median, spread, every repeat, energy where a meter exists, and the reference
+network's reading beside every repeat when the measurement was drift corrected: then the
+median and spread are of the corrected repeats, see :class:`~latency_predictors.timing.Timing`). A profile that is interrupted resumes by asking :meth:`get` before
 timing anything, so nothing is measured twice.
 
 Example::
@@ -32,7 +34,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
@@ -40,10 +44,11 @@ from tqdm import tqdm
 from latency_predictors.database import database_url, open_engine
 from latency_predictors.errors import DatabaseError, InputError
 
-ROLES = ("block", "train", "holdout", "noise", "import")
+ROLES = ("block", "train", "holdout", "noise", "reference", "import")
 """``block``: one block at its shapes; ``train``/``holdout``: whole networks used for fitting
-or kept out for validation; ``noise``: the same network timed again and again; ``import``:
-a whole network measured elsewhere (CSV)."""
+or kept out for validation; ``noise``: the same network timed again and again;
+``reference``: a calibration reading of the reference network; ``import``: a whole network
+measured elsewhere (CSV)."""
 
 _CHUNK = 5000
 """Rows per ``executemany`` in :meth:`MeasurementStore.add_many` (bounds memory of one statement)."""
@@ -70,6 +75,7 @@ _table = Table(
     Column("energy_mj", Float, nullable=True),
     Column("energy_method", String(50), nullable=True),
     Column("created", DateTime, nullable=False),
+    Column("reference_ms", Text, nullable=True),
     UniqueConstraint("device", "space", "role", "item", "backend", "schedule", name="one_per_item"),
 )
 
@@ -77,7 +83,9 @@ _table = Table(
 @dataclass(frozen=True)
 class Measurement:
     """One timed item. ``item`` is the block's key or the arch's key (canonical JSON);
-    ``energy_mj`` is ``None`` where no meter measured it (never estimated)."""
+    ``energy_mj`` is ``None`` where no meter measured it (never estimated);
+    ``reference_ms`` the reference network's reading beside each repeat (empty when the
+    measurement was not drift corrected)."""
 
     device: str
     space: str
@@ -96,6 +104,7 @@ class Measurement:
     energy_mj: float | None = None
     energy_method: str | None = None
     created: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc))
+    reference_ms: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -122,6 +131,7 @@ class MeasurementStore:
         self.engine = open_engine(self.url, "measurement store")
         try:
             _metadata.create_all(self.engine)
+            _add_missing_columns(self.engine)
         except SQLAlchemyError as exc:
             first = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             raise DatabaseError(f"cannot use the measurement store {url} ({first}); "
@@ -199,6 +209,14 @@ class MeasurementStore:
             return int(conn.execute(stmt).rowcount or 0)
 
 
+def _add_missing_columns(engine: Any) -> None:
+    """Stores written before ``reference_ms`` existed get the column (empty for old rows)."""
+    have = {c["name"] for c in inspect(engine).get_columns("measurements")}
+    if "reference_ms" not in have:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE measurements ADD COLUMN reference_ms TEXT"))
+
+
 def _where(identity: tuple[str, ...]) -> list[Any]:
     cols = ("device", "space", "role", "item", "backend", "schedule")
     return [_table.c[c] == v for c, v in zip(cols, identity)]
@@ -223,6 +241,7 @@ def _to_row(m: Measurement) -> dict[str, Any]:
         "energy_mj": m.energy_mj,
         "energy_method": m.energy_method,
         "created": m.created,
+        "reference_ms": json.dumps(list(m.reference_ms)) if m.reference_ms else None,
     }
 
 
@@ -232,6 +251,7 @@ def _from_row(row: Any) -> Measurement:
     data["target"] = json.loads(data["target"])
     data["input_shape"] = tuple(json.loads(data["input_shape"]))
     data["results_ms"] = tuple(json.loads(data["results_ms"]))
+    data["reference_ms"] = tuple(json.loads(data["reference_ms"])) if data.get("reference_ms") else ()
     return Measurement(**data)
 
 

@@ -1,22 +1,34 @@
 """The ``edgenas profile`` workflow: measure, fit, validate, store a device profile.
 
-Phases, each persisted measurement by measurement (an interrupted run resumes where it
-stopped, because every item is looked up in the store before it is timed):
+Every measurement is persisted as it is taken (an interrupted run resumes where it
+stopped, because every item is looked up in the store before it is timed). The run:
 
-1. **noise floor**: one mid-sized network compiled once and timed ``noise_repeats``
-   times; the spread of those medians is the floor any predictor is read against.
-2. **holdout**: ``holdout`` random whole networks (a fixed seed), never used for fitting.
-3. **blocks, adaptively**: the blocks that occur in ``pool_archs`` sampled networks
-   form the pool; a seed set (the smallest and largest networks' blocks plus a few
-   random ones) is timed, then rounds of blocks picked where a committee of regressors
-   disagrees most, weighted by frequency and cost (:mod:`latency_predictors.sampling`),
-   until the estimated error left falls below ``stop_error`` or the pool is done.
-4. **training networks**: ``train`` random whole networks for the block-sum correction
-   and the whole-network model.
-5. **fit and validate** both predictors on the holdout; the profile records both.
+1. **reference**: the space's smallest network is compiled once and timed
+   ``reference_readings`` times; the median is its *baseline*. From then on every repeat
+   of every measurement is paired with a repeat of the reference, and figures are
+   ``item / reference x baseline`` (:mod:`latency_predictors.reference`): the machine's
+   drift with its load cancels out (``drift_correction=False`` turns it off).
+2. **blocks, networks and the noise probe, interleaved**: whole networks (``holdout``
+   kept out for validation, ``train`` for the block-sum correction and the whole-network
+   model) are spread over the budget, so drift hits them and the blocks alike: a network
+   is timed whenever networks have used less than ``network_share`` of the time so far
+   (they cost several blocks each: compiling a network is mostly torch's export); between
+   them, blocks are timed adaptively: the blocks of ``pool_archs`` sampled
+   networks form the pool, a seed set (the smallest and largest networks' blocks plus a
+   few random ones) first, then rounds where a committee of regressors disagrees most,
+   weighted by frequency and cost (:mod:`latency_predictors.sampling`), until the error
+   left is below ``stop_error`` of an average network or time runs out. The first
+   held-out network is the **noise probe**: timed again ``noise_repeats`` times spread
+   over the run; their spread is the noise floor.
+3. **fit and validate** both predictors on the held-out networks; the profile records
+   both, the noise floor as figures (CV, max deviation, drift range) and the plan.
 
-``budget_minutes`` bounds the whole run: the block phase stops early enough to leave
-time for the training networks, and whatever is measured when time runs out is used.
+``budget_minutes`` bounds the run; at least 2 held-out and 3 training networks are
+measured whatever it is (fewer cannot be validated or fitted). Without an explicit
+``holdout`` the count follows the budget (one per two minutes, 3 to 10) and the profile says so
+in ``plan["notes"]``. Local untuned TVM compiles each distinct kernel once
+(:class:`~latency_predictors.kernel_cache.KernelCache`), so whole networks whose blocks
+were timed compile in a fraction of the time; ``plan["time"]`` says where time went.
 """
 
 from __future__ import annotations
@@ -25,7 +37,7 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,32 +49,60 @@ from latency_predictors.device_profile import DeviceProfile, fit_cost_model, val
 from latency_predictors.errors import InputError
 from latency_predictors.measurements import Measurement, MeasurementStore
 from latency_predictors.metrics import validation_figures
+from latency_predictors.reference import Reference, ReferencedProfiler
 from latency_predictors.sampling import expected_errors
-from latency_predictors.timing import Profiler, Timing
+from latency_predictors.timing import Profiler, TimerFn, Timing
 from latency_predictors.tvm_profiler import tvm_version
 from search_spaces import BlockSpec, SearchSpace
+
+MIN_HOLDOUT = 2
+MIN_TRAIN = 3
 
 
 @dataclass(frozen=True)
 class ProfilePlan:
-    """How much to measure (defaults reach the accuracy target on the small mbv3 preset)."""
+    """How much to measure. ``holdout``/``train`` ``None``: chosen from the budget
+    (:meth:`holdout_count`, :meth:`train_count`)."""
 
     budget_minutes: float = 20.0
-    noise_repeats: int = 10
-    holdout: int = 10
-    train: int = 12
+    noise_repeats: int = 8
+    reference_readings: int = 5
+    holdout: int | None = None
+    train: int | None = None
     pool_archs: int = 400
     seed_blocks: int = 24
     round_size: int = 8
     max_blocks: int | None = None
     stop_error: float = 0.005
     seed: int = 0
+    drift_correction: bool = True
+    network_share: float = 0.4
 
     def __post_init__(self) -> None:
         if self.budget_minutes <= 0:
             raise InputError(f"--budget-minutes must be positive, got {self.budget_minutes}")
-        if min(self.noise_repeats, self.holdout, self.train, self.pool_archs, self.round_size) < 0:
+        sizes = (self.noise_repeats, self.reference_readings, self.pool_archs, self.round_size,
+                 self.holdout or 0, self.train or 0)
+        if min(sizes) < 0:
             raise InputError("profile plan sizes must be non-negative")
+        if self.drift_correction and self.reference_readings < 1:
+            raise InputError("drift correction needs at least one reference reading")
+        if not 0 < self.network_share <= 1:
+            raise InputError(f"network_share must be in (0, 1], got {self.network_share}")
+
+    def holdout_count(self) -> tuple[int, str | None]:
+        """Held-out networks, and a note when the budget made them fewer than 10."""
+        if self.holdout is not None:
+            return self.holdout, None
+        n = min(10, max(3, round(self.budget_minutes / 2)))
+        if n == 10:
+            return n, None
+        return n, (f"{n} held-out networks (not 10) because the budget is {self.budget_minutes:g} minutes: "
+                   "validation figures on so few are rough; give --holdout N or a longer --budget-minutes")
+
+    def train_count(self) -> int:
+        """Training networks for the whole-network correction: 12, fewer for short budgets."""
+        return self.train if self.train is not None else min(12, max(4, round(2 * self.budget_minutes)))
 
 
 class _Clock:
@@ -75,6 +115,9 @@ class _Clock:
 
     def left(self) -> float:
         return self.limit - self.elapsed()
+
+    def fraction(self) -> float:
+        return self.elapsed() / self.limit
 
 
 @dataclass
@@ -99,18 +142,27 @@ class ProfileBuilder:
         clock = _Clock(self.plan.budget_minutes)
         rng = random.Random(self.plan.seed)
         space = self.space
-        holdout = _unique_archs(space, random.Random(rng.random()), self.plan.holdout)
-        train_pool = _unique_archs(space, random.Random(rng.random()), self.plan.train, exclude=holdout)
+        n_holdout, note = self.plan.holdout_count()
+        n_train = self.plan.train_count()
+        holdout = _unique_archs(space, random.Random(rng.random()), n_holdout)
+        train = _unique_archs(space, random.Random(rng.random()), n_train, exclude=holdout)
         pool, freq = _block_pool(space, random.Random(rng.random()), self.plan.pool_archs)
-        total = self.plan.noise_repeats + len(holdout) + len(pool) + len(train_pool)
+        self.profile.plan = {"budget_minutes": self.plan.budget_minutes, "holdout": len(holdout),
+                             "holdout_from_budget": note is not None, "train": len(train),
+                             "pool_blocks": len(pool), "notes": [note] if note else []}
+        if note:
+            self.log(note)
+        networks = _interleave(holdout, train)
+        total = self.plan.reference_readings + self.plan.noise_repeats + len(networks) + len(pool)
         with tqdm(total=total, desc=f"profile {self.profile.name}", unit="meas", disable=not self.progress) as bar:
             self._bar = bar
-            self.profile.noise_floor = self._noise_floor(space)
-            self._networks(space, holdout, "holdout", clock, reserve=0.0)
-            per_net = self._seconds_per_network or 10.0
-            self._blocks(pool, freq, clock, reserve=per_net * len(train_pool) * 1.1)
-            self._networks(space, train_pool, "train", clock, reserve=0.0)
+            self._reference(space)
+            self._probe: TimerFn | None = None
+            self._measure_all(space, networks, pool, freq, clock)
         self.profile.build_seconds = round(self._previous_seconds() + clock.elapsed(), 1)
+        stats = getattr(self.profiler, "stats", None)
+        if stats is not None:
+            self.profile.plan["time"] = {**stats.to_json(), "wall_seconds_this_run": round(clock.elapsed(), 1)}
         return self.finish(space)
 
     def _previous_seconds(self) -> float:
@@ -124,77 +176,129 @@ class ProfileBuilder:
             return 0.0
 
     # --- phases -----------------------------------------------------------------
-    _seconds_per_network: float | None = None
-
-    def _noise_floor(self, space: SearchSpace) -> dict[str, Any]:
-        arch = space.sample(random.Random(self.plan.seed + 12345))
+    def _reference(self, space: SearchSpace) -> None:
+        """Wrap the profiler with the reference network and calibrate its baseline (or
+        read the baseline back from the store when resuming)."""
+        if not self.plan.drift_correction or isinstance(self.profiler, ReferencedProfiler):
+            return
+        arch = space.smallest()
         key = space.arch_key(arch)
-        done = self._existing("noise")
-        items = [f"{key}#{i}" for i in range(self.plan.noise_repeats)]
-        missing = [i for i in items if i not in done]
-        self._bar.set_postfix_str("noise floor")
-        if missing:
-            timer = self.profiler.prepare(space.build_static(arch), space.input_shape(arch))
-            for item in missing:
-                self._save("noise", item, space.input_shape(arch), timer())
-        self._bar.update(len(items))
-        medians = np.asarray([m.median_ms for m in self._query("noise") if m.item in items])
-        if medians.size < 2:
-            return {"n": int(medians.size), "note": "too few repeats to estimate"}
-        rel = np.abs(medians - np.median(medians)) / np.median(medians)
-        return {
-            "n": int(medians.size),
-            "median_ms": float(np.median(medians)),
-            "cv_pct": float(100 * medians.std(ddof=1) / medians.mean()),
-            "max_rel_dev_pct": float(100 * rel.max()),
-            "p90_rel_dev_pct": float(100 * np.percentile(rel, 90)),
-            "how": "one network compiled once, timed repeatedly; spread of the medians",
-        }
-
-    def _networks(self, space: SearchSpace, archs: list[Any], role: str, clock: _Clock, reserve: float) -> None:
-        done = self._existing(role)
-        self._bar.set_postfix_str(role)
-        for arch in archs:
-            key = space.arch_key(arch)
-            if key not in done:
-                # at least two networks per role, else nothing can be fitted or validated
-                if clock.left() <= reserve and len(done) >= 2:
-                    self.log(f"budget reached during {role} networks; fitting with what is measured")
-                    return
-                t0 = time.monotonic()
-                timing = self.profiler.measure(space.build_static(arch), space.input_shape(arch))
-                self._save(role, key, space.input_shape(arch), timing)
-                done.add(key)
-                spent = time.monotonic() - t0
-                prev = self._seconds_per_network
-                self._seconds_per_network = spent if prev is None else 0.7 * prev + 0.3 * spent
+        referenced = ReferencedProfiler(self.profiler, space.build_static(arch), space.input_shape(arch), item=key)
+        items = [f"{key}#{i}" for i in range(self.plan.reference_readings)]
+        done = self._existing("reference")
+        self._bar.set_postfix_str("reference")
+        for item in items:
+            if item not in done:
+                self._save("reference", item, space.input_shape(arch), referenced.time_reference())
             self._bar.update(1)
+        readings = [m.median_ms for m in self._query("reference") if m.item in items]
+        referenced.baseline_ms = float(np.median(readings))
+        self.profile.reference = Reference(key, referenced.baseline_ms, len(readings)).to_json()
+        self.profiler = referenced  # type: ignore[assignment]
 
-    def _blocks(self, pool: list[BlockSpec], freq: list[float], clock: _Clock, reserve: float) -> None:
-        self._bar.set_postfix_str("blocks")
+    def _measure_all(self, space: SearchSpace, networks: list[tuple[str, Any]], pool: list[BlockSpec],
+                     freq: list[float], clock: _Clock) -> None:
+        """Networks whenever they have had less than ``network_share`` of the time, blocks
+        between them, the noise probe at evenly spaced times, until the budget is spent
+        (and the minimums are measured)."""
+        done = {role: self._existing(role) for role in ("holdout", "train")}
+        todo = [(r, a) for r, a in networks if space.arch_key(a) not in done[r]]
+        self._bar.update(len(networks) - len(todo))
+        blocks = self._block_order(pool, freq)
+        noise_items = self._noise_items(space, networks)
+        self._probe_key = space.arch_key(networks[0][1]) if noise_items else None
+        noise_done = self._existing("noise")
+        self._bar.update(len([i for i in noise_items if i in noise_done]))
+        noise_todo = [i for i in noise_items if i not in noise_done]
+        start, network_seconds = clock.elapsed(), 0.0
+        blocks_left = True
+        while True:
+            taken = len(noise_items) - len(noise_todo)
+            if noise_todo and clock.fraction() >= taken / len(noise_items) and self._probe_ready(space, networks, done):
+                self._retime_probe(space, networks[0][1], noise_todo.pop(0))
+                continue
+            need = {r for r, minimum in (("holdout", MIN_HOLDOUT), ("train", MIN_TRAIN)) if len(done[r]) < minimum}
+            if clock.left() <= 0:
+                if not any(r in need for r, _ in todo):
+                    if todo:
+                        note = (f"budget reached with {len(todo)} of {len(networks)} planned networks unmeasured "
+                                f"({sum(r == 'train' for r, _ in todo)} training, "
+                                f"{sum(r == 'holdout' for r, _ in todo)} held-out); a longer --budget-minutes "
+                                "resumes and measures them")
+                        self.profile.plan["notes"].append(note)
+                        self.log(note)
+                    break
+                role, arch = _pop_first(todo, need)
+            elif todo and (network_seconds <= self.plan.network_share * (clock.elapsed() - start) or not blocks_left):
+                role, arch = todo.pop(0)
+            elif blocks_left:
+                blocks_left = next(blocks, False)
+                continue
+            else:
+                break
+            t0 = clock.elapsed()
+            self._network(space, role, arch)
+            network_seconds += clock.elapsed() - t0
+            done[role].add(space.arch_key(arch))
+        while noise_todo and clock.left() > 0 and self._probe_ready(space, networks, done):
+            self._retime_probe(space, networks[0][1], noise_todo.pop(0))  # blocks and networks ended early
+
+    def _network(self, space: SearchSpace, role: str, arch: Any) -> None:
+        self._bar.set_postfix_str(role)
+        timer = self.profiler.prepare(space.build_static(arch), space.input_shape(arch))
+        self._save(role, space.arch_key(arch), space.input_shape(arch), timer())
+        if role == "holdout" and self._probe is None and space.arch_key(arch) == self._probe_key:
+            self._probe = timer  # the first held-out network is the noise probe
+        self._bar.update(1)
+
+    def _noise_items(self, space: SearchSpace, networks: list[tuple[str, Any]]) -> list[str]:
+        if not networks or networks[0][0] != "holdout":
+            return []
+        key = space.arch_key(networks[0][1])
+        return [f"{key}#{i}" for i in range(self.plan.noise_repeats)]
+
+    def _probe_ready(self, space: SearchSpace, networks: list[tuple[str, Any]], done: dict[str, set[str]]) -> bool:
+        return bool(networks) and space.arch_key(networks[0][1]) in done["holdout"]
+
+    def _retime_probe(self, space: SearchSpace, arch: Any, item: str) -> None:
+        self._bar.set_postfix_str("noise probe")
+        if self._probe is None:  # resumed after the probe was measured: compile it again
+            self._probe = self.profiler.prepare(space.build_static(arch), space.input_shape(arch))
+        self._save("noise", item, space.input_shape(arch), self._probe())
+        self._bar.update(1)
+
+    def _block_order(self, pool: list[BlockSpec], freq: list[float]) -> Iterator[bool]:
+        """Times one block per ``next`` (yielding ``True``): the seed set, then adaptive
+        rounds; ends when the predictor has converged, the pool is done or ``max_blocks``
+        is reached."""
         measured = {m.item: m.median_ms for m in self._query("block")}
         todo = [i for i, b in enumerate(pool) if b.key() not in measured]
         self._bar.update(len(pool) - len(todo))
         queue = self._seed_blocks(pool, todo)
+        many = getattr(self.profiler, "prepare_many", None)
         while todo:
             if not queue:
                 queue = self._next_round(pool, freq, measured, todo)
                 if not queue:
                     return
-            i = queue.pop(0)
-            if self.plan.max_blocks is not None and len(measured) >= self.plan.max_blocks:
+            room = len(queue) if self.plan.max_blocks is None else self.plan.max_blocks - len(measured)
+            if room <= 0:
                 self.log(f"block phase stopped at --max-blocks {self.plan.max_blocks} of {len(pool)} blocks")
                 return
-            # the seed blocks are timed whatever the budget: with fewer, nothing can be fitted
-            if clock.left() <= reserve and len(measured) >= min(self.plan.seed_blocks, len(pool)):
-                self.log(f"budget: block phase stopped after {len(measured)} of {len(pool)} blocks")
-                return
-            block = pool[i]
-            timing = self.profiler.measure(self.space.build_block(block), block.in_shape)
-            self._save("block", block.key(), block.in_shape, timing)
-            measured[block.key()] = timing.median_ms
-            todo.remove(i)
-            self._bar.update(1)
+            # compiled a round at a time: one torch export for all of them (see to_relax_many)
+            batch, queue = queue[: min(max(self.plan.round_size, 1), room)], queue[min(max(self.plan.round_size, 1), room):]
+            self._bar.set_postfix_str("blocks")
+            items = [(self.space.build_block(pool[i]), pool[i].in_shape) for i in batch]
+            timers = many(items) if many else [self.profiler.prepare(m, shape) for m, shape in items]
+            for i, timer in zip(batch, timers):
+                self._bar.set_postfix_str("blocks")
+                block = pool[i]
+                timing = timer()
+                self._save("block", block.key(), block.in_shape, timing)
+                measured[block.key()] = timing.median_ms
+                todo.remove(i)
+                self._bar.update(1)
+                yield True
 
     def _next_round(
         self, pool: list[BlockSpec], freq: list[float], measured: dict[str, float], todo: list[int]
@@ -223,11 +327,37 @@ class ProfileBuilder:
         return first + rest[: max(0, self.plan.seed_blocks - len(first))]
 
     # --- fitting ------------------------------------------------------------------
+    def noise_floor(self) -> dict[str, Any]:
+        """The noise probe's spread (CV and max deviation of its readings, corrected and
+        as timed) and the machine's drift over the profile (range of the reference's
+        readings relative to its baseline, over every measurement)."""
+        noise = self._query("noise")
+        out: dict[str, Any] = {"n": len(noise)}
+        if len(noise) >= 2:
+            medians = np.asarray([m.median_ms for m in noise])
+            out.update(median_ms=float(np.median(medians)), **_spread(medians))
+            raw = np.asarray([np.median(m.results_ms) for m in noise])
+            if any(m.reference_ms for m in noise):
+                out["uncorrected_cv_pct"] = _spread(raw)["cv_pct"]
+        reference = Reference.from_json(self.profile.reference)
+        if reference is not None:
+            drift = [float(np.median(m.reference_ms)) / reference.baseline_ms
+                     for role in ("block", "train", "holdout", "noise") for m in self._query(role) if m.reference_ms]
+            if drift:
+                out["drift_range_pct"] = 100 * (max(drift) - min(drift))
+                out["drift_min"], out["drift_max"] = min(drift), max(drift)
+        out["how"] = ("one held-out network timed again at evenly spaced times over the profile: CV and max "
+                      "deviation of its readings" + (", drift corrected; drift range: how far the reference "
+                      "network's speed moved over all measurements" if reference else ""))
+        return out
+
     def finish(self, space: SearchSpace) -> DeviceProfile:
         """Fit both predictors, validate them on the holdout, save the profile JSON."""
         profile = self.profile
         holdout = self._query("holdout")
-        profile.counts = {role: len(self._query(role)) for role in ("block", "train", "holdout", "noise")}
+        profile.counts = {role: len(self._query(role)) for role in ("block", "train", "holdout", "noise", "reference")}
+        profile.noise_floor = self.noise_floor()
+        corrected = ", drift corrected by the reference network" if profile.reference else ""
         profile.validation = {}
         for kind in ("block_sum", "whole_network"):
             profile.predictor = kind
@@ -242,7 +372,7 @@ class ProfileBuilder:
                 figures = validation_figures([m.median_ms for m in holdout], pred)
                 figures["how"] = (
                     f"{len(holdout)} random whole networks never used for fitting, compiled and "
-                    f"timed end to end ({profile.backend}, {profile.schedule_label}, median of repeats)"
+                    f"timed end to end ({profile.backend}, {profile.schedule_label}, median of repeats{corrected})"
                 )
                 profile.validation[kind] = figures
         profile.predictor = "block_sum" if profile.counts["block"] else "whole_network"
@@ -280,8 +410,27 @@ class ProfileBuilder:
                 results_ms=timing.results_ms,
                 energy_mj=timing.energy_mj,
                 energy_method=timing.energy_method,
+                reference_ms=timing.reference_ms,
             )
         )
+
+
+def _spread(values: np.ndarray) -> dict[str, float]:
+    rel = np.abs(values - np.median(values)) / np.median(values)
+    return {"cv_pct": float(100 * values.std(ddof=1) / values.mean()), "max_rel_dev_pct": float(100 * rel.max())}
+
+
+def _interleave(holdout: list[Any], train: list[Any]) -> list[tuple[str, Any]]:
+    """Held-out and training networks in one order: a held-out one first (the noise
+    probe), the rest of both spread evenly through it."""
+    tagged = [("holdout", a, i / max(len(holdout), 1)) for i, a in enumerate(holdout)]
+    tagged += [("train", a, (i + 0.5) / max(len(train), 1)) for i, a in enumerate(train)]
+    return [(role, arch) for role, arch, _ in sorted(tagged, key=lambda t: t[2])]
+
+
+def _pop_first(todo: list[tuple[str, Any]], roles: set[str]) -> tuple[str, Any]:
+    i = next(i for i, (role, _) in enumerate(todo) if role in roles)
+    return todo.pop(i)
 
 
 def _unique_archs(space: SearchSpace, rng: random.Random, n: int, exclude: list[Any] | None = None) -> list[Any]:

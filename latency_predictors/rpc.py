@@ -69,6 +69,7 @@ class RemoteSession:
         self.how = how
         self.target = target
         self.cross_compiler = cross_compiler
+        self._uploads = 0
 
     def describe(self) -> dict[str, Any]:
         return dict(self.how)
@@ -81,11 +82,18 @@ class RemoteSession:
             from tvm.contrib import cc
 
             kwargs["fcompile"] = cc.cross_compiler(self.cross_compiler)
+        # a name per library: modules stay loaded side by side (the reference network beside
+        # the one timed), and the device's loader hands back a loaded library for a path it
+        # has seen (overwriting one that is mapped can crash the server)
+        self._uploads += 1
+        name = f"timed_{self._uploads}.so"
         with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "timed.so")
+            path = os.path.join(tmp, name)
             executable.export_library(path, **kwargs)
             self.remote.upload(path)
-        library = self.remote.load_module("timed.so")
+        library = self.remote.load_module(name)
+        with contextlib.suppress(Exception):  # loaded: the file is not needed on the device any more
+            self.remote.remove(name)
         dev = self.remote.cuda(0) if self.target["kind"] == "cuda" else self.remote.cpu(0)
         if self.target["kind"] != "cuda":
             _pin_threads(self.remote.get_function, target_threads(self.target))

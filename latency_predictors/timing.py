@@ -3,15 +3,19 @@
 A :class:`Profiler` times a plain ``nn.Module`` on one input shape and returns a
 :class:`Timing`. Implementations: :class:`~latency_predictors.tvm_profiler.TVMProfiler`
 (local or RPC) and :class:`~latency_predictors.eager_profiler.EagerProfiler` (the torch
-baseline). The median of the repeats is the figure; the inter-quartile range is kept
-beside it so every number says how noisy it was.
+baseline); :class:`~latency_predictors.reference.ReferencedProfiler` wraps either and
+pairs every repeat with a reference network (:func:`time_paired`). The median of the
+repeats is the figure; the inter-quartile range is kept beside it so every number says
+how noisy it was. Repeats continue past ``repeat`` until the median is stable
+(:func:`median_is_stable`), up to ``max_repeat``.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -20,6 +24,9 @@ from torch import nn
 from latency_predictors.errors import InputError
 
 CLOCKS = ("wall", "cpu")
+CLOCK_CHOICES = ("auto", *CLOCKS)
+"""``auto`` is resolved by :func:`latency_predictors.profilers.make_profiler`: ``cpu`` for a
+local single-threaded CPU target, ``wall`` for everything else."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,11 @@ class TimingConfig:
     ``warmup`` untimed runs first (caches, lazy allocation), then ``repeat`` timed
     repeats of ``number`` runs each; ``min_repeat_ms`` raises ``number`` until one repeat
     lasts at least that long (short blocks are otherwise below the timer's resolution).
+
+    After ``repeat`` repeats, more are taken (a third of ``repeat`` at a time) while the
+    median's 95 % confidence half-width (1.57 x IQR / sqrt(n), the box-plot notch) is
+    above ``stable_pct`` % of the median, up to ``max_repeat`` repeats in all (``None``:
+    three times ``repeat``; ``repeat``: never more).
     """
 
     warmup: int = 3
@@ -42,6 +54,8 @@ class TimingConfig:
     repeat: int = 15
     min_repeat_ms: int = 10
     clock: str = "wall"
+    max_repeat: int | None = None
+    stable_pct: float = 1.0
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.number < 1 or self.repeat < 1 or self.min_repeat_ms < 0:
@@ -50,49 +64,153 @@ class TimingConfig:
             )
         if self.clock not in CLOCKS:
             raise InputError(f"clock {self.clock!r} is unknown; use one of {CLOCKS}")
+        if self.max_repeat is not None and self.max_repeat < self.repeat:
+            raise InputError(f"max_repeat ({self.max_repeat}) must be at least repeat ({self.repeat})")
+        if not self.stable_pct > 0:
+            raise InputError(f"stable_pct must be positive, got {self.stable_pct}")
 
-    def to_json(self) -> dict[str, int]:
+    @property
+    def repeat_cap(self) -> int:
+        return 3 * self.repeat if self.max_repeat is None else self.max_repeat
+
+    def single(self) -> TimingConfig:
+        """One repeat, no warm-up: the step :func:`time_paired` alternates."""
+        return replace(self, warmup=0, repeat=1, max_repeat=1)
+
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
 @dataclass(frozen=True)
 class Timing:
     """One measurement: per-repeat mean run times in milliseconds, their median and IQR,
-    and the energy of one run where a meter measured it (``None`` otherwise)."""
+    and the energy of one run where a meter measured it (``None`` otherwise).
+
+    When the repeats were paired with a reference network (:func:`time_paired`),
+    ``reference_ms`` holds the reference's reading beside each repeat and
+    ``baseline_ms`` the reference's calibrated time: every figure is then drift
+    corrected, repeat by repeat, as ``result / reference x baseline`` (what the item
+    would read with the machine as it was when the reference was calibrated).
+    """
 
     results_ms: tuple[float, ...]
     number: int
     energy_mj: float | None = None
     energy_method: str | None = None
+    reference_ms: tuple[float, ...] = ()
+    baseline_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.reference_ms and (len(self.reference_ms) != len(self.results_ms) or not self.baseline_ms):
+            raise ValueError("a paired timing needs one reference reading per repeat and a baseline")
+
+    @property
+    def values_ms(self) -> np.ndarray:
+        """The per-repeat figures: as timed, or drift corrected when paired."""
+        raw = np.asarray(self.results_ms, dtype=float)
+        if not self.reference_ms:
+            return raw
+        return raw / np.asarray(self.reference_ms, dtype=float) * float(self.baseline_ms)  # type: ignore[arg-type]
 
     @property
     def median_ms(self) -> float:
-        return float(np.median(self.results_ms))
+        return float(np.median(self.values_ms))
 
     @property
     def spread_ms(self) -> float:
         """Inter-quartile range of the repeats (robust to the odd preempted repeat)."""
-        q1, q3 = np.percentile(self.results_ms, [25, 75])
+        q1, q3 = np.percentile(self.values_ms, [25, 75])
         return float(q3 - q1)
 
     @property
     def repeat(self) -> int:
         return len(self.results_ms)
 
+    @property
+    def drift(self) -> float | None:
+        """How slow the machine ran during this measurement, relative to the calibration
+        (median reference reading / baseline; 1.25: 25 % slower), or ``None`` unpaired."""
+        if not self.reference_ms:
+            return None
+        return float(np.median(self.reference_ms)) / float(self.baseline_ms)  # type: ignore[arg-type]
+
+    @property
+    def median_ci_pct(self) -> float:
+        """Half-width of the median's 95 % confidence interval, in % of the median."""
+        return _notch_pct(self.values_ms)
+
+
+def _notch_pct(values: Sequence[float] | np.ndarray) -> float:
+    v = np.asarray(values, dtype=float)
+    if v.size < 2:
+        return math.inf
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    return float(157.0 * (q3 - q1) / math.sqrt(v.size) / med) if med > 0 else math.inf
+
+
+def median_is_stable(values: Sequence[float] | np.ndarray, cfg: TimingConfig) -> bool:
+    """Whether the median of ``values`` is known to within ``cfg.stable_pct`` % (95 %)."""
+    return _notch_pct(values) <= cfg.stable_pct
+
+
+def more_repeats(done: int, values: Sequence[float] | np.ndarray, cfg: TimingConfig) -> int:
+    """How many repeats to take next: 0 once the median is stable or the cap is reached."""
+    if done < cfg.repeat:
+        return cfg.repeat - done
+    if done >= cfg.repeat_cap or median_is_stable(values, cfg):
+        return 0
+    return min(max(1, cfg.repeat // 3), cfg.repeat_cap - done)
+
 
 def time_calls(call: Callable[[], None], cfg: TimingConfig, clock: Callable[[], float]) -> Timing:
-    """Time ``call`` with ``clock`` (seconds): warm-up, then ``repeat`` repeats of at
-    least ``number`` calls and at least ``min_repeat_ms`` of elapsed time each."""
+    """Time ``call`` with ``clock`` (seconds): warm-up, then repeats of at least ``number``
+    calls and at least ``min_repeat_ms`` of elapsed time each, until the median is stable
+    (``repeat`` to ``max_repeat`` repeats)."""
     for _ in range(cfg.warmup):
         call()
-    results = []
-    for _ in range(cfg.repeat):
-        runs, t0, c0 = 0, time.perf_counter(), clock()
-        while runs < cfg.number or (time.perf_counter() - t0) * 1e3 < cfg.min_repeat_ms:
-            call()
-            runs += 1
-        results.append((clock() - c0) / runs * 1e3)
+    results: list[float] = []
+    while n := more_repeats(len(results), results, cfg):
+        for _ in range(n):
+            runs, t0, c0 = 0, time.perf_counter(), clock()
+            while runs < cfg.number or (time.perf_counter() - t0) * 1e3 < cfg.min_repeat_ms:
+                call()
+                runs += 1
+            results.append((clock() - c0) / runs * 1e3)
     return Timing(results_ms=tuple(results), number=cfg.number)
+
+
+TimerFn = Callable[..., Timing]
+"""What ``Profiler.prepare`` returns: ``timer()`` takes one measurement with the profiler's
+settings, ``timer(cfg)`` with ``cfg`` instead (energy is measured only by ``timer()``)."""
+
+
+def time_paired(item: TimerFn, reference: TimerFn, cfg: TimingConfig, baseline_ms: float) -> Timing:
+    """Time ``item`` and ``reference`` in alternation, one repeat each (``ABBA`` order, so
+    a trend in the machine's speed hits both alike), until the median of the drift
+    corrected repeats is stable; the reference's readings travel with the result.
+
+    The machine's speed drifts with its load over seconds (thread CPU time of one
+    network varied by 70 % over four minutes on the project's loaded 2-core machine);
+    the ratio of two timings taken a few milliseconds apart hardly does (CV 2-4 %).
+    """
+    item(replace(cfg, repeat=1, max_repeat=1))  # warm-up of both: caches, lazy allocation
+    reference(replace(cfg, repeat=1, max_repeat=1))
+    one = cfg.single()
+    xs: list[float] = []
+    rs: list[float] = []
+
+    def corrected() -> np.ndarray:
+        return np.asarray(xs) / np.asarray(rs)
+
+    while n := more_repeats(len(xs), corrected(), cfg):
+        for _ in range(n):
+            if len(xs) % 2 == 0:
+                x, r = item(one), reference(one)
+            else:
+                r, x = reference(one), item(one)
+            xs.append(x.results_ms[0])
+            rs.append(r.results_ms[0])
+    return Timing(results_ms=tuple(xs), number=cfg.number, reference_ms=tuple(rs), baseline_ms=baseline_ms)
 
 
 class Profiler(Protocol):
@@ -109,6 +227,7 @@ class Profiler(Protocol):
 
     def measure(self, module: nn.Module, input_shape: tuple[int, ...]) -> Timing: ...
 
-    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> Callable[[], Timing]:
-        """Compile once; the returned function takes one measurement each call."""
+    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> TimerFn:
+        """Compile once; the returned function takes one measurement each call
+        (``timer()``: with the profiler's settings; ``timer(cfg)``: with ``cfg``)."""
         ...

@@ -4,7 +4,10 @@ The path is the one TVM documents for PyTorch models: ``torch.export`` →
 ``tvm.relax.frontend.torch.from_exported_program`` → ``tvm.compile`` for a target given
 as a JSON dict (``{"kind": "llvm", "num-cores": 1}``). The compiled library runs on a
 :class:`Session`: this machine (:class:`LocalSession`) or a remote device reached over
-RPC (:mod:`latency_predictors.rpc`), where it is uploaded and timed in place.
+RPC (:mod:`latency_predictors.rpc`), where it is uploaded and timed in place. On this
+machine, untuned, every distinct kernel is compiled once per profiler
+(:class:`~latency_predictors.kernel_cache.KernelCache`): a whole network whose blocks
+were timed before compiles in a fraction of the time.
 
 TVM is imported inside the functions, so the package imports without it.
 
@@ -30,7 +33,8 @@ from torch import nn
 
 from latency_predictors.energy import NOT_MEASURED, EnergyMeter, measure_energy
 from latency_predictors.errors import InputError, ProfilingError
-from latency_predictors.timing import Timing, TimingConfig, time_calls
+from latency_predictors.kernel_cache import CompileStats, KernelCache
+from latency_predictors.timing import TimerFn, Timing, TimingConfig, more_repeats, time_calls
 from latency_predictors.tuning import Schedule
 
 T = TypeVar("T")
@@ -86,14 +90,72 @@ def target_threads(target: dict[str, Any]) -> int:
     return int(target.get("num-cores", 1))
 
 
-def to_relax(module: nn.Module, input_shape: tuple[int, ...]) -> Any:
-    """``module`` (batch 1, float32 input of ``input_shape``) as a Relax ``IRModule``."""
+def to_relax(module: nn.Module, input_shape: tuple[int, ...], stats: CompileStats | None = None,
+             shapes: list[tuple[int, ...]] | None = None) -> Any:
+    """``module`` (batch 1, float32 input of ``input_shape``, or one input per shape of
+    ``shapes``) as a Relax ``IRModule`` (``stats``: where the seconds went, ``export`` and
+    ``import``)."""
     from tvm.relax.frontend.torch import from_exported_program
 
-    example = torch.randn(1, *input_shape)
+    stats = stats if stats is not None else CompileStats()
+    t0 = time.perf_counter()
+    examples = tuple(torch.randn(1, *shape) for shape in (shapes or [input_shape]))
     with torch.no_grad():
-        exported = torch.export.export(module.eval(), (example,))
-    return from_exported_program(exported, keep_params_as_input=False)
+        exported = torch.export.export(module.eval(), examples)
+    t1 = time.perf_counter()
+    mod = from_exported_program(exported, keep_params_as_input=False)
+    stats.add("export", t1 - t0)
+    stats.add("import", time.perf_counter() - t1)  # mostly torch's decompositions
+    return mod
+
+
+class _Side(nn.Module):
+    """Modules side by side: input ``i`` through module ``i`` (one export for all of them)."""
+
+    def __init__(self, modules: list[nn.Module]) -> None:
+        super().__init__()
+        self.parts = nn.ModuleList(modules)
+
+    def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(m(x) for m, x in zip(self.parts, xs))
+
+
+def to_relax_many(modules: list[nn.Module], input_shapes: list[tuple[int, ...]],
+                  stats: CompileStats | None = None) -> list[Any]:
+    """Each of ``modules`` as its own Relax ``IRModule``, exported and imported in one go.
+
+    ``torch.export`` and above all torch's decompositions cost about a second per call
+    whatever the module's size (on the project's 2-core machine, importing 8 blocks one
+    by one took 25 s, side by side 12.8 s): the modules are exported side by side in one
+    module, imported once, and each output's computation is cut out into a module of its
+    own, which compiles to the same kernels as the module imported alone (checked kernel
+    by kernel by structural hash, and by the outputs, in the tests).
+    """
+    if len(modules) == 1:
+        return [to_relax(modules[0], input_shapes[0], stats)]
+    side = to_relax(_Side([m.eval() for m in modules]), input_shapes[0], stats, shapes=input_shapes)
+    return [_cut(side, i) for i in range(len(modules))]
+
+
+def _cut(mod: Any, i: int) -> Any:
+    """The computation of output ``i`` of ``mod``'s ``main`` (from input ``i``) as a module."""
+    from tvm import relax
+
+    main = mod["main"]
+    (block,) = main.body.blocks
+    bindings = {b.var: b for b in block.bindings}
+    target = bindings[main.body.body].value.fields[i]
+    needed, stack = set(), [target]
+    while stack:
+        var = stack.pop()
+        if var in bindings and var not in needed:
+            needed.add(var)
+            stack.extend(relax.analysis.free_vars(bindings[var].value))
+    out = relax.Var("gv", target.ty)
+    body = relax.SeqExpr([relax.DataflowBlock([b for b in block.bindings if b.var in needed]
+                                              + [relax.VarBinding(out, target)])], out)
+    func = relax.BlockBuilder().normalize(relax.Function([main.params[i]], body, target.ty, attrs=main.attrs))
+    return require_tvm().IRModule({"main": func}, attrs=mod.attrs)
 
 
 def compile_relax(mod: Any, target: dict[str, Any], schedule: Schedule | None = None) -> Any:
@@ -153,7 +215,9 @@ class TVMProfiler:
     """Times modules compiled by TVM for ``target`` on ``session`` (local by default).
 
     ``schedule`` chooses the default pipeline (``None`` or untuned) or MetaSchedule
-    tuning; it is recorded with every measurement.
+    tuning; it is recorded with every measurement. ``reuse_kernels`` (local, untuned
+    only) compiles each distinct kernel once (:class:`KernelCache`); ``stats`` says where
+    compile time went.
     """
 
     target: dict[str, Any]
@@ -162,11 +226,15 @@ class TVMProfiler:
     schedule: Schedule = Schedule()
     meter: EnergyMeter | None = None
     backend: str = "tvm"
+    reuse_kernels: bool = True
 
     def __post_init__(self) -> None:
         self.target = parse_target(self.target)
         if self.session is None:
             self.session = LocalSession(self.target)
+        self.stats = CompileStats()
+        local_untuned = isinstance(self.session, LocalSession) and self.schedule.kind != "metaschedule"
+        self.kernels = KernelCache(self.target, self.stats) if self.reuse_kernels and local_untuned else None
         if self.timing.clock == "cpu" and (
             not isinstance(self.session, LocalSession) or self.target["kind"] == "cuda" or target_threads(self.target) != 1
         ):
@@ -190,16 +258,39 @@ class TVMProfiler:
     def measure(self, module: nn.Module, input_shape: tuple[int, ...]) -> Timing:
         return self.prepare(module, input_shape)()
 
-    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> Callable[[], Timing]:
+    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> TimerFn:
         """Compile and load ``module`` once; the returned function times it (again and
-        again, for the noise floor)."""
-        executable = compile_relax(to_relax(module, input_shape), self.target, self.schedule)
-        assert self.session is not None
-        vm, dev = self._guard(lambda: self.session.load(executable))  # type: ignore[union-attr]
+        again, for the noise floor; ``timer(cfg)`` with other settings, no energy)."""
+        return self._prepare_relax(to_relax(module, input_shape, self.stats), input_shape)
 
-        def timer() -> Timing:
-            timing = self._guard(lambda: time_vm(vm, dev, input_shape, self.timing))
-            if self.meter is None:
+    def prepare_many(self, items: list[tuple[nn.Module, tuple[int, ...]]]) -> list[TimerFn]:
+        """:meth:`prepare` for several modules, exported and imported together
+        (:func:`to_relax_many`; each is still compiled and timed on its own)."""
+        mods = to_relax_many([m for m, _ in items], [shape for _, shape in items], self.stats)
+        return [self._prepare_relax(mod, shape) for mod, (_, shape) in zip(mods, items)]
+
+    def _prepare_relax(self, mod: Any, input_shape: tuple[int, ...]) -> TimerFn:
+        t0 = time.perf_counter()
+        executable = None
+        if self.kernels is not None:
+            try:
+                executable = self.kernels.build(mod)
+            except (AttributeError, ValueError):  # a TVM without the internals it uses, or BYOC
+                self.kernels = None
+        if executable is None:
+            executable = compile_relax(mod, self.target, self.schedule)
+            self.stats.add("compile", time.perf_counter() - t0)
+            self.stats.modules += 1
+        assert self.session is not None
+        t0 = time.perf_counter()
+        vm, dev = self._guard(lambda: self.session.load(executable))  # type: ignore[union-attr]
+        self.stats.add("load", time.perf_counter() - t0)
+
+        def timer(cfg: TimingConfig | None = None) -> Timing:
+            t0 = time.perf_counter()
+            timing = self._guard(lambda: time_vm(vm, dev, input_shape, cfg or self.timing))
+            self.stats.add("time", time.perf_counter() - t0)
+            if self.meter is None or cfg is not None:
                 return timing
             data = _input(dev, input_shape)
 
@@ -226,7 +317,8 @@ class TVMProfiler:
 
 
 def time_vm(vm: Any, dev: Any, input_shape: tuple[int, ...], cfg: TimingConfig) -> Timing:
-    """Warm up, then time ``vm["main"]`` with ``time_evaluator`` (repeat x number runs)."""
+    """Warm up, then time ``vm["main"]`` (thread CPU time, or ``time_evaluator``'s elapsed
+    time in batches of repeats) until the median is stable."""
     data = _input(dev, input_shape)
     if cfg.clock == "cpu":  # this thread's CPU time (local, single-threaded targets only)
         main = vm["main"]
@@ -234,13 +326,13 @@ def time_vm(vm: Any, dev: Any, input_shape: tuple[int, ...], cfg: TimingConfig) 
     for _ in range(cfg.warmup):
         vm["main"](data)
     dev.sync()
-    evaluator = vm.time_evaluator(
-        "main", dev, number=cfg.number, repeat=cfg.repeat, min_repeat_ms=cfg.min_repeat_ms
-    )
-    result = evaluator(data)
-    # each result is the mean of one repeat's runs (at least `number`, more if
-    # min_repeat_ms asked for it)
-    return Timing(results_ms=tuple(float(r) * 1e3 for r in result.results), number=cfg.number)
+    results: list[float] = []
+    while n := more_repeats(len(results), results, cfg):
+        evaluator = vm.time_evaluator("main", dev, number=cfg.number, repeat=n, min_repeat_ms=cfg.min_repeat_ms)
+        # each result is the mean of one repeat's runs (at least `number`, more if
+        # min_repeat_ms asked for it)
+        results += [float(r) * 1e3 for r in evaluator(data).results]
+    return Timing(results_ms=tuple(results), number=cfg.number)
 
 
 def _input(dev: Any, input_shape: tuple[int, ...]) -> Any:

@@ -37,23 +37,28 @@ def profile_device(
     backend: str = "tvm",
     tune_trials: int = 0,
     repeat: int = 15,
-    clock: str = "wall",
+    clock: str = "auto",
     budget_minutes: float = 20.0,
     holdout: int | None = None,
     train: int | None = None,
     max_blocks: int | None = None,
     seed: int = 0,
+    drift_correction: bool = True,
     progress: bool = True,
 ) -> Any:
     """Profile ``device`` (a new name, or one to resume) and write ``profiles/NAME.json``.
 
     ``target`` is a TVM target (JSON text or dict); ``space`` a space name (with
     ``preset``) or a built space; ``reach`` a :class:`~latency_predictors.profilers.Reach`
-    (default: this machine). Returns the :class:`~latency_predictors.device_profile.DeviceProfile`.
+    (default: this machine). ``clock`` ``auto`` is the model thread's CPU time on a local
+    single-threaded CPU target and elapsed time elsewhere
+    (:func:`~latency_predictors.profilers.resolve_clock`); ``drift_correction`` pairs every
+    measurement with a reference network (:mod:`latency_predictors.reference`). Returns the
+    :class:`~latency_predictors.device_profile.DeviceProfile`.
     """
     from latency_predictors.device_profile import DeviceProfile
     from latency_predictors.profile_builder import ProfileBuilder, ProfilePlan
-    from latency_predictors.profilers import Reach, make_profiler
+    from latency_predictors.profilers import Reach, make_profiler, resolve_clock
     from latency_predictors.timing import TimingConfig
     from latency_predictors.tuning import Schedule
     from latency_predictors.tvm_profiler import parse_target
@@ -61,11 +66,12 @@ def profile_device(
     check_device_name(device)
     built = build_space(space, preset=preset) if isinstance(space, str) else space
     reach = reach or Reach()
-    timing = TimingConfig(repeat=repeat, clock=clock)
-    sizes = {k: v for k, v in (("holdout", holdout), ("train", train), ("max_blocks", max_blocks)) if v is not None}
-    plan = ProfilePlan(budget_minutes=budget_minutes, seed=seed, **sizes)
+    target = parse_target(target)
+    timing = TimingConfig(repeat=repeat, clock=resolve_clock(clock, target, reach, backend))
+    plan = ProfilePlan(budget_minutes=budget_minutes, seed=seed, holdout=holdout, train=train, max_blocks=max_blocks,
+                       drift_correction=drift_correction)
     schedule = Schedule.from_trials(tune_trials, workspace.tuning_dir(device))
-    profiler = make_profiler(parse_target(target), backend=backend, reach=reach, timing=timing, schedule=schedule)
+    profiler = make_profiler(target, backend=backend, reach=reach, timing=timing, schedule=schedule)
     described = profiler.describe()
     profile = DeviceProfile(
         name=device, space=built.describe(), target=described["target"], reached=reach.to_json(),
@@ -94,20 +100,37 @@ def _refuse_other_profile(workspace: Workspace, profile: Any) -> None:
         )
 
 
+def noise_text(noise: dict[str, Any] | None) -> str:
+    """The noise floor in words and figures: ``noise floor CV 1.2%, max deviation 2.5%
+    (uncorrected CV 14.0%), drift range 61%``; ``""`` when it was not measured."""
+    noise = noise or {}
+    if "cv_pct" not in noise:
+        return ""
+    text = f"noise floor CV {noise['cv_pct']:.1f}%, max deviation {noise['max_rel_dev_pct']:.1f}%"
+    if "uncorrected_cv_pct" in noise:
+        text += f" (uncorrected CV {noise['uncorrected_cv_pct']:.1f}%)"
+    if "drift_range_pct" in noise:
+        text += f", drift range {noise['drift_range_pct']:.0f}%"
+    return text
+
+
 def summary_line(profile: Any) -> str:
-    """One line: predictor, held-out accuracy, noise floor, energy and what was measured."""
+    """One line: predictor, held-out accuracy, noise floor as figures, energy, what was
+    measured, and why it measured less than usual (a short budget)."""
     figures = profile.validation.get(profile.predictor, {})
-    noise = profile.noise_floor or {}
     parts = [f"{profile.name}: predictor {profile.predictor}"]
     if "within_10pct" in figures:
+        few = " (few: short budget)" if profile.plan.get("holdout_from_budget") else ""
         parts.append(
-            f"{100 * figures['within_10pct']:.0f}% within ±10% on {figures['n']} held-out networks "
+            f"{100 * figures['within_10pct']:.0f}% within ±10% on {figures['n']} held-out networks{few} "
             f"(MAPE {figures['mape_pct']:.1f}%, Spearman {figures['spearman']:.3f})"
         )
-    if "cv_pct" in noise:
-        parts.append(f"noise floor CV {noise['cv_pct']:.1f}%")
+    noise = noise_text(profile.noise_floor)
+    if noise:
+        parts.append(noise)
     parts.append(f"energy {profile.energy}")
-    return "; ".join(parts) + "; " + json.dumps(profile.counts, sort_keys=True)
+    counts = ", ".join(f"{n} {role}" for role, n in sorted(profile.counts.items()) if n)
+    return "; ".join(parts) + f"; measured {counts}"
 
 
-__all__ = ["profile_device", "summary_line"]
+__all__ = ["noise_text", "profile_device", "summary_line"]

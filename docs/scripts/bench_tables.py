@@ -139,28 +139,148 @@ def _predictor(name: str) -> str:
 
 
 def predictor_quiet() -> str:
-    """The profile and its predictors on a quiet machine."""
-    return _predictor("predictor_accuracy_quiet.json")
+    """Before drift correction: the profile and its predictors on a quiet machine."""
+    return _predictor("predictor_accuracy_before_quiet.json")
 
 
 def predictor_loaded() -> str:
-    """The same on the loaded machine (other jobs running)."""
-    return _predictor("predictor_accuracy.json")
+    """Before drift correction: the same on the loaded machine (other jobs running)."""
+    return _predictor("predictor_accuracy_before_loaded.json")
 
 
-def profile_cost_replay() -> str:
-    """Predictor accuracy against the number of blocks measured, replayed from the measurement log."""
-    r = Results("profile_cost.json")
+def _replay(name: str) -> str:
+    r = Results(name)
     replay = sorted((x for x in r.records if x["figure"] == "replay_within_10pct"), key=lambda x: x["config"]["blocks"])
-    body = [[str(x["config"]["blocks"]), str(x["config"]["measurements"]), f"{x['config']['wall_min']:.1f}",
-             f"{x['value']:.0f} %", f"{x['config']['mape_pct']:.1f} %", f"{x['config']['spearman']:.3f}"]
+    body = [[str(x["config"]["blocks"]), str(x["config"].get("train_networks_by_then", "all")),
+             str(x["config"]["measurements"]), f"{x['config']['wall_min']:.1f}", f"{x['value']:.0f} %",
+             f"{x['config']['mape_pct']:.1f} %", f"{x['config']['spearman']:.3f}"]
             for x in replay]
     reach = r.record("wall_time_to_95pct_within_10pct")
     reached = "not reached with the measurements of this profile" if reach["value"] is None else f"{reach['value']:.1f} min"
     tail = (f"\n\nWhole profile: {r.value('profile_wall_time'):.1f} min and {r.value('profile_measurements')} "
             f"measurements by the measurement log. Time until 95 % of the networks are within ±10 %: **{reached}**.")
-    return _table(["blocks measured", "measurements", "minutes into the profile", "within ±10 %", "MAPE",
-                   "Spearman"], body) + tail + _source("profile_cost.json")
+    return _table(["blocks measured", "training networks by then", "measurements", "minutes into the profile",
+                   "within ±10 %", "MAPE", "Spearman"], body) + tail + _source(name)
+
+
+def profile_cost_replay_before() -> str:
+    """Before drift correction: accuracy against the blocks measured, replayed from the log."""
+    return _replay("profile_cost_before.json")
+
+
+def profile_cost_replay() -> str:
+    """Accuracy against the blocks measured, replayed from the 10-minute profile's log."""
+    return _replay("profile_cost.json")
+
+
+BREAKDOWN_PHASES = (
+    ("export", "`torch.export`"), ("import", "Relax import (torch's decompositions)"),
+    ("relax_pipeline", "TVM Relax pipeline (legalise, fuse)"), ("kernel_names", "naming kernels by hash"),
+    ("vm_codegen", "VM code"), ("kernel_build", "kernel lowering and LLVM IR"), ("link", "linking"),
+    ("load", "loading (LLVM machine code, lazily)"), ("time", "timing (stable median)"), ("total", "**total**"),
+)
+
+
+def profile_breakdown() -> str:
+    """Where compile time goes: a whole network and a block, cold and with the kernel cache."""
+    r = Results("profile_cost.json")
+    cfg = r.record("network_cold_total_s")["config"]
+    columns = ("network_cold", "block_cold_mean", "block_cached_mean", "network_warm")
+    body = [[label, *(f"{r.value(f'{c}_{phase}_s'):.2f}" for c in columns)] for phase, label in BREAKDOWN_PHASES]
+    load = cfg["load_average_1min"]
+    head = (f"{r.record('network_cold_total_s')['device']}, space `{cfg['space']}`: one random network of "
+            f"{cfg['blocks']} blocks (seconds; load average {load[0]:.1f} before, {load[1]:.1f} after: the "
+            "machine was shared, absolute times scale with it).\n\n")
+    side = r.value("block_side_by_side_mean_export_s") + r.value("block_side_by_side_mean_import_s")
+    alone = r.value("block_cold_mean_export_s") + r.value("block_cold_mean_import_s")
+    tail = (f"\n\nExport and import of a block alone: {alone:.2f} s; with 8 blocks side by side in one export (as "
+            f"the profile compiles a round of blocks): {side:.2f} s per block."
+            f"\n\n`tvm.compile` alone on the same network (pipeline and kernels, no export, loading or timing): "
+            f"{r.value('network_tvm_compile_plain_s'):.1f} s. The network after its blocks reused "
+            f"{cfg['kernels_reused_by_network']} kernels and compiled none: "
+            f"**{r.value('network_warm_over_cold'):.2f}x** the cold network's time; a cold network costs "
+            f"{r.value('network_cold_over_block_cold'):.1f} cold blocks.")
+    return head + _table(["phase", "network, cold", "block, cold (mean)", "block, with the cache (mean)",
+                          "network after its blocks"], body) + tail + _source("profile_cost.json")
+
+
+def profile_noise() -> str:
+    """How much one item's timing moves on the shared machine, as timed and drift corrected."""
+    r = Results("profile_cost.json")
+    rows = [x for x in r.records if x["figure"].startswith("noise_") and x["figure"].endswith("_cv")]
+    first = rows[0]["config"]
+    body = []
+    for clock in ("cpu", "wall"):
+        for item in sorted({x["config"]["item"] for x in rows}):
+            cells = [f"{r.value(f'noise_{clock}_{label}_{stat}', item=item):.1f} %"
+                     for label, stat in (("as_timed", "cv"), ("corrected", "cv"), ("as_timed", "range"),
+                                         ("corrected", "range"))]
+            body.append([item.replace("_", " "), "thread CPU time" if clock == "cpu" else "elapsed", *cells])
+    load = first["load_average_1min"]
+    head = (f"{rows[0]['device']}, space `{first['space']}`: each item timed {first['rounds']} times over "
+            f"{first['seconds']:.0f} s, each repeat beside a repeat of the reference network (the space's "
+            f"smallest); figures over windows of {first['window_repeats']} repeats (one measurement's worth). "
+            f"Load average {load[0]:.1f} before, {load[1]:.1f} after.\n\n")
+    return head + _table(["item", "clock", "CV as timed", "CV drift corrected", "1-99 % range as timed",
+                          "1-99 % range corrected"], body) + _source("profile_cost.json")
+
+
+PREDICTOR_RUNS = (
+    ("predictor_accuracy.json", "10-minute profile", 99),
+    ("predictor_accuracy_load.json", "10-minute profile, busy loop on the other core", 95),
+    ("predictor_accuracy_3min.json", "3-minute profile (the quickstart's)", 90),
+)
+
+
+def predictor_runs() -> str:
+    """The drift-corrected profiles against their targets, side by side."""
+    runs = [(Results(name), label, target) for name, label, target in PREDICTOR_RUNS]
+
+    def each(fn: Callable[[Results], str]) -> list[str]:
+        return [fn(r) for r, _, _ in runs]
+
+    def noise(r: Results) -> str:
+        text = f"{r.value('noise_floor_cv'):.1f} % / {r.value('noise_floor_max_dev'):.1f} %"
+        if r.has("noise_floor_uncorrected_cv"):
+            text += f" (uncorrected CV {r.value('noise_floor_uncorrected_cv'):.1f} %)"
+        return text
+
+    def counts(r: Results) -> str:
+        c = r.record("block_sum_within_10pct")["config"]["profile_counts"]
+        return (f"{r.value('profile_wall_time'):.1f} min: {c['block']} blocks, {c['train']} training + "
+                f"{c['holdout']} held-out networks")
+
+    def load(r: Results) -> str:
+        c = r.record("block_sum_within_10pct")["config"]
+        prof = c["profile_conditions"].get("load_average_1min", ["?", "?"])
+        val = c["validation_load_average_1min"]
+        return f"{prof[0]:.1f}-{prof[1]:.1f} / {val[0]:.1f}-{val[1]:.1f}"
+
+    body = [
+        ["within ±10 % (block_sum)", *each(lambda r: f"**{r.value('block_sum_within_10pct'):.0f} %**")],
+        ["target", *[_target(r.value("block_sum_within_10pct"), ">=", t, "%") for r, _, t in runs]],
+        ["within ±5 %", *each(lambda r: f"{r.value('block_sum_within_5pct'):.0f} %")],
+        ["MAPE / Spearman", *each(lambda r: f"{r.value('block_sum_mape'):.1f} % / {r.value('block_sum_spearman'):.3f}")],
+        ["whole_network predictor: within ±10 %", *each(lambda r: f"{r.value('whole_network_within_10pct'):.0f} %")],
+        ["the profile's own held-out figure", *each(
+            lambda r: f"{r.value('profile_own_holdout_within_10pct'):.0f} % of "
+                      f"{r.record('profile_own_holdout_within_10pct')['config']['n']}"
+            if r.has("profile_own_holdout_within_10pct") else "-")],
+        ["validation networks", *each(lambda r: str(r.record("block_sum_within_10pct")["config"]["validation_networks"]))],
+        ["noise floor CV / max deviation", *each(noise)],
+        ["drift range over the profile", *each(lambda r: f"{r.value('drift_range'):.0f} %" if r.has("drift_range") else "-")],
+        ["spread within one validation measurement (IQR / median)",
+         *each(lambda r: f"{r.value('validation_iqr_over_median'):.1f} %")],
+        ["profile", *each(counts)],
+        ["load average, profile / validation (1 min, start-end)", *each(load)],
+    ]
+    first = runs[0][0].record("block_sum_within_10pct")
+    head = (f"{first['device']}; space `{first['config']['space']}`, target `{json.dumps(first['config']['target'])}`; "
+            "validation networks the profile never measured, compiled and timed end to end the way the profile "
+            "measures (same clock, paired with its reference network, corrected to its baseline). The "
+            "validation networks are shared by the three runs (measured once, in their own store).\n\n")
+    return head + _table(["figure", *[label for _, label, _ in runs]], body) + _source(
+        *[name for name, _, _ in PREDICTOR_RUNS])
 
 
 # ---------------------------------------------------------------------------- search
@@ -463,7 +583,8 @@ def adapt_side_runs() -> str:
 
 
 TABLES: dict[str, Callable[[], str]] = {fn.__name__: fn for fn in (
-    supernet_gpu, supernet_cpu, predictor_quiet, predictor_loaded, profile_cost_replay, search_speed,
+    supernet_gpu, supernet_cpu, predictor_quiet, predictor_loaded, profile_cost_replay_before, profile_cost_replay,
+    profile_breakdown, profile_noise, predictor_runs, search_speed,
     search_scaling, search_nb201_protocols, search_nb201_devices, fewshot_mean, fewshot_devices, fewshot_targets,
     adapt_methods, adapt_margins, adapt_targets, adapt_elastic, adapt_side_runs,
 )}

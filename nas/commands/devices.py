@@ -74,15 +74,18 @@ def _list(workspace: Any) -> int:
         print(f"no device profiles in {workspace.root}; run `edgenas profile` or `edgenas devices import`")
         return 0
     print(f"{'device':<20} {'space':<8} {'reached':<10} {'backend':<8} {'schedule':<16} {'predictor':<14} "
-          f"{'n':>4} {'±10%':>6} {'MAPE%':>6} {'rho':>6} {'noise%':>7}")
+          f"{'n':>4} {'±10%':>6} {'MAPE%':>6} {'rho':>6} {'CV%':>5} {'maxdev%':>7} {'drift%':>6}")
     for p in profiles:
         f = p.validation.get(p.predictor, {})
-        noise = (p.noise_floor or {}).get("cv_pct")
+        noise = p.noise_floor or {}
         print(
             f"{p.name:<20} {p.space.get('name', '?'):<8} {p.reached.get('kind', '?'):<10} {p.backend:<8} "
             f"{p.schedule_label:<16} {p.predictor:<14} {f.get('n', 0):>4} {_pct(f.get('within_10pct')):>6} "
-            f"{_num(f.get('mape_pct')):>6} {_num(f.get('spearman'), 3):>6} {_num(noise):>7}"
+            f"{_num(f.get('mape_pct')):>6} {_num(f.get('spearman'), 3):>6} {_num(noise.get('cv_pct')):>5} "
+            f"{_num(noise.get('max_rel_dev_pct')):>7} {_num(noise.get('drift_range_pct'), 0):>6}"
         )
+    print("±10%: held-out networks predicted within ±10%; CV%, maxdev%: noise floor (one network timed "
+          "again over the profile); drift%: how far the machine's speed moved (corrected for)")
     return 0
 
 

@@ -44,9 +44,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--holdout", type=int, default=None, metavar="N", help="whole networks kept out for validation")
     p.add_argument("--train", type=int, default=None, metavar="N", help="whole networks for the correction model")
     p.add_argument("--repeat", type=int, default=15, metavar="N", help="timed repeats per measurement")
-    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                   help="wall: TVM time_evaluator (default); cpu: CPU time of the model's one thread, "
+    p.add_argument("--clock", choices=("auto", "wall", "cpu"), default="auto",
+                   help="auto (default): cpu for a local target with \"num-cores\": 1, wall otherwise; "
+                        "wall: elapsed time (TVM time_evaluator); cpu: CPU time of the model's one thread, "
                         "robust to other processes on a shared machine (local num-cores 1 only)")
+    p.add_argument("--no-drift-correction", action="store_true",
+                   help="do not pair measurements with a reference network (default: pair them, and "
+                        "correct every figure for the machine's drift)")
     p.add_argument("--max-blocks", type=int, default=None, metavar="N", help="time at most N distinct blocks")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled networks and blocks (default: 0)")
     add_quiet(p)
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         workspace, args.device, args.target, space=args.space, preset=args.preset, reach=reach,
         backend=args.backend, tune_trials=args.tune_trials, repeat=args.repeat, clock=args.clock,
         budget_minutes=args.budget_minutes, holdout=args.holdout, train=args.train, max_blocks=args.max_blocks,
-        seed=args.seed, progress=not args.quiet,
+        seed=args.seed, drift_correction=not args.no_drift_correction, progress=not args.quiet,
     )
     print(summary_line(profile))
     print(f"profile written to {workspace.profile_path(args.device)}")

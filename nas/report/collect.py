@@ -14,6 +14,10 @@ from nas.pareto import knee_index, pareto_front
 from nas.search import feasible
 from nas.workspace import Workspace
 
+TRUST_WITHIN_10PCT = 0.90
+"""A device whose predictor puts fewer held-out networks than this within ±10 % gets a
+warning beside its front in the report."""
+
 
 @dataclass
 class TrialPoint:
@@ -42,6 +46,57 @@ class DeviceView:
     safety_margin: float = 0.0  # predictions must stay within budget / (1 + margin)
     profile: dict[str, Any] | None = None  # DeviceProfile.to_json(), when the device was profiled
     validation_pairs: list[tuple[float, float]] = field(default_factory=list)  # (measured, predicted) ms
+
+    @property
+    def trust_warning(self) -> str | None:
+        """Why this device's predicted costs are not to be taken at face value, and what
+        to do, or ``None`` when its predictor validated at ``TRUST_WITHIN_10PCT`` or better."""
+        return trust_warning(self.name, self.profile)
+
+
+def trust_warning(device: str, profile: dict[str, Any] | None) -> str | None:
+    """The warning for a device profile (its ``to_json()``) whose predictor validated below
+    ``TRUST_WITHIN_10PCT`` within ±10 %, with what to do; ``None`` otherwise."""
+    if not profile:
+        return None
+    figures = (profile.get("validation") or {}).get(profile.get("predictor", ""), {})
+    within = figures.get("within_10pct")
+    if within is None or within >= TRUST_WITHIN_10PCT:
+        return None
+    how = ("cross-validated over its imported measurements" if (profile.get("reached") or {}).get("kind") == "import"
+           else "on held-out networks measured end to end")
+    text = (f"Only {100 * within:.0f} % of {figures.get('n', '?')} networks are predicted within ±10 % "
+            f"({how}; trusted from {100 * TRUST_WITHIN_10PCT:.0f} %, MAPE {figures.get('mape_pct', float('nan')):.1f} %): "
+            "predicted costs near the budget may be on the wrong side of it. ")
+    if (profile.get("reached") or {}).get("kind") == "import":
+        return text + (f"Measure the candidates that matter and import them: `edgenas devices suggest {device} "
+                       "--budget ... -n K --out todo.csv`, or re-run the search with `--verify K`.")
+    return text + (f"Measure the best candidates on the device: `edgenas search ... --device {device} --verify K`, "
+                   f"or profile longer: `edgenas profile --device {device} ... --budget-minutes 20` (resumes, "
+                   "adding measurements).")
+
+
+def ranking_agreement(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Whether inherited (supernet) accuracy ranked the registered models as fine-tuning
+    did: the pairs in the same order and the pairs swapped (``None`` with fewer than two
+    models that have both accuracies)."""
+    rows = [e for e in entries if (e.get("metrics") or {}).get("accuracy_inherited") is not None
+            and (e.get("metrics") or {}).get("accuracy") is not None]
+    if len(rows) < 2:
+        return None
+    agree, swapped = 0, []
+    for i, a in enumerate(rows):
+        for b in rows[i + 1:]:
+            inherited = a["metrics"]["accuracy_inherited"] - b["metrics"]["accuracy_inherited"]
+            tuned = a["metrics"]["accuracy"] - b["metrics"]["accuracy"]
+            if inherited * tuned > 0 or inherited == tuned == 0:
+                agree += 1
+                continue
+            hi, lo = (a, b) if inherited >= 0 else (b, a)  # hi: ranked higher by inherited accuracy
+            swapped.append({"ranked_higher": hi["ref"], "finetuned_better": lo["ref"],
+                            "inherited": (hi["metrics"]["accuracy_inherited"], lo["metrics"]["accuracy_inherited"]),
+                            "finetuned": (hi["metrics"]["accuracy"], lo["metrics"]["accuracy"])})
+    return {"pairs": agree + len(swapped), "agree": agree, "swapped": swapped}
 
 
 @dataclass

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nas.report.collect import DeviceView, ReportData, TrialPoint
+from nas.report.collect import DeviceView, ReportData, TrialPoint, ranking_agreement
 from nas.report.markup import element_id
 
 _STYLE = """
@@ -18,6 +18,7 @@ h1{margin-bottom:.2rem} h2{border-bottom:2px solid #ddd;padding-bottom:.2rem;mar
 table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem} th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
 th{background:#f3f3f3;cursor:pointer;user-select:none} td.l,th.l{text-align:left} .muted{color:#666;font-size:.9rem}
 .kv td{text-align:left} code{background:#f5f5f5;padding:0 .2rem;word-break:break-all} td.l code{display:inline-block;max-width:36rem} .note{background:#fffbe6;border:1px solid #f0e0a0;padding:.6rem 1rem}
+.warn{background:#fdecea;border:1px solid #e0a0a0;border-left:6px solid #c62828;padding:.6rem 1rem}
 """
 
 _SORT_JS = """
@@ -167,8 +168,10 @@ def _validation_plot(view: DeviceView) -> str:
     )
     table = ("<table><thead><tr><th class='l'>predictor (validated on)</th><th>n</th><th>MAPE %</th><th>within ±5 %</th>"
              f"<th>within ±10 %</th><th>Spearman</th><th>Kendall</th></tr></thead><tbody>{rows}</tbody></table>") if rows else ""
-    noise = (view.profile or {}).get("noise_floor") or {}
-    noise_text = f"<p class='muted'>noise floor (one model timed repeatedly): {html.escape(json.dumps(noise))}</p>" if noise else ""
+    from nas.profiling import noise_text as describe_noise
+
+    noise = describe_noise((view.profile or {}).get("noise_floor"))
+    noise_text = f"<p class='muted'>{html.escape(noise)} (one held-out network timed again over the profile)</p>" if noise else ""
     if not view.validation_pairs:
         reason = (view.profile or {}).get("validation_unavailable") or (
             "this device has no profile in this workspace" if view.profile is None
@@ -206,9 +209,18 @@ def _device_section(view: DeviceView) -> str:
     table = ("<table class='sortable'><thead><tr><th>trial</th><th>accuracy %</th><th>latency ms</th><th>energy mJ</th>"
              f"<th>MFLOPs</th><th>params M</th><th class='l'>pick</th><th class='l'>arch</th></tr></thead><tbody>{rows}</tbody></table>")
     energy = _scatter(view, "energy") if has_energy else "<p class='muted'>Energy: not measured on this device.</p>"
+    warning = view.trust_warning
+    warn = (f"<p class='warn' id='trust-{element_id(view.name)}'><b>Predicted costs not yet trustworthy.</b> "
+            f"{_code_spans(warning)}</p>" if warning else "")
     return (f"<h2 id='device-{element_id(view.name)}'>Device {html.escape(view.name)}</h2><p class='muted'>{how}</p>"
-            f"{_scatter(view, 'latency')}{energy}<h3>Feasible Pareto front ({len(view.front)} archs; click a column to sort)</h3>"
-            f"{table}<h3>Latency predictor</h3>{_validation_plot(view)}")
+            f"{warn}{_scatter(view, 'latency')}{energy}<h3>Feasible Pareto front ({len(view.front)} archs; click a column to sort)</h3>"
+            f"{warn}{table}<h3>Latency predictor</h3>{_validation_plot(view)}")
+
+
+def _code_spans(text: str) -> str:
+    """``text`` escaped, with its `backquoted` parts as <code>."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
 def _registered_section(data: ReportData) -> str:
@@ -231,8 +243,39 @@ def _registered_section(data: ReportData) -> str:
             "<th class='l'>picked as</th><th>acc. inherited %</th><th>acc. fine-tuned %</th><th>latency predicted ms</th>"
             "<th>latency measured ms</th><th>error %</th><th>energy measured mJ</th><th>MFLOPs</th><th>params M</th>"
             f"<th class='l'>exports</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            "<p class='muted'>Export one with <code>edgenas registry export REF --format onnx --out DIR</code>; "
+            f"{_latency_check(data.registered)}{_ranking(data.registered)}"
+            "<p class='muted'>Export one with <code>edgenas registry export REF --format onnx --out-dir DIR</code>; "
             "every artifact's sha256 is checked first.</p>")
+
+
+def _latency_check(entries: list[dict[str, Any]]) -> str:
+    """One line: how many registered models measured within ±10 % of their prediction."""
+    pairs = [(e["ref"], e["metrics"]["predicted_latency_ms"], e["metrics"]["measured_latency_ms"]) for e in entries
+             if (e.get("metrics") or {}).get("predicted_latency_ms") and (e.get("metrics") or {}).get("measured_latency_ms")]
+    if not pairs:
+        return ""
+    off = [(ref, 100 * (p - m) / m) for ref, p, m in pairs if abs(p - m) / m > 0.10]
+    text = f"Measured against predicted latency: {len(pairs) - len(off)} of {len(pairs)} within ±10 %"
+    if off:
+        text += "; off by more: " + ", ".join(f"{html.escape(ref)} ({err:+.1f} %)" for ref, err in off)
+    return f"<p class='{'warn' if off else 'muted'}' id='latency-check'>{text}.</p>"
+
+
+def _ranking(entries: list[dict[str, Any]]) -> str:
+    """Whether inherited accuracy ranked the registered models as fine-tuning did."""
+    agreement = ranking_agreement(entries)
+    if agreement is None:
+        return ""
+    if not agreement["swapped"]:
+        return (f"<p class='muted' id='ranking'>Inherited (supernet) accuracy ranked the {len(entries)} registered "
+                f"models as fine-tuning did ({agreement['pairs']} of {agreement['pairs']} pairs in the same order).</p>")
+    swaps = "; ".join(
+        f"{html.escape(s['finetuned_better'])} fine-tuned better than {html.escape(s['ranked_higher'])} "
+        f"({s['finetuned'][1]:.2f} % against {s['finetuned'][0]:.2f} %) though its inherited accuracy was lower "
+        f"({s['inherited'][1]:.2f} % against {s['inherited'][0]:.2f} %)" for s in agreement["swapped"])
+    return (f"<p class='note' id='ranking'>Inherited accuracy did <b>not</b> rank the registered models as "
+            f"fine-tuning did: {len(agreement['swapped'])} of {agreement['pairs']} pairs swapped. {swaps}. "
+            "Fine-tune more than one candidate before choosing.</p>")
 
 
 def _fmt(value: Any) -> str:

@@ -45,3 +45,28 @@ def test_one_row_per_item_unless_replaced(tmp_path):
 def test_rejects_impossible_values(kw):
     with pytest.raises(ValueError):
         meas(**kw)
+
+
+def test_reference_readings_round_trip(tmp_path):
+    store = MeasurementStore(str(tmp_path / "m.db"))
+    store.add(meas("a", reference_ms=(0.9, 1.1, 1.0)))
+    store.add(meas("b"))
+    got = {m.item: m.reference_ms for m in store.query("d")}
+    assert got == {"a": (0.9, 1.1, 1.0), "b": ()}
+
+
+def test_a_store_written_before_reference_readings_existed_gains_the_column(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    columns = ("id INTEGER PRIMARY KEY, device TEXT, space TEXT, role TEXT, item TEXT, backend TEXT, schedule TEXT, "
+               "target TEXT, tvm_version TEXT, input_shape TEXT, number INT, repeat INT, median_ms REAL, "
+               "spread_ms REAL, results_ms TEXT, energy_mj REAL, energy_method TEXT, created TIMESTAMP")
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"CREATE TABLE measurements ({columns})")
+        conn.execute("INSERT INTO measurements VALUES (1, 'd', 'mbv3', 'block', 'old', 'tvm', 'untuned', "
+                     "'{}', '0.27', '[3, 8, 8]', 1, 3, 1.5, 0.1, '[1.5]', NULL, NULL, '2024-01-01 00:00:00')")
+    store = MeasurementStore(str(path))
+    store.add(meas("new", reference_ms=(1.0, 1.0, 1.0)))
+    got = {m.item: (m.median_ms, m.reference_ms) for m in store.query("d")}
+    assert got == {"old": (1.5, ()), "new": (1.5, (1.0, 1.0, 1.0))}

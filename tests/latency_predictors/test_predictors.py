@@ -74,6 +74,31 @@ def test_block_sum_learns_the_whole_network_correction():
     uncorrected = validation_figures([whole(n) for n in test], model.block_sums(test))
     assert figures["within_10pct"] >= 0.95 and figures["spearman"] > 0.95
     assert figures["mape_pct"] < uncorrected["mape_pct"] / 3
+    # 15 networks of an exact 3-term law: the 3-term correction wins leave-one-out
+    assert model.correction_kind_ == "affine_blocks" and set(model.correction_loo_mape_) == {
+        "ratio", "affine", "affine_blocks"}
+
+
+def test_few_noisy_networks_get_a_single_ratio():
+    """Five networks at 1.15x their blocks with 4 % measurement noise: a 3-parameter fit
+    would chase the noise; the ratio predicts held-out networks within 10 %."""
+    blocks = [b for blocks in nets(30, 0) for b in blocks]
+    block_y = [block_cost(b) for b in blocks]
+    rng = np.random.default_rng(0)
+
+    def whole(net, noise=0.0):
+        return 1.15 * sum(block_cost(b) for b in net) * (1 + noise)
+
+    train, test = nets(5, 2), nets(30, 3)
+    y = [whole(n, rng.normal(0, 0.04)) for n in train]
+    model = BlockSumRegressor(cv=3, random_state=0).fit(train, y, block_X=blocks, block_y=block_y)
+    assert model.correction_kind_ == "ratio" and set(model.correction_loo_mape_) == {"ratio", "affine"}
+    assert model.correction_ == pytest.approx(1.15, rel=0.05)
+    assert validation_figures([whole(n) for n in test], model.predict(test))["within_10pct"] == 1.0
+    one = BlockSumRegressor(cv=3, random_state=0).fit(train[:1], y[:1], block_X=blocks, block_y=block_y)
+    assert one.correction_kind_ == "ratio" and one.correction_loo_mape_ == {}
+    none = BlockSumRegressor(cv=3, random_state=0).fit([], [], block_X=blocks, block_y=block_y)
+    assert none.correction_kind_ == "identity" and np.allclose(none.predict(test), none.block_sums(test))
 
 
 def test_whole_network_model_ranks_networks():

@@ -1,4 +1,5 @@
-"""The profile workflow end to end: measure, persist, resume, fit, validate, reload (no pickles)."""
+"""The profile workflow end to end: measure, persist, resume, fit, validate, reload (no pickles);
+drift correction, the noise probe, the budget's minimums and the plan it records."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from lp_helpers import FAST
 from latency_predictors.device_profile import DeviceProfile, fit_cost_model
 from latency_predictors.eager_profiler import EagerProfiler
 from latency_predictors.measurements import MeasurementStore
-from latency_predictors.profile_builder import ProfileBuilder, ProfilePlan
+from latency_predictors.profile_builder import ProfileBuilder, ProfilePlan, _interleave
 
-PLAN = ProfilePlan(noise_repeats=3, holdout=3, train=4, pool_archs=30, seed_blocks=6, round_size=3, max_blocks=10)
+# network_share: blocks first until they run out (the order is then independent of timing)
+PLAN = ProfilePlan(noise_repeats=3, holdout=3, train=4, pool_archs=30, seed_blocks=6, round_size=3, max_blocks=10,
+                   reference_readings=2, network_share=0.001)
 
 
 class CountingProfiler:
@@ -42,18 +45,33 @@ def builder(space, profiler, tmp_path, name="dev", plan=PLAN):
                           log=lambda _: None)  # fmt: skip
 
 
-@pytest.mark.slow  # profiles and fits, ~5-7 s
+@pytest.mark.slow  # profiles and fits, ~5-10 s
 def test_eager_profile_resumes_without_remeasuring_and_reloads(tiny_space, tmp_path):
     first = CountingProfiler(EagerProfiler(threads=1, timing=FAST))
     profile = builder(tiny_space, first, tmp_path).run()
-    assert profile.counts == {"block": 10, "train": 4, "holdout": 3, "noise": 3}
-    assert first.calls == 1 + 10 + 4 + 3  # noise compiled once, then timed 3 times
+    assert profile.counts == {"block": 10, "train": 4, "holdout": 3, "noise": 3, "reference": 2}
+    # the reference and every block and network prepared once; the noise probe is the
+    # first held-out network, timed again without compiling again
+    assert first.calls == 1 + 10 + 4 + 3
     assert set(profile.validation) == {"block_sum", "whole_network"}
-    assert profile.validation["block_sum"]["n"] == 3 and "how" in profile.validation["block_sum"]
-    assert profile.noise_floor["n"] == 3 and profile.noise_floor["cv_pct"] >= 0
+    assert profile.validation["block_sum"]["n"] == 3 and "drift corrected" in profile.validation["block_sum"]["how"]
+    noise = profile.noise_floor
+    assert noise["n"] == 3 and noise["cv_pct"] >= 0 and noise["max_rel_dev_pct"] >= 0
+    assert noise["drift_range_pct"] >= 0 and noise["drift_min"] <= noise["drift_max"] and "uncorrected_cv_pct" in noise
+    assert profile.reference["item"] == tiny_space.arch_key(tiny_space.smallest()) and profile.reference["baseline_ms"] > 0
+    assert profile.plan["holdout"] == 3 and profile.plan["train"] == 4 and profile.plan["notes"] == []
+    assert profile.plan["holdout_from_budget"] is False
     assert profile.energy == "not measured"
-    rows = MeasurementStore(f"sqlite:///{tmp_path / 'measurements.db'}").query("dev", role="block")
-    assert all(r.backend == "eager" and r.repeat == FAST.repeat and r.median_ms > 0 for r in rows)
+    store = MeasurementStore(f"sqlite:///{tmp_path / 'measurements.db'}")
+    rows = store.query("dev", role="block")
+    assert all(r.backend == "eager" and r.repeat >= FAST.repeat and r.median_ms > 0 for r in rows)
+    # every block and network carries the reference's reading beside each repeat, and
+    # its figure is the corrected one
+    for r in rows + store.query("dev", role="train"):
+        assert len(r.reference_ms) == r.repeat
+        corrected = np.median(np.asarray(r.results_ms) / np.asarray(r.reference_ms)) * profile.reference["baseline_ms"]
+        assert r.median_ms == pytest.approx(corrected)
+    assert [m.reference_ms for m in store.query("dev", role="reference")] == [(), ()]  # calibration: unpaired
 
     again = CountingProfiler(EagerProfiler(threads=1, timing=FAST))
     builder(tiny_space, again, tmp_path).run()
@@ -69,17 +87,64 @@ def test_eager_profile_resumes_without_remeasuring_and_reloads(tiny_space, tmp_p
     assert pred.shape == (5,) and np.all(pred > 0)
 
 
+@pytest.mark.slow  # profiles twice, ~5-10 s
 def test_interrupted_profile_keeps_what_was_measured(tiny_space, tmp_path):
     class Drops(CountingProfiler):
-        def measure(self, module, shape):
+        def prepare(self, module, shape):
             if self.calls >= 4:
                 raise KeyboardInterrupt  # the user pressed Ctrl-C
-            return super().measure(module, shape)
+            return super().prepare(module, shape)
 
     with pytest.raises(KeyboardInterrupt):
         builder(tiny_space, Drops(EagerProfiler(threads=1, timing=FAST)), tmp_path).run()
     store = MeasurementStore(f"sqlite:///{tmp_path / 'measurements.db'}")
-    assert len(store.query("dev")) == 3 + 3  # noise repeats and the holdout networks
+    kept = {role: len(store.query("dev", role=role)) for role in ("reference", "holdout", "noise", "block", "train")}
+    # prepared: the reference, the first held-out network (then its first noise reading);
+    # interrupted while compiling the first round of 3 blocks
+    assert kept == {"reference": 2, "holdout": 1, "noise": 1, "block": 0, "train": 0}
     resumed = CountingProfiler(EagerProfiler(threads=1, timing=FAST))
-    builder(tiny_space, resumed, tmp_path).run()
-    assert resumed.calls == 10 + 4  # only what was missing: the blocks and training networks
+    profile = builder(tiny_space, resumed, tmp_path).run()
+    # only what was missing: the reference (compiled again, not re-calibrated), 10 blocks,
+    # 6 networks, and the noise probe compiled again for its last two readings
+    assert resumed.calls == 1 + 10 + 6 + 1
+    assert profile.counts == {"block": 10, "train": 4, "holdout": 3, "noise": 3, "reference": 2}
+
+
+def test_budget_cut_short_still_measures_the_minimum_networks(tiny_space, tmp_path):
+    plan = ProfilePlan(budget_minutes=1e-4, noise_repeats=2, holdout=4, train=6, pool_archs=20, seed_blocks=4,
+                       reference_readings=1)
+    profile = builder(tiny_space, EagerProfiler(threads=1, timing=FAST), tmp_path, plan=plan).run()
+    assert profile.counts["holdout"] == 2 and profile.counts["train"] == 3 and profile.counts["block"] == 0
+    assert profile.predictor == "whole_network" and "error" in profile.validation["block_sum"]
+    assert profile.validation["whole_network"]["n"] == 2
+    assert any("5 of 10 planned networks unmeasured (3 training, 2 held-out)" in n for n in profile.plan["notes"])
+
+
+def test_drift_correction_can_be_turned_off(tiny_space, tmp_path):
+    plan = ProfilePlan(budget_minutes=1e-4, noise_repeats=0, holdout=2, train=3, pool_archs=10, drift_correction=False)
+    profile = builder(tiny_space, EagerProfiler(threads=1, timing=FAST), tmp_path, plan=plan).run()
+    store = MeasurementStore(f"sqlite:///{tmp_path / 'measurements.db'}")
+    assert profile.reference is None and "reference" not in {m.role for m in store.query("dev")}
+    assert all(m.reference_ms == () for m in store.query("dev"))
+    assert "drift corrected" not in profile.validation["whole_network"]["how"]
+
+
+@pytest.mark.parametrize(
+    "minutes, holdout, train, note",
+    [(3, 3, 6, True), (10, 5, 12, True), (20, 10, 12, False), (0.5, 3, 4, True)],
+)
+def test_holdout_and_training_networks_follow_the_budget(minutes, holdout, train, note):
+    plan = ProfilePlan(budget_minutes=minutes)
+    n, why = plan.holdout_count()
+    assert n == holdout and plan.train_count() == train and (why is not None) == note
+    if note:
+        assert f"{holdout} held-out networks" in why and "--holdout" in why
+    assert ProfilePlan(budget_minutes=minutes, holdout=7, train=2).holdout_count() == (7, None)
+    assert ProfilePlan(budget_minutes=minutes, holdout=7, train=2).train_count() == 2
+
+
+def test_interleave_spreads_held_out_networks_and_starts_with_one():
+    order = _interleave(["h0", "h1", "h2"], [f"t{i}" for i in range(6)])
+    assert order[0] == ("holdout", "h0") and len(order) == 9
+    positions = [i for i, (role, _) in enumerate(order) if role == "holdout"]
+    assert positions == [0, 3, 6]

@@ -45,7 +45,7 @@ def test_parse_target_rejects_bad_input_with_one_line(text, words):
 def test_tvm_times_a_module_with_repeats(clock):
     timing = TimingConfig(warmup=1, repeat=4, min_repeat_ms=1, clock=clock)
     result = TVMProfiler(CPU_TARGET, timing=timing).measure(tiny_module(), (4, 8, 8))
-    assert result.repeat == 4 and len(result.results_ms) == 4
+    assert 4 <= result.repeat <= 12 and len(result.results_ms) == result.repeat  # until the median is stable
     assert result.median_ms > 0 and result.spread_ms >= 0
     assert result.energy_mj is None  # no meter on a machine without RAPL: nothing invented
 
@@ -73,5 +73,5 @@ def test_cpu_clock_refuses_multithreaded_targets():
 def test_eager_baseline_times_and_restores_threads():
     before = torch.get_num_threads()
     result = EagerProfiler(threads=1, timing=FAST).measure(tiny_module(), (4, 8, 8))
-    assert result.median_ms > 0 and result.repeat == FAST.repeat
+    assert result.median_ms > 0 and FAST.repeat <= result.repeat <= FAST.repeat_cap
     assert torch.get_num_threads() == before

@@ -52,6 +52,12 @@ def test_report_writes_html_and_pngs(study, capsys):
     assert "Plotly.newPlot" in page and "pixel3" in page and "feasible Pareto front" in page
     assert "<table class='sortable'>" in page
     assert (ws / "report_figures" / "pareto_pixel3.png").stat().st_size > 10_000
+    # the imported device's cross-validated figure decides whether the front is flagged
+    import json
+
+    saved = json.loads((ws / "profiles" / "pixel3.json").read_text())
+    within = saved["validation"][saved["predictor"]]["within_10pct"]
+    assert ("id='trust-pixel3'" in page) == (within < 0.9)
 
 
 def test_report_errors_are_one_line(study, capsys):

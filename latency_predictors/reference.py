@@ -1,0 +1,123 @@
+"""Drift correction: every measurement paired, repeat by repeat, with a reference network.
+
+A shared machine's speed drifts with its load: on the project's 2-core machine (load
+average 5-10 from other jobs) the thread CPU time of one compiled network, timed again
+and again for four minutes, ranged over 70 % of its median (CV 16 %), so blocks timed in
+a quiet minute and networks timed in a busy one do not add up. The ratio of that network
+to a *reference* network timed a few milliseconds before or after it ranged far less
+(CV 2-4 %). :class:`ReferencedProfiler` therefore wraps a profiler and times every item
+alternately with one reference network (:func:`~latency_predictors.timing.time_paired`),
+and reports it as ``item / reference x baseline``: the reference's time when it was
+calibrated at the start of the profile. The readings of the reference travel with every
+measurement (stored beside it), and the profile records the reference and its baseline,
+so later measurements of the device (a fine-tuned model, ``--verify``) are corrected
+the same way (:func:`latency_predictors.profilers.profiler_for_profile`).
+
+Example::
+
+    profiler = ReferencedProfiler(make_profiler(target), space.build_static(ref), space.input_shape(ref))
+    readings = [profiler.time_reference() for _ in range(5)]
+    profiler.baseline_ms = float(np.median([t.median_ms for t in readings]))
+    timing = profiler.measure(model, shape)      # drift corrected
+    timing.drift                                  # 1.3: the machine ran 30 % slow meanwhile
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from latency_predictors.errors import ProfilingError
+from latency_predictors.timing import Profiler, TimerFn, Timing, TimingConfig, time_paired
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a profile records about its reference network: which network (``item``, the
+    arch's key in the profile's space), its calibrated time ``baseline_ms``, and how many
+    calibration readings that is the median of."""
+
+    item: str
+    baseline_ms: float
+    readings: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"item": self.item, "baseline_ms": self.baseline_ms, "readings": self.readings,
+                "how": "every repeat of every measurement is paired with one repeat of this network; "
+                       "figures are item / reference x baseline"}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Reference | None:
+        if not data or "item" not in data or not data.get("baseline_ms"):
+            return None
+        return cls(str(data["item"]), float(data["baseline_ms"]), int(data.get("readings", 0)))
+
+
+class ReferencedProfiler:
+    """``inner``, with every measurement paired with ``module`` (the reference network).
+
+    The reference is compiled on first use and kept loaded. ``baseline_ms`` must be set
+    (from :meth:`time_reference` readings, or a profile's :class:`Reference`) before
+    :meth:`measure`.
+    """
+
+    def __init__(self, inner: Profiler, module: nn.Module, input_shape: tuple[int, ...],
+                 baseline_ms: float | None = None, item: str = "") -> None:
+        self.inner = inner
+        self.backend = inner.backend
+        self.timing: TimingConfig = getattr(inner, "timing", TimingConfig())
+        self.module, self.input_shape, self.item = module, tuple(input_shape), item
+        self.baseline_ms = baseline_ms
+        self._reference: TimerFn | None = None
+
+    @property
+    def stats(self) -> Any:
+        return getattr(self.inner, "stats", None)
+
+    def reference_timer(self) -> TimerFn:
+        if self._reference is None:
+            self._reference = self.inner.prepare(self.module, self.input_shape)
+        return self._reference
+
+    def time_reference(self) -> Timing:
+        """One unpaired measurement of the reference (a calibration reading)."""
+        return self.reference_timer()()
+
+    def describe(self) -> dict[str, Any]:
+        out = dict(self.inner.describe())
+        out["reference"] = {"item": self.item, "baseline_ms": self.baseline_ms}
+        return out
+
+    def measure(self, module: nn.Module, input_shape: tuple[int, ...]) -> Timing:
+        return self.prepare(module, input_shape)()
+
+    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> TimerFn:
+        """Compile ``module`` once; each call of the returned function is one paired,
+        drift-corrected measurement (``timer(cfg)``: with other settings)."""
+        return self.prepare_many([(module, input_shape)])[0]
+
+    def prepare_many(self, items: list[tuple[nn.Module, tuple[int, ...]]]) -> list[TimerFn]:
+        """:meth:`prepare` for several modules (compiled together where the profiler can)."""
+        if not self.baseline_ms:
+            raise ProfilingError("the reference network has no baseline yet: calibrate it first")
+        many = getattr(self.inner, "prepare_many", None)
+        timers = many(items) if many else [self.inner.prepare(m, shape) for m, shape in items]
+        return [self._paired(item) for item in timers]
+
+    def _paired(self, item: TimerFn) -> TimerFn:
+        reference = self.reference_timer()
+
+        def timer(cfg: TimingConfig | None = None) -> Timing:
+            timing = time_paired(item, reference, cfg or self.timing, float(self.baseline_ms))  # type: ignore[arg-type]
+            if cfg is None and getattr(self.inner, "meter", None) is not None:
+                energy = item()  # the meter's own window, with the profiler's settings
+                return Timing(timing.results_ms, timing.number, energy.energy_mj, energy.energy_method,
+                              timing.reference_ms, timing.baseline_ms)
+            return timing
+
+        return timer
+
+
+__all__ = ["Reference", "ReferencedProfiler"]
