@@ -141,8 +141,9 @@ class CostModel:
     energy: Any | None = None
 
     def predict(self, archs: Sequence[Any]) -> dict[str, np.ndarray]:
-        nets = [self.space.blocks(a) for a in archs]
-        inputs = list(archs) if self.profile.predictor == "fewshot" else nets
+        fewshot = self.profile.predictor == "fewshot"
+        nets = [self.space.blocks(a) for a in archs] if not fewshot or self.energy is not None else []
+        inputs = list(archs) if fewshot else nets
         out = {"latency_ms": np.asarray(self.latency.predict(inputs), dtype=float)}
         if self.energy is not None:
             out["energy_mj"] = np.asarray(self.energy.predict(nets), dtype=float)

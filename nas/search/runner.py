@@ -114,7 +114,7 @@ def run_search(problem: SearchProblem, settings: SearchSettings, quiet: bool = F
         from nas.search.engine_local import run_buffered, run_local
 
         if settings.buffered:
-            run_buffered(study, problem, settings.trials, progress, sampler)
-        else:
-            run_local(study, problem, settings.trials, progress)
+            trials = run_buffered(study, problem, settings.trials, progress, sampler)
+            return build_result(study, problem, storage_spec.display, cheapest, trials), study
+        run_local(study, problem, settings.trials, progress)
     return build_result(study, problem, storage_spec.display, cheapest), study

@@ -134,9 +134,11 @@ class ScreenedSampler(BaseSampler):
         return kept, archs, excess, np.asarray(latency, dtype=float)
 
     def _propose(self, study: Any) -> dict[str, Any]:
-        from optuna.trial import TrialState
-
         trials = study.get_trials(deepcopy=False)
+        seen = self._seen(trials) | {self._key(self._arch(p)) for p in self._proposals.values()}
+        return self._next(trials, seen)
+
+    def _seen(self, trials: list[Any]) -> set[str]:
         seen = set()
         for t in trials:
             if t.number in self._trial_keys:
@@ -146,7 +148,11 @@ class ScreenedSampler(BaseSampler):
                 seen.add(key)
                 if t.state.is_finished():  # its parameters are final
                     self._trial_keys[t.number] = key
-        seen |= {self._key(self._arch(p)) for p in self._proposals.values()}
+        return seen
+
+    def _next(self, trials: list[Any], seen: set[str]) -> dict[str, Any]:
+        from optuna.trial import TrialState
+
         done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
         if len(done) < self.n_startup:
             return self._random_feasible(seen)
@@ -158,6 +164,23 @@ class ScreenedSampler(BaseSampler):
             if self._key(self._arch(params)) not in seen:
                 return params
         return self._random_feasible(seen)
+
+    # --- batches (nas.search.engine_local.run_buffered) --------------------------------------------
+    def batch_size(self, n_complete: int) -> int:
+        """How many archs to propose before the next results can change a proposal: the
+        rest of the random start, then one refit's worth (``batch``)."""
+        return self.n_startup - n_complete if n_complete < self.n_startup else self.batch
+
+    def propose_batch(self, trials: list[Any], n: int) -> list[dict[str, Any]]:
+        """The next ``n`` parameter sets given the study's ``trials``: the same archs, in
+        the same order, as ``n`` Optuna trials asked one after another would get."""
+        seen = self._seen(trials) | {self._key(self._arch(p)) for p in self._proposals.values()}
+        out = []
+        for _ in range(n):
+            params = self._next(trials, seen)
+            seen.add(self._key(self._arch(params)))
+            out.append(params)
+        return out
 
     def _random_feasible(self, seen: set[str], tries: int = 8, draw: int = 256) -> dict[str, Any]:
         """A random unseen arch that fits by prediction (the least excess one if none does)."""
