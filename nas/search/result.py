@@ -67,6 +67,35 @@ def build_result(study: Any, problem: SearchProblem, storage: str,
     }
 
 
+def apply_verification(result: dict[str, Any], outcome: Any, problem: SearchProblem) -> dict[str, Any]:
+    """The result after :func:`nas.search.verify.verify_search`: ``verification`` (status,
+    counts, message), ``verified`` (every measured candidate, predicted and measured), and
+    ``recommended`` replaced by the most accurate arch measured to fit (``verified: true``)
+    or, failing that, the safe predicted pick (``verified: false``)."""
+    result = dict(result)
+    rec = outcome.recommended
+    result["verification"] = {
+        "status": outcome.status, "requested": outcome.requested, "measurements": outcome.measurements,
+        "recommended_verified": outcome.verified, "message": outcome.message,
+        "how": "each measured on the device as profiled (same target, schedule, timing and reach); "
+               "candidates chosen by expected accuracy gain x probability of fitting, the predictor "
+               "refitted after each",
+    }
+    result["verified"] = outcome.records
+    if rec is None:
+        result["recommended"] = None
+    else:
+        record = trial_record(rec)
+        record["verified"] = outcome.verified
+        if outcome.verified:
+            record["measured"] = {f"latency_ms@{k}": v for k, v in outcome.recommended_measured.items()}
+        result["recommended"] = record
+    result["costs_are"] = ("predicted by each device's profile; the recommended arch's latency is measured"
+                           if outcome.verified else
+                           "predicted by each device's profile (UNVERIFIED: " + (outcome.message or outcome.status) + ")")
+    return result
+
+
 def pareto_trials(trials: list[Any], directions: list[str]) -> list[Any]:
     """The trials no other of ``trials`` dominates (as ``study.best_trials`` on feasible ones)."""
     if not trials:

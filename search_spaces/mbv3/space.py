@@ -197,6 +197,7 @@ class MobileNetV3Space(SearchSpace):
 
     def _blocks(self, arch: MBV3Arch) -> list[BlockSpec]:
         cfg = self.config
+        widths = cfg.stage_widths  # a property that recomputes every width: read it once
         h = arch.resolution
         out = [_conv_block(cfg.in_channels, cfg.stem_width, 3, cfg.stem_stride, h, "hswish")]
         h = out[-1].out_shape[1]
@@ -207,7 +208,7 @@ class MobileNetV3Space(SearchSpace):
             for j, (k, e) in enumerate(blocks):
                 stride = cfg.stage_strides[s] if j == 0 else 1
                 mid = mid_channels(cin, e)
-                cout = cfg.stage_widths[s]
+                cout = widths[s]
                 out.append(
                     _mbconv_block(
                         cin, cout, k, stride, mid, h, cfg.stage_activations[s], cfg.stage_se[s], e
