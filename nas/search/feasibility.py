@@ -138,8 +138,11 @@ def check_budget(problem: SearchProblem) -> dict[str, Cheapest]:
         found[metric] = best
         if best.value > allowed:
             unit = metric.split("@")[0].split("_")[-1]
-            margin = (f" (within {allowed:.4g} after the {budget.safety_margin:.0%} safety margin)"
-                      if allowed != given else "")
+            if budget.safety_margin < 0:
+                margin = f" (searched up to {allowed:.4g}, {-budget.safety_margin:.0%} over it, for --verify)"
+            else:
+                margin = (f" (within {allowed:.4g} after the {budget.safety_margin:.0%} safety margin)"
+                          if allowed != given else "")
             raise EdgenasError(
                 f"{flag} {given:g}{margin} is infeasible: the cheapest arch of {problem.space.name} reaches "
                 f"{best.value:.4g} {unit} predicted {metric.replace('@', ' on ')} ({best.method}); "

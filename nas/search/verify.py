@@ -226,6 +226,55 @@ def safe_pick(problem: Any, trials: Sequence[Any], margin: float, costs: dict[st
     return None if best is None else best.trial
 
 
+def choose_batch(acc: np.ndarray, chance: np.ndarray, n: int, skip: np.ndarray | None = None,
+                 fill: bool = False) -> list[int]:
+    """``n`` archs to measure at once (no result in between, e.g. for ``devices suggest``):
+    greedily, the arch with the largest expected accuracy gain given the ones already
+    picked, each of which fits with its own probability (independently), over the best
+    safe arch (fits with probability :data:`SAFE`). Archs measured already (``skip``) and
+    archs unlikely to fit are left out; fewer than ``n`` come back when no other arch can
+    gain anything, unless ``fill``: then the rest are the most uncertain archs near the
+    edge (``P(fits)(1 - P(fits))``), the more accurate first, whose measurements teach the
+    predictor most where it decides."""
+    acc = np.asarray(acc, dtype=float)
+    chance = np.asarray(chance, dtype=float)
+    todo = (chance >= MIN_CHANCE) & (~skip if skip is not None else True)
+    safe = todo & (chance >= SAFE)
+    floor = float(acc[safe].max()) if safe.any() else float(acc.min()) - 1.0
+    picked: list[int] = []
+    for _ in range(n):
+        # the incumbent after the picks: each picked arch (best first) with the chance
+        # that it fits and no better picked one does; the floor with what is left
+        levels, left = [], 1.0
+        for i in sorted(picked, key=lambda i: -acc[i]):
+            if acc[i] > floor:
+                levels.append((acc[i], left * chance[i]))
+                left *= 1.0 - chance[i]
+        levels.append((floor, left))
+        gain = np.zeros(len(acc))
+        for level, weight in levels:
+            gain += weight * np.maximum(acc - level, 0.0)
+        gain = np.where(todo, gain * chance, 0.0)
+        gain[picked] = 0.0
+        if not (gain > 0).any():
+            break
+        picked.append(int(np.argmax(gain)))
+    if fill and len(picked) < n:
+        span = float(acc.max() - acc.min()) or 1.0
+        value = np.where(todo, 4.0 * chance * (1.0 - chance) * (0.5 + 0.5 * (acc - acc.min()) / span), -1.0)
+        value[picked] = -1.0
+        for i in np.argsort(-value, kind="stable")[: n - len(picked)]:
+            if value[i] > 0:
+                picked.append(int(i))
+    return picked
+
+
+def fit_probability(pred: np.ndarray, budget: float, error: float | None) -> np.ndarray:
+    """Probability that archs predicted at ``pred`` ms truly fit ``budget`` (log-normal
+    error with the spread of a predictor whose mean relative error is ``error``)."""
+    return _fit_probability(np.asarray(pred, dtype=float), budget, _sigma(error))
+
+
 def _candidates(problem: Any, trials: Sequence[Any]) -> list[Candidate]:
     """One candidate per distinct arch (its earliest trial), non-latency constraints met."""
     space = problem.space
@@ -278,9 +327,6 @@ def _choose(acc: np.ndarray, chance: np.ndarray, incumbent: float | None, done: 
         return None
     return int(np.argmax(gain))
 
-
-__all__ = ["DeviceLoop", "DeviceUnreachable", "Measured", "Verification", "check_verifiable",
-           "exploration_band", "safe_pick", "unverified", "verify_search"]
 
 
 class StoredDevice:
@@ -382,3 +428,8 @@ class ProfiledDevice(StoredDevice):
         how = {"number": t.number, "repeat": t.repeat, "results_ms": list(t.results_ms),
                "energy_method": t.energy_method, **self._profiler.describe()}
         return Measured(t.median_ms, t.spread_ms, t.energy_mj, how)
+
+
+__all__ = ["DeviceLoop", "DeviceUnreachable", "Measured", "ProfiledDevice", "StoredDevice", "Verification",
+           "check_verifiable", "choose_batch", "exploration_band", "fit_probability", "safe_pick",
+           "unverified", "verify_search"]
