@@ -28,6 +28,9 @@ class Cheapest:
     method: str
 
 
+_MISSING = object()
+
+
 class ParamRecorder:
     """A stand-in Optuna trial: returns fixed choices and records every parameter's choices.
 
@@ -44,10 +47,11 @@ class ParamRecorder:
         self._ints: dict[str, tuple[int, int, int, bool]] = {}
 
     def suggest_categorical(self, name: str, choices: Any) -> Any:
-        self.choices[name] = list(choices)
-        if name not in self.params:
-            self.params[name] = self.rng.choice(self.choices[name]) if self.rng else self.choices[name][0]
-        return self.params[name]
+        self.choices[name] = choices = list(choices)
+        value = self.params.get(name, _MISSING)
+        if value is _MISSING:
+            value = self.params[name] = self.rng.choice(choices) if self.rng else choices[0]
+        return value
 
     def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
         self._ints[name] = (low, high, step, log)

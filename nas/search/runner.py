@@ -178,6 +178,7 @@ def _run(problem: SearchProblem, settings: SearchSettings, quiet: bool) -> tuple
         study.set_user_attr("edgenas_checkpoint", str(Path(problem.spec.checkpoint).resolve()))
     progress = Progress.from_study(study, settings.trials, problem.names, problem.directions)
     progress.every_s = float("inf") if quiet else settings.progress_every_s
+    progress.quiet = quiet
     trials = None
     if settings.engine == "ray":
         from nas.search.engine_ray import run_ray

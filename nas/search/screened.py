@@ -48,7 +48,7 @@ class ScreenedSampler(BaseSampler):
     """Optuna sampler (see the module docstring). ``problem`` is a :class:`SearchProblem`."""
 
     def __init__(self, problem: Any, seed: int | None = 0, n_startup: int = 50, batch: int = 20,
-                 pool: int = 2000, parents: int = 8, exhaustive: int = 20000,
+                 pool: int = 500, parents: int = 4, exhaustive: int = 20000,
                  min_samples_leaf: int = 5, refit_fraction: float = 0.1, max_iter: int = 50,
                  learning_rate: float = 0.2, max_leaf_nodes: int = 8, screen_chunk: int = 256) -> None:
         if "accuracy" not in problem.names:
@@ -67,6 +67,7 @@ class ScreenedSampler(BaseSampler):
         self.screen_chunk = screen_chunk
         self._rng = random.Random(seed)
         self._codes: dict[str, np.ndarray] = {}
+        self._spare: list[dict[str, Any]] = []
         probe = ParamRecorder()
         problem.space.suggest(probe)
         self.choices = probe.choices
@@ -211,12 +212,18 @@ class ScreenedSampler(BaseSampler):
             fits = [i for i in np.flatnonzero(excess <= 0) if self._everything_keys[i] not in seen]
             if fits:
                 return params[fits[self._rng.randrange(len(fits))]]
+        while self._spare:  # feasible archs of an earlier draw (a draw screens 256 at once)
+            params = self._spare.pop()
+            if self._key(self._arch(params)) not in seen:
+                return params
         best: tuple[float, dict[str, Any]] | None = None
         for _ in range(tries):
             params, _archs, excess, _lat = self._screen([self._random_params() for _ in range(draw)], seen)
-            fits = np.flatnonzero(excess <= 0)
-            if len(fits):
-                return params[int(fits[self._rng.randrange(len(fits))])]
+            fits = [int(i) for i in np.flatnonzero(excess <= 0)]
+            if fits:
+                self._rng.shuffle(fits)
+                self._spare = [params[i] for i in fits[1:]]
+                return params[fits[0]]
             if len(params):
                 i = int(np.argmin(excess))
                 if best is None or excess[i] < best[0]:
@@ -300,7 +307,7 @@ class ScreenedSampler(BaseSampler):
         with threadpool_limits(1):
             score = model.predict(np.array([self._encode(k, p) for k, p in kept], dtype=float))
         ranked = [kept[i][1] for i in np.argsort(-score, kind="stable")]
-        want = max(n_next * 4, self.screen_chunk)  # the spread needs some width beyond the best
+        want = max(n_next * 2, 64)  # the spread needs some width beyond the best
         chosen: list[dict[str, Any]] = []
         lat: list[float] = []
         for start in range(0, len(ranked), self.screen_chunk):
