@@ -67,6 +67,7 @@ class ScreenedSampler(BaseSampler):
         self.screen_chunk = screen_chunk
         self._rng = random.Random(seed)
         self._codes: dict[str, np.ndarray] = {}
+        self._memo: dict[tuple, tuple[str, Any]] = {}
         self._spare: list[dict[str, Any]] = []
         probe = ParamRecorder()
         problem.space.suggest(probe)
@@ -116,10 +117,26 @@ class ScreenedSampler(BaseSampler):
 
     # --- proposals ----------------------------------------------------------------------------
     def _arch(self, params: dict[str, Any]) -> Any:
-        return self.problem.space.suggest(ParamRecorder(params))
+        return self._resolve(params)[1]
 
     def _key(self, arch: Any) -> str:
         return json.dumps(self.problem.space.arch_to_json(arch), sort_keys=True)
+
+    def _pkey(self, params: dict[str, Any]) -> str:
+        """The arch key of a parameter set."""
+        return self._resolve(params)[0]
+
+    def _resolve(self, params: dict[str, Any]) -> tuple[str, Any]:
+        """(arch key, arch) of a parameter set, remembered: neighbours and parents of one
+        round come back in the next."""
+        values = tuple(params.get(n) for n in self.choices)
+        hit = self._memo.get(values)
+        if hit is None:
+            if len(self._memo) >= 200_000:
+                self._memo.clear()
+            arch = self.problem.space.suggest(ParamRecorder(params))
+            hit = self._memo[values] = (self._key(arch), arch)
+        return hit
 
     def _random_params(self) -> dict[str, Any]:
         return {name: self._rng.choice(options) for name, options in self.choices.items()}
@@ -128,8 +145,7 @@ class ScreenedSampler(BaseSampler):
         """Unseen, distinct candidates with their archs, predicted excess (<= 0: fits) and latency."""
         kept, archs, keys = [], [], set()
         for params in candidates:
-            arch = self._arch(params)
-            key = self._key(arch)
+            key, arch = self._resolve(params)
             if key in seen or key in keys:
                 continue
             keys.add(key)
@@ -149,7 +165,7 @@ class ScreenedSampler(BaseSampler):
 
     def _propose(self, study: Any) -> dict[str, Any]:
         trials = study.get_trials(deepcopy=False)
-        seen = self._seen(trials) | {self._key(self._arch(p)) for p in self._proposals.values()}
+        seen = self._seen(trials) | {self._pkey(p) for p in self._proposals.values()}
         return self._next(trials, seen)
 
     def _seen(self, trials: list[Any]) -> set[str]:
@@ -158,7 +174,7 @@ class ScreenedSampler(BaseSampler):
             if t.number in self._trial_keys:
                 seen.add(self._trial_keys[t.number])
             elif t.params:
-                key = self._key(self._arch(t.params))
+                key = self._pkey(t.params)
                 seen.add(key)
                 if t.state.is_finished():  # its parameters are final
                     self._trial_keys[t.number] = key
@@ -175,7 +191,7 @@ class ScreenedSampler(BaseSampler):
             self._fitted_at = len(done)
         while self._queue:
             params = self._queue.pop(0)
-            if self._key(self._arch(params)) not in seen:
+            if self._pkey(params) not in seen:
                 return params
         return self._random_feasible(seen)
 
@@ -197,11 +213,11 @@ class ScreenedSampler(BaseSampler):
     def propose_batch(self, trials: list[Any], n: int) -> list[dict[str, Any]]:
         """The next ``n`` parameter sets given the study's ``trials``: the same archs, in
         the same order, as ``n`` Optuna trials asked one after another would get."""
-        seen = self._seen(trials) | {self._key(self._arch(p)) for p in self._proposals.values()}
+        seen = self._seen(trials) | {self._pkey(p) for p in self._proposals.values()}
         out = []
         for _ in range(n):
             params = self._next(trials, seen)
-            seen.add(self._key(self._arch(params)))
+            seen.add(self._pkey(params))
             out.append(params)
         return out
 
@@ -214,7 +230,7 @@ class ScreenedSampler(BaseSampler):
                 return params[fits[self._rng.randrange(len(fits))]]
         while self._spare:  # feasible archs of an earlier draw (a draw screens 256 at once)
             params = self._spare.pop()
-            if self._key(self._arch(params)) not in seen:
+            if self._pkey(params) not in seen:
                 return params
         best: tuple[float, dict[str, Any]] | None = None
         for _ in range(tries):
@@ -241,7 +257,7 @@ class ScreenedSampler(BaseSampler):
         from sklearn.ensemble import HistGradientBoostingRegressor
         from threadpoolctl import threadpool_limits
 
-        X = np.array([self._encode(self._trial_keys.get(t.number) or self._key(self._arch(t.params)), t.params)
+        X = np.array([self._encode(self._trial_keys.get(t.number) or self._pkey(t.params), t.params)
                       for t in done], dtype=float)
         y = np.array([t.values[self._acc_index] for t in done], dtype=float)
         model = HistGradientBoostingRegressor(max_iter=self.max_iter, learning_rate=self.learning_rate,
@@ -297,7 +313,7 @@ class ScreenedSampler(BaseSampler):
             candidates.append({n: (a if self._rng.random() < 0.5 else b).params.get(n) for n in self.choices})
         kept, keys = [], set()
         for params in candidates:
-            key = self._key(self._arch(params))
+            key = self._pkey(params)
             if key in seen or key in keys:
                 continue
             keys.add(key)
