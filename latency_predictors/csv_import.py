@@ -40,11 +40,14 @@ class ImportedRow:
     energy_mj: float | None
 
 
-def read_measurements_csv(path: str | Path, space: SearchSpace, *, progress: bool = True) -> list[ImportedRow]:
+def read_measurements_csv(path: str | Path, space: SearchSpace, *, progress: bool = True,
+                          skipped: list[int] | None = None) -> list[ImportedRow]:
     """Parse and validate ``path`` against ``space`` (``ValueError``/``FileNotFoundError``).
 
     ``progress`` shows a bar on stderr while rows are read (only if reading takes more
-    than a second, so small files print nothing).
+    than a second, so small files print nothing). With a ``skipped`` list, rows whose
+    ``latency_ms`` is empty are skipped and their line numbers appended to it (a file of
+    ``edgenas devices suggest`` not measured to the end); without it they are an error.
     """
     path = Path(path)
     if path.is_dir():
@@ -53,7 +56,7 @@ def read_measurements_csv(path: str | Path, space: SearchSpace, *, progress: boo
         raise FileNotFoundError(f"measurements file {path} does not exist; pass --measurements FILE.csv")
     total = _check_text(path)
     try:
-        return _read(path, space, total, progress)
+        return _read(path, space, total, progress, skipped)
     except UnicodeDecodeError as exc:
         raise InputError(
             f"{path} is not a text CSV file (byte 0x{exc.object[exc.start]:02x} is not UTF-8); "
@@ -91,7 +94,8 @@ def _check_text(path: Path) -> int:
     return lines
 
 
-def _read(path: Path, space: SearchSpace, total: int, progress: bool) -> list[ImportedRow]:
+def _read(path: Path, space: SearchSpace, total: int, progress: bool,
+          skipped: list[int] | None = None) -> list[ImportedRow]:
     # utf-8-sig: a byte-order mark is dropped, not read as part of the first column's name
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
@@ -112,6 +116,9 @@ def _read(path: Path, space: SearchSpace, total: int, progress: bool) -> list[Im
                 bar.update(1)
                 line = reader.line_num
                 row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+                if skipped is not None and not row.get("latency_ms"):
+                    skipped.append(line)
+                    continue
                 try:
                     arch = space.arch_from_json(row["arch"])
                 except (ValueError, KeyError, TypeError) as exc:
@@ -129,6 +136,9 @@ def _read(path: Path, space: SearchSpace, total: int, progress: bool) -> list[Im
                 first_line[key] = line
                 rows.append(ImportedRow(arch, latency, energy))
     if not rows:
+        if skipped:
+            raise InputError(f"{path}: no row has a latency_ms yet ({len(skipped)} without); measure the archs "
+                             "and fill the latency_ms column first")
         raise InputError(f"{path} has a header but no rows; add one row per measured arch")
     return rows
 

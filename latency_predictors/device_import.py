@@ -23,6 +23,7 @@ import datetime as _dt
 import json
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,103 @@ def import_device(
     return profile
 
 
+@dataclass(frozen=True)
+class Added:
+    """What :func:`add_measurements` did: the refitted profile and how many rows it stored,
+    skipped as already stored (same arch, same value), or kept as stored though the file
+    gives another value (``conflicts``: arch keys)."""
+
+    profile: DeviceProfile
+    added: int
+    duplicates: int
+    conflicts: tuple[str, ...]
+
+
+def add_measurements(
+    name: str,
+    space: SearchSpace,
+    rows: Sequence[ImportedRow],
+    store: MeasurementStore,
+    profiles_dir: Path,
+    source: str,
+    *,
+    progress: bool = True,
+    cv_max_rows: int = CV_MAX_ROWS,
+) -> Added:
+    """Add ``rows`` to the imported device ``name`` and refit (and cross-validate) its predictor.
+
+    The rows join the device's current import (its schedule label), so the predictor fits
+    on everything imported. An arch already stored is never stored twice: the same value
+    is a duplicate (a file imported twice changes nothing), another value is a conflict
+    and the stored row stays (re-import with ``replace`` to start over). The predictor
+    kind follows the row count as for a new import (few-shot up to
+    :data:`~latency_predictors.fewshot_adapter.FEWSHOT_MAX_ROWS` rows where it applies).
+
+    :class:`ProfileExistsError` (one line) when there is no such imported device of this
+    space: adding CSV rows to a device profiled with TVM would mix two ways of measuring.
+    """
+    name = validate_device_name(name)
+    path = Path(profiles_dir) / f"{name}.json"
+    if not path.exists():
+        raise ProfileExistsError(f"no device {name!r} to add to ({path} does not exist); import it first "
+                                 "without --add")
+    try:
+        profile = DeviceProfile.load(path)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ProfileExistsError(f"{path} cannot be read ({_first_line(exc)}); move it away and import again") from None
+    wanted = json.loads(json.dumps(space.describe()))
+    if profile.space != wanted:
+        raise ProfileExistsError(f"device {name!r} is a profile for {_space_label(profile.space)}, not "
+                                 f"{_space_label(wanted)}; add measurements of its own space")
+    if profile.backend != BACKEND:
+        raise ProfileExistsError(
+            f"device {name!r} was {how_made(profile)}; --add extends imported devices only (measurements taken "
+            f"elsewhere would mix with {profile.backend} timings): measure it with `edgenas search --verify K`"
+        )
+    stored = {m.item: m for m in store.query(name, space=space.name, role="import", backend=BACKEND,
+                                              schedule=profile.schedule_label)}
+    new: list[Measurement] = []
+    duplicates, conflicts = 0, []
+    seen: set[str] = set()
+    for r in rows:
+        key = space.arch_key(r.arch)
+        old = stored.get(key)
+        if old is not None or key in seen:
+            if old is not None and not np.isclose(old.median_ms, r.latency_ms, rtol=1e-9, atol=0.0):
+                conflicts.append(key)
+            else:
+                duplicates += 1
+            continue
+        seen.add(key)
+        new.append(Measurement(
+            device=name, space=space.name, role="import", item=key, backend=BACKEND,
+            schedule=profile.schedule_label, target={"kind": "external"}, tvm_version="n/a",
+            input_shape=tuple(space.input_shape(r.arch)), number=1, repeat=1, median_ms=r.latency_ms,
+            spread_ms=0.0, results_ms=(r.latency_ms,), energy_mj=r.energy_mj,
+            energy_method="imported" if r.energy_mj is not None else None,
+        ))
+    if not new:
+        return Added(profile, 0, duplicates, tuple(conflicts))
+    total = len(stored) + len(new)
+    fewshot = total <= FEWSHOT_MAX_ROWS and fewshot_supported(space)
+    profile.predictor = "fewshot" if fewshot else "whole_network"
+    if fewshot and "reference" not in profile.predictor_params:
+        profile.predictor_params = _fewshot_params(name)
+    elif not fewshot:
+        profile.predictor_params = {"random_state": 0}
+    everything = list(stored.values()) + new
+    figures = cross_validate(profile, _SubsetStore(store, everything), space, max_rows=cv_max_rows,
+                             progress=progress)  # fmt: skip
+    store.add_many(new, progress=progress, desc=f"storing {name}")
+    profile.validation = {profile.predictor: figures}
+    profile.counts = {**profile.counts, "import": total}
+    reached = dict(profile.reached or {})
+    reached["added"] = [*reached.get("added", []), source]
+    profile.reached = reached
+    profile.save(path)
+    return Added(profile, len(new), duplicates, tuple(conflicts))
+
+
 def check_replaceable(path: Path, name: str, space: SearchSpace, *, replace: bool) -> DeviceProfile | None:
     """The profile at ``path`` if there is one that ``replace`` allows to replace, ``None``
     if there is none; :class:`ProfileExistsError` (one line) otherwise."""
@@ -128,8 +226,8 @@ def check_replaceable(path: Path, name: str, space: SearchSpace, *, replace: boo
         )
     if not replace:
         raise ProfileExistsError(
-            f"device {name!r} already has a profile ({path}, {how_made(old)}); pass --replace to replace it "
-            "(the old one is kept as a .bak file beside it)"
+            f"device {name!r} already has a profile ({path}, {how_made(old)}); pass --add to add these rows to "
+            "its measurements, or --replace to replace it (the old one is kept as a .bak file beside it)"
         )
     return old
 

@@ -148,8 +148,9 @@ class CostModel:
     energy: Any | None = None
 
     def predict(self, archs: Sequence[Any]) -> dict[str, np.ndarray]:
-        nets = [self.space.blocks(a) for a in archs]
-        inputs = list(archs) if self.profile.predictor == "fewshot" else nets
+        fewshot = self.profile.predictor == "fewshot"
+        nets = [self.space.blocks(a) for a in archs] if not fewshot or self.energy is not None else []
+        inputs = list(archs) if fewshot else nets
         out = {"latency_ms": np.asarray(self.latency.predict(inputs), dtype=float)}
         if self.energy is not None:
             out["energy_mj"] = np.asarray(self.energy.predict(nets), dtype=float)
@@ -173,10 +174,12 @@ def fit_cost_model(
     exclude_holdout: bool = True,
     space: SearchSpace | None = None,
 ) -> CostModel:
-    """Refit ``profile``'s predictors from its stored measurements (never the holdout)."""
+    """Refit ``profile``'s predictors from its stored measurements (never the holdout):
+    blocks, and whole networks measured for training, imported, or measured by a search's
+    verification (``verify``: the networks near a budget, where accuracy matters most)."""
     space = space or profile.build_space()
     params = dict(profile.predictor_params)
-    nets_m = measurements_for(profile, store, "train") + measurements_for(profile, store, "import")
+    nets_m = [m for role in ("train", "import", "verify") for m in measurements_for(profile, store, role)]
     nets = [space.blocks(space.arch_from_json(m.item)) for m in nets_m]
     y = [m.median_ms for m in nets_m]
     if profile.predictor == "block_sum":

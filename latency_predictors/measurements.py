@@ -44,11 +44,12 @@ from tqdm import tqdm
 from latency_predictors.database import database_url, open_engine
 from latency_predictors.errors import DatabaseError, InputError
 
-ROLES = ("block", "train", "holdout", "noise", "reference", "import")
+ROLES = ("block", "train", "holdout", "noise", "reference", "import", "verify")
 """``block``: one block at its shapes; ``train``/``holdout``: whole networks used for fitting
 or kept out for validation; ``noise``: the same network timed again and again;
 ``reference``: a calibration reading of the reference network; ``import``: a whole network
-measured elsewhere (CSV)."""
+measured elsewhere (CSV); ``verify``: a whole network a search measured on the device to
+check its candidates (``edgenas search --verify``), used for fitting."""
 
 _CHUNK = 5000
 """Rows per ``executemany`` in :meth:`MeasurementStore.add_many` (bounds memory of one statement)."""

@@ -160,12 +160,25 @@ class BlockLatencyRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "regressor_")
         if not len(X):
             return np.zeros(0)
-        out = self.regressor_.predict(self.featurizer_.transform(X))
-        for i, b in enumerate(X):
+        # networks repeat a few blocks many times (an nb201 net: 76 blocks, 16 distinct):
+        # featurise and look up each distinct block once
+        # (by identity: spaces hand out the same BlockSpec object for a repeated block, and
+        # two equal objects are merely featurised twice)
+        index: dict[int, int] = {}
+        unique: list[BlockSpec] = []
+        rows = np.empty(len(X), dtype=np.intp)
+        for j, b in enumerate(X):
+            i = index.get(id(b))
+            if i is None:
+                i = index[id(b)] = len(unique)
+                unique.append(b)
+            rows[j] = i
+        out = self.regressor_.predict(self.featurizer_.transform(unique))
+        for i, b in enumerate(unique):
             known = self.table_.get(b.key())
             if known is not None:
                 out[i] = known
-        return out
+        return out[rows]
 
 
 CORRECTIONS = ("ratio", "affine", "affine_blocks")
@@ -254,7 +267,11 @@ class BlockSumRegressor(RegressorMixin, BaseEstimator):
         flat = [b for blocks in X for b in blocks]
         preds = self.block_model_.predict(flat)
         bounds = np.cumsum([0] + [len(blocks) for blocks in X])
-        return np.asarray([preds[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:])])
+        sums = np.zeros(len(X))
+        full = bounds[:-1] < bounds[1:]  # a network without blocks sums to 0
+        if len(flat):
+            sums[full] = np.add.reduceat(preds, bounds[:-1][full])
+        return sums
 
     def predict(self, X: Sequence[Sequence[BlockSpec]]) -> np.ndarray:
         check_is_fitted(self, "block_model_")

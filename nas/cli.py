@@ -3,7 +3,8 @@
 Exit codes:
 
 - ``0``: the command did what was asked;
-- ``1``: it ran and found a problem (``registry verify`` found a changed artifact);
+- ``1``: it ran and found a problem (``registry verify`` found a changed artifact, ``search
+  --verify`` could not verify its recommendation: its result is written, marked unverified);
 - ``2``: bad input or usage: one line on stderr naming the problem and the fix (the
   project's own error types, :data:`nas.errors.USER_ERRORS`, and argparse's usage errors);
 - ``3``: an internal error, which is a bug: one line saying so, and the traceback with

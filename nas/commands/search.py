@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,19 @@ def _amount(flag: str, unit: str) -> Any:
                 f"{flag} takes a plain number in {unit}, not {m.group(2)!r}: convert {text!r} to {unit}"
             )
         raise argparse.ArgumentTypeError(f"{flag} takes a number in {unit}, got {text!r}")
+
+    return parse
+
+
+def _count(flag: str) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} takes a whole number of measurements, got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be 0 or more, got {value}")
+        return value
 
     return parse
 
@@ -98,7 +112,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--ray-concurrency", type=int, help="at most this many Ray trials at once")
     p.add_argument("--ray-retries", type=int, default=2, help="retries of a failed Ray trial (default 2)")
     p.add_argument("--ray-storage-path", metavar="DIR", help="Ray Tune storage_path (shared by all nodes)")
-    p.add_argument("--sampler", choices=SAMPLERS, default="nsga2", help="Optuna sampler (default nsga2)")
+    p.add_argument("--sampler", choices=SAMPLERS, default="auto",
+                   help="Optuna sampler; auto (default): screened for one device under a budget, "
+                   "nsga2 for several devices or no budget (a wide front)")
+    p.add_argument("--verify", type=_count("--verify"), default=0, metavar="K",
+                   help="after the search, measure up to K candidates at the budget's edge on the device as "
+                   "profiled, refit its predictor, and recommend the most accurate arch measured to fit "
+                   "(explores a band over the budget unless --safety-margin is given; exit 1 when the "
+                   "recommendation could not be verified)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     p.add_argument("--population", type=int, default=50, help="NSGA-II/III population size (default 50)")
     p.add_argument("--nb201-dataset", default="cifar100", choices=("cifar10", "cifar100", "imagenet16-120"),
@@ -143,11 +164,17 @@ def run(args: argparse.Namespace) -> int:
         buffered=args.buffered if args.buffered is not None else (args.engine == "local" and not args.storage),
         ray=RayOptions(args.ray_address, args.ray_cpus, args.ray_gpus, args.ray_concurrency,
                        args.ray_retries, args.ray_storage_path),
+        verify=args.verify,
     )
     result, _ = search(spec, settings, args.safety_margin, quiet=args.quiet)
     if args.out:
         write_json(args.out, result)
     print(summary(result))
+    check = result.get("verification")
+    if check and not check["recommended_verified"]:
+        where = f"; {args.out} holds predicted costs, marked unverified" if args.out else ""
+        print(f"edgenas search: --verify: {check['message'] or check['status']}{where}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -156,11 +183,23 @@ def summary(result: dict[str, Any]) -> str:
     lines = [f"study {result['study']} in {result['storage']}: {result['trials']['complete']} trials, "
              f"{result['trials']['feasible']} feasible, {len(result['pareto_front'])} on the feasible front"]
     rec = result["recommended"]
+    check = result.get("verification")
+    if check:
+        lines.append(f"verification: {check['measurements']} of up to {check['requested']} measured on the device; "
+                     + ", ".join(f"trial {r['trial']} {_costs(r['measured'])} ({'fits' if r['fits'] else 'over'})"
+                                 for r in result["verified"]))
     if rec is None:
         lines.append("no feasible arch found yet: run more --trials or relax the budget")
     else:
-        costs = ", ".join(f"{k} {v:.4g}" for k, v in rec["predicted"].items())
-        lines.append(f"recommended: trial {rec['trial']} accuracy {rec['accuracy']:.2f} % | predicted {costs}")
+        costs = _costs(rec["predicted"])
+        measured = f" | measured {_costs(rec['measured'])}" if rec.get("measured") else ""
+        tag = "" if not check else (" (verified)" if rec.get("verified") else " (UNVERIFIED)")
+        lines.append(f"recommended{tag}: trial {rec['trial']} accuracy {rec['accuracy']:.2f} % | predicted {costs}"
+                     f"{measured}")
         lines.append(f"  arch {json.dumps(rec['arch'], separators=(',', ':'))}")
     return "\n".join(lines)
+
+
+def _costs(values: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in values.items())
 

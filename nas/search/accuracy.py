@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,14 @@ class TabularAccuracy:
         return self._table
 
     def evaluate(self, arch: Any) -> tuple[float, dict[str, Any]]:
+        return self.evaluate_many([arch])[0]
+
+    def evaluate_many(self, archs: Sequence[Any]) -> list[tuple[float, dict[str, Any]]]:
         table = self._values()
-        acc = float(table.accuracy(self.dataset, self.split)[arch.index])
-        test = float(table.accuracy(self.dataset, "test")[arch.index])
-        return acc, {"test_accuracy": test}
+        index = [a.index for a in archs]
+        acc = table.accuracy(self.dataset, self.split)[index]
+        test = table.accuracy(self.dataset, "test")[index]
+        return [(float(a), {"test_accuracy": float(t)}) for a, t in zip(acc, test)]
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "nb201-table", "dataset": self.dataset, "split": self.split, "epochs": 12}
@@ -72,15 +77,24 @@ class SupernetAccuracy:
         return self._cache
 
     def evaluate(self, arch: Any) -> tuple[float, dict[str, Any]]:
+        return self.evaluate_many([arch])[0]
+
+    def evaluate_many(self, archs: Sequence[Any]) -> list[tuple[float, dict[str, Any]]]:
+        """Cached archs from memory (the whole cache is read once, on first use); a miss is
+        looked up again (another worker may have evaluated it since), else evaluated and
+        stored at once, so an interrupted batch keeps what it evaluated."""
         cache = self.cache()
-        key = self._space_key(arch)
-        hit = self._known.get(key) or cache.get(key)
-        if hit is None:
-            hit = self._evaluate(arch)
-            cache.put(key, hit)
-            self.evaluated += 1
-        self._known[key] = hit
-        return hit.accuracy, {"loss": hit.loss, "samples": hit.samples}
+        out = []
+        for arch in archs:
+            key = self._space_key(arch)
+            hit = self._known.get(key) or cache.get(key)
+            if hit is None:
+                hit = self._evaluate(arch)
+                cache.put(key, hit)
+                self.evaluated += 1
+            self._known[key] = hit
+            out.append((hit.accuracy, {"loss": hit.loss, "samples": hit.samples}))
+        return out
 
     def _space_key(self, arch: Any) -> str:
         import json

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from nas.search.bulk import TrialWriter, finished_trial
 from nas.search.problem import SearchProblem, record
 from nas.search.progress import Progress
 from nas.search.study import count_complete, mark_worker, recover_dead_trials, worker_identity
@@ -62,49 +63,131 @@ def _run_waiting(study: Any, problem: SearchProblem, progress: Progress) -> None
 
 
 def run_buffered(study: Any, problem: SearchProblem, target: int, progress: Progress,
-                 sampler: Any, sync_every: int = 25) -> int:
-    """Fast path for cheap trials (tabular accuracy, warm cache): the sampler works on an
-    in-memory copy of the study and each finished trial is written to the stored study in
-    one transaction (``study.add_trial``), instead of a dozen writes per trial.
+                 sampler: Any) -> list[Any]:
+    """Fast path for cheap trials (tabular accuracy, warm cache): archs are proposed, scored
+    and written a batch at a time, and the study's complete trials are returned.
 
-    Nothing finished is lost (each is committed when it completes) and nothing finished
-    is repeated (a resumed run loads them); a killed run's in-flight trial is simply
-    sampled anew rather than retried. Trials of other workers are merged every
-    ``sync_every`` trials, but their running trials are not visible.
+    A batch is what the sampler proposes before results can change its next proposal
+    (a generation of NSGA-II, one refit of the screened sampler): its accuracies are read
+    together, its costs predicted with one call per device, and its trials written in one
+    transaction (:class:`~nas.search.bulk.TrialWriter`). Samplers with a batch interface
+    (``propose_batch``, the screened sampler) propose from the trials directly; any other
+    Optuna sampler works on an in-memory copy of the study, one ``ask`` at a time.
+
+    Nothing written is lost or repeated: a killed run loses only its unwritten batch, and
+    the next run continues from the stored trials. Trials that other workers complete
+    are merged after every batch (their running trials are not visible).
     """
-    import optuna
-    from optuna.trial import TrialState
-
     recover_dead_trials(study)
     _run_waiting(study, problem, progress)
-    before = count_complete(study)
-    if before >= target:
-        return 0
-    work = optuna.create_study(directions=problem.directions, sampler=sampler)
+    from optuna.trial import TrialState
+
+    history = list(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if len(history) >= target:
+        return history
+    writer = TrialWriter(study)
+    writer.remember(history)
+    proposer = _NativeProposer(sampler) if hasattr(sampler, "propose_batch") else _OptunaProposer(
+        sampler, problem, history)
     token = uuid.uuid4().hex
-    seen: set[int] = set()
-
-    def pull() -> int:
-        """Copy complete trials of other workers (and earlier runs) in; return the study's count."""
-        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        new = [t for t in trials if t.number not in seen and t.system_attrs.get(BUFFER_ATTR) != token]
-        seen.update(t.number for t in trials)
-        work.add_trials(new)
-        return len(trials)
-
-    added, total = 0, pull()
-    while total < target:
-        trial = work.ask()
-        outcome = problem.measure(problem.space.suggest(trial))
-        system = {f"constraints:{k}": v for k, v in outcome.constraints.items()}
-        study.add_trial(optuna.trial.create_trial(
-            params=trial.params, distributions=trial.distributions, values=list(outcome.values),
-            user_attrs=outcome.attrs, system_attrs={**system, BUFFER_ATTR: token},
-        ))
-        record(trial, outcome)
-        work.tell(trial, list(outcome.values))
-        progress.add(outcome.values, list(outcome.constraints.values()))
-        added += 1
-        total = pull() if added % sync_every == 0 else total + 1
+    while len(history) < target:
+        n = max(1, min(proposer.size(len(history)), target - len(history)))
+        params = proposer.propose(history, n)
+        scored = [problem.arch_of(p) for p in params]
+        outcomes = problem.measure_many([arch for arch, _, _ in scored])
+        extra = proposer.system_attrs()
+        trials = [finished_trial(used, dists, outcome, {**attrs, BUFFER_ATTR: token})
+                  for (_, used, dists), outcome, attrs in zip(scored, outcomes, extra)]
+        stored = writer.write(trials)
+        proposer.tell(outcomes)
+        history.extend(stored)
+        for outcome in outcomes:
+            progress.add(outcome.values, list(outcome.constraints.values()))
+        others = writer.others()
+        if others:
+            proposer.merge(others)
+            history = sorted(history + others, key=lambda t: t.number)
     progress.print()
-    return added
+    return history
+
+
+class _NativeProposer:
+    """A sampler with ``propose_batch`` (and ``batch_size``), e.g. the screened sampler."""
+
+    def __init__(self, sampler: Any) -> None:
+        self.sampler = sampler
+        self._n = 0
+
+    def size(self, n_complete: int) -> int:
+        return self.sampler.batch_size(n_complete) if hasattr(self.sampler, "batch_size") else 50
+
+    def propose(self, history: list[Any], n: int) -> list[dict[str, Any]]:
+        out = self.sampler.propose_batch(history, n)
+        self._n = len(out)
+        return out
+
+    def system_attrs(self) -> list[dict[str, Any]]:
+        return [{} for _ in range(self._n)]
+
+    def tell(self, outcomes: list[Any]) -> None:
+        pass
+
+    def merge(self, trials: list[Any]) -> None:
+        pass
+
+
+class _OptunaProposer:
+    """Any Optuna sampler, on an in-memory copy of the study: ``ask`` and ``suggest`` one
+    trial after another (so its random draws come in the order of the per-trial engine),
+    ``tell`` them once the batch is scored."""
+
+    def __init__(self, sampler: Any, problem: SearchProblem, history: list[Any]) -> None:
+        import optuna
+
+        self.problem = problem
+        self.work = optuna.create_study(directions=problem.directions, sampler=sampler)
+        self.work.add_trials(history)
+        self.population = getattr(sampler, "population_size", None)
+        self.generation_key = getattr(sampler, "_get_generation_key", lambda: None)()
+        self.pending: list[Any] = []
+
+    def size(self, n_complete: int) -> int:
+        """A generation of a genetic sampler (the rest of the current one on resume),
+        else one trial (TPE and GP model every result)."""
+        if not self.population:
+            return 1
+        if self.generation_key is None:
+            return self.population
+        from optuna.trial import TrialState
+
+        gens = [t.system_attrs.get(self.generation_key) for t in
+                self.work.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        gens = [g for g in gens if g is not None]
+        if not gens:
+            return self.population
+        current = gens.count(max(gens))
+        return self.population - current if current < self.population else self.population
+
+    def propose(self, history: list[Any], n: int) -> list[dict[str, Any]]:
+        self.pending = []
+        for _ in range(n):
+            trial = self.work.ask()
+            self.problem.space.suggest(trial)
+            self.pending.append(trial)
+        return [dict(t.params) for t in self.pending]
+
+    def system_attrs(self) -> list[dict[str, Any]]:
+        """What the sampler noted on each trial (NSGA-II's generation), so a resumed
+        search continues the same generations."""
+        storage = self.work._storage
+        return [{k: v for k, v in storage.get_trial(t._trial_id).system_attrs.items()
+                 if not k.startswith("constraints")} for t in self.pending]
+
+    def tell(self, outcomes: list[Any]) -> None:
+        for trial, outcome in zip(self.pending, outcomes):
+            record(trial, outcome)
+            self.work.tell(trial, list(outcome.values))
+        self.pending = []
+
+    def merge(self, trials: list[Any]) -> None:
+        self.work.add_trials(trials)

@@ -25,7 +25,9 @@ class Budget:
     """Hard limits: per device latency (ms) and energy (mJ), and the sub-network's size.
 
     ``safety_margin`` is a fraction: predicted cost must stay within
-    ``budget / (1 + safety_margin)``.
+    ``budget / (1 + safety_margin)``. A negative margin (down to -0.5) widens the search to
+    archs predicted up to that much *over* the budget: what a verified search explores
+    (``--verify``: the device, not the predictor, decides what fits).
     """
 
     max_latency_ms: float | None = None
@@ -40,8 +42,8 @@ class Budget:
             if value is not None and not (math.isfinite(value) and value > 0):
                 flag = "--" + name.replace("_", "-")
                 raise EdgenasError(f"{flag} must be a positive number, got {value}")
-        if not 0.0 <= self.safety_margin < 1.0:
-            raise EdgenasError(f"--safety-margin is a fraction in [0, 1), got {self.safety_margin}")
+        if not -0.5 <= self.safety_margin < 1.0:
+            raise EdgenasError(f"--safety-margin is a fraction in [-0.5, 1), got {self.safety_margin}")
 
     def allowed(self, value: float | None) -> float | None:
         return None if value is None else value / (1.0 + self.safety_margin)

@@ -89,25 +89,50 @@ class SearchProblem:
         }
 
     def costs(self, archs: Sequence[Any]) -> dict[str, np.ndarray]:
-        """Predicted latency/energy per device, FLOPs (M) and params (M) for ``archs``."""
+        """Predicted latency/energy per device, FLOPs (M) and params (M) for ``archs``
+        (one predictor call per device for the whole batch)."""
         out: dict[str, np.ndarray] = {}
+        archs = list(archs)
         for d in self.devices:
             out[f"latency_ms@{d.name}"] = np.asarray(d.predict_latency_ms(archs), dtype=float)
             if self._energy[d.name]:
                 out[f"energy_mj@{d.name}"] = np.asarray(d.predict_energy_mj(archs), dtype=float)
-        out["mflops"] = np.array([self.space.flops(a) / 1e6 for a in archs])
-        out["params_m"] = np.array([self.space.params(a) / 1e6 for a in archs])
+        out["mflops"] = np.array([self.space.flops(a) / 1e6 for a in archs], dtype=float)
+        out["params_m"] = np.array([self.space.params(a) / 1e6 for a in archs], dtype=float)
         return out
 
     def measure(self, arch: Any) -> Outcome:
         """Accuracy, predicted costs and constraint values of one arch."""
-        acc, extra = self.accuracy.evaluate(arch)
-        metrics = {k: float(v[0]) for k, v in self.costs([arch]).items()}
-        metrics["accuracy"] = float(acc)
-        values = tuple(metrics[n] for n in self.names)
-        constraints = constraint_values(self.spec.budget, metrics, [d.name for d in self.devices])
-        attrs = {"arch": self.space.arch_to_json(arch), "metrics": metrics, **extra}
-        return Outcome(values, constraints, attrs)
+        return self.measure_many([arch])[0]
+
+    def measure_many(self, archs: Sequence[Any]) -> list[Outcome]:
+        """:meth:`measure` for a batch: accuracies read together (one cache look-up for a
+        warm cache), costs predicted with one call per device."""
+        archs = list(archs)
+        if not archs:
+            return []
+        scored = evaluate_many(self.accuracy, archs)
+        costs = self.costs(archs)
+        devices = [d.name for d in self.devices]
+        out = []
+        for i, (arch, (acc, extra)) in enumerate(zip(archs, scored)):
+            metrics = {k: float(v[i]) for k, v in costs.items()}
+            metrics["accuracy"] = float(acc)
+            values = tuple(metrics[n] for n in self.names)
+            constraints = constraint_values(self.spec.budget, metrics, devices)
+            attrs = {"arch": self.space.arch_to_json(arch), "metrics": metrics, **extra}
+            out.append(Outcome(values, constraints, attrs))
+        return out
+
+    def arch_of(self, params: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        """The arch a parameter set stands for, with every parameter it uses and their
+        Optuna distributions (what a trial that suggested it would store)."""
+        from nas.search.feasibility import ParamRecorder
+
+        recorder = ParamRecorder(params)
+        arch = self.space.suggest(recorder)
+        used = {k: recorder.params[k] for k in recorder.choices}
+        return arch, used, recorder.distributions()
 
     def objective(self, trial: Any) -> tuple[float, ...]:
         """The Optuna objective: suggest an arch, score it, record constraints and extras."""
@@ -115,6 +140,14 @@ class SearchProblem:
         outcome = self.measure(arch)
         record(trial, outcome)
         return outcome.values
+
+
+def evaluate_many(source: Any, archs: Sequence[Any]) -> list[tuple[float, dict[str, Any]]]:
+    """``source.evaluate`` for each arch, through ``source.evaluate_many`` where it has one."""
+    many = getattr(source, "evaluate_many", None)
+    if many is not None:
+        return list(many(archs))
+    return [source.evaluate(a) for a in archs]
 
 
 def record(trial: Any, outcome: Outcome) -> None:

@@ -21,6 +21,7 @@ class Progress:
     done: int = 0
     feasible: int = 0
     every_s: float = 2.0
+    quiet: bool = False
     stream: TextIO = field(default_factory=lambda: sys.stderr)
     best: list[float] = field(default_factory=list)
     _start: float = field(default_factory=time.monotonic)
@@ -65,4 +66,5 @@ class Progress:
 
     def print(self) -> None:
         self._last = time.monotonic()
-        print(self.line(), file=self.stream, flush=True)
+        if not self.quiet:
+            print(self.line(), file=self.stream, flush=True)

@@ -45,6 +45,10 @@ class SearchSettings:
     ray: RayOptions = RayOptions()
     progress_every_s: float = 2.0
     buffered: bool = False
+    verify: int = 0
+    """Measure up to this many candidates on the device after the search (:mod:`nas.search.verify`)."""
+    reach: Any = None
+    """Where to reach the device for ``verify`` when it moved (a :class:`~latency_predictors.profilers.Reach`)."""
 
     def __post_init__(self) -> None:
         if self.trials < 1:
@@ -53,6 +57,8 @@ class SearchSettings:
             raise EdgenasError(f"--engine {self.engine!r}: use local or ray")
         if self.buffered and self.engine != "local":
             raise EdgenasError("--buffered is a mode of --engine local")
+        if self.verify < 0:
+            raise EdgenasError(f"--verify must be 0 or more measurements, got {self.verify}")
 
 
 def auto_margin(devices: list[Any]) -> float:
@@ -64,20 +70,33 @@ def auto_margin(devices: list[Any]) -> float:
 
 
 def prepare(spec: SearchSpec, margin: float | str = "auto") -> SearchProblem:
-    """Build the problem, resolving ``--safety-margin auto`` from the devices' predictors."""
+    """Build the problem, resolving ``--safety-margin auto`` from the devices' predictors
+    (``"verify"``: the negative margin of a verified search, see
+    :func:`nas.search.verify.exploration_band`)."""
     problem = build_problem(spec)
-    value = auto_margin(problem.devices) if margin == "auto" else float(margin)
+    if margin == "auto":
+        value = auto_margin(problem.devices)
+    elif margin == "verify":
+        from nas.search.verify import exploration_band
+
+        value = -exploration_band(problem.devices)
+    else:
+        value = float(margin)
     spec = replace(spec, budget=replace(spec.budget, safety_margin=round(value, 4)))
     Budget(**spec.budget.to_json())  # validates the margin
     return SearchProblem(spec, problem.space, problem.accuracy, problem.devices)
 
 
 def search(spec: SearchSpec, settings: SearchSettings = SearchSettings(), margin: float | str = "auto",
-           quiet: bool = False) -> tuple[dict[str, Any], Any]:
+           quiet: bool = False, loops: dict[str, Any] | None = None) -> tuple[dict[str, Any], Any]:
     """Search (or resume) the study ``spec`` and ``settings`` describe: the whole pipeline.
 
     Returns the result document (feasible front, recommended arch, cheapest reachable
-    costs; what ``edgenas search --out`` writes) and the Optuna study.
+    costs; what ``edgenas search --out`` writes) and the Optuna study. With
+    ``settings.verify`` the candidates are then measured on the device
+    (:mod:`nas.search.verify`; ``loops`` replaces the devices' measuring side, as the
+    benchmarks do) and the result says what was measured and whether the recommended arch
+    is verified (``result["verification"]["status"]``).
 
     Example::
 
@@ -86,11 +105,64 @@ def search(spec: SearchSpec, settings: SearchSettings = SearchSettings(), margin
         result, study = search(spec, SearchSettings(trials=300))
         result["recommended"]["arch"]
     """
-    return run_search(prepare(spec, margin), settings, quiet=quiet)
+    if not settings.verify:
+        return run_search(prepare(spec, margin), settings, quiet=quiet)
+    from nas.search.verify import check_verifiable
+
+    problem = prepare(spec, "verify" if margin == "auto" else margin)
+    check_verifiable(problem)
+    if loops is None:
+        loops = device_loops(problem, settings.reach)
+    study, trials, display, cheapest = _run(problem, settings, quiet)
+    result = build_result(study, problem, display, cheapest, trials)
+    return run_verification(problem, study, trials, result, loops, settings.verify, quiet), study
+
+
+def device_loops(problem: SearchProblem, reach: Any = None) -> dict[str, Any]:
+    """A :class:`~nas.search.verify.ProfiledDevice` per device (an imported one is refused here,
+    before the search)."""
+    from nas.search.verify import ProfiledDevice
+
+    ws = Workspace(Path(problem.spec.workspace))
+    return {d.name: ProfiledDevice(ws, d.name, problem.space, reach) for d in problem.devices}
+
+
+def run_verification(problem: SearchProblem, study: Any, trials: list[Any], result: dict[str, Any],
+                     loops: dict[str, Any], k: int, quiet: bool = False) -> dict[str, Any]:
+    """Measure the search's candidates (:func:`nas.search.verify.verify_search`), store the
+    measurements with the study, and rewrite the result's recommendation accordingly."""
+    import sys
+
+    from nas.search.result import apply_verification
+    from nas.search.verify import DeviceUnreachable, unverified, verify_search
+
+    fallback = auto_margin(problem.devices)
+    log = (lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        for loop in loops.values():
+            if hasattr(loop, "connect"):
+                loop.connect()
+    except DeviceUnreachable as exc:
+        outcome = unverified(problem, trials, k, fallback, "unreachable", str(exc))
+    else:
+        outcome = verify_search(problem, trials, loops, k, fallback, log)
+        for loop in loops.values():
+            if hasattr(loop, "finish"):
+                loop.finish()
+    for record in outcome.records:
+        study.set_user_attr(f"edgenas_measured:{record['trial']}", record)
+    return apply_verification(result, outcome, problem)
 
 
 def run_search(problem: SearchProblem, settings: SearchSettings, quiet: bool = False) -> tuple[dict[str, Any], Any]:
     """Run (or resume) the search; return the result document and the study."""
+    study, trials, display, cheapest = _run(problem, settings, quiet)
+    return build_result(study, problem, display, cheapest, trials), study
+
+
+def _run(problem: SearchProblem, settings: SearchSettings, quiet: bool) -> tuple[Any, list[Any] | None, str, Any]:
+    """The search itself: the study, its complete trials (when the engine holds them),
+    the storage as displayed, and the cheapest reachable costs."""
     workspace = Path(problem.spec.workspace)
     storage_spec = parse_storage(settings.storage, Workspace(workspace).studies_url)
     check_reachable(storage_spec)
@@ -106,6 +178,8 @@ def run_search(problem: SearchProblem, settings: SearchSettings, quiet: bool = F
         study.set_user_attr("edgenas_checkpoint", str(Path(problem.spec.checkpoint).resolve()))
     progress = Progress.from_study(study, settings.trials, problem.names, problem.directions)
     progress.every_s = float("inf") if quiet else settings.progress_every_s
+    progress.quiet = quiet
+    trials = None
     if settings.engine == "ray":
         from nas.search.engine_ray import run_ray
 
@@ -114,7 +188,11 @@ def run_search(problem: SearchProblem, settings: SearchSettings, quiet: bool = F
         from nas.search.engine_local import run_buffered, run_local
 
         if settings.buffered:
-            run_buffered(study, problem, settings.trials, progress, sampler)
+            trials = run_buffered(study, problem, settings.trials, progress, sampler)
         else:
             run_local(study, problem, settings.trials, progress)
-    return build_result(study, problem, storage_spec.display, cheapest), study
+    if trials is None:
+        from optuna.trial import TrialState
+
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return study, trials, storage_spec.display, cheapest

@@ -43,9 +43,9 @@ def open_study(storage: Any, spec: StorageSpec, name: str, identity: dict[str, A
                directions: list[str], sampler: Any) -> Any:
     """Create the study or load it after checking it is the same search."""
     optuna = require_optuna()
-    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-    if name in existing:
-        stored = existing[name].user_attrs.get(IDENTITY_ATTR)
+    # by name, not get_all_study_summaries: that reads every trial of every study stored
+    if name in optuna.get_all_study_names(storage):
+        stored = storage.get_study_user_attrs(storage.get_study_id_from_name(name)).get(IDENTITY_ATTR)
         if stored is None:
             stored = _wait_for_identity(optuna, storage, name)
         if stored is None:

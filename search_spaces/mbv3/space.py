@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from dataclasses import replace
@@ -182,8 +183,21 @@ class MobileNetV3Space(SearchSpace):
         return (self.config.in_channels, arch.resolution, arch.resolution)
 
     def blocks(self, arch: MBV3Arch) -> list[BlockSpec]:
-        """Stem, first block, every active MBConv, final expand, head: with FLOPs and params."""
+        """Stem, first block, every active MBConv, final expand, head: with FLOPs and params.
+
+        Remembered per arch (a search asks for the same arch's blocks to predict its
+        latency, FLOPs and parameters, and again for every device)."""
+        memo = self.__dict__.setdefault("_blocks_memo", {})
+        hit = memo.get(arch)
+        if hit is None:
+            if len(memo) >= 100_000:
+                memo.clear()
+            hit = memo[arch] = tuple(self._blocks(arch))
+        return list(hit)
+
+    def _blocks(self, arch: MBV3Arch) -> list[BlockSpec]:
         cfg = self.config
+        widths = cfg.stage_widths  # a property that recomputes every width: read it once
         h = arch.resolution
         out = [_conv_block(cfg.in_channels, cfg.stem_width, 3, cfg.stem_stride, h, "hswish")]
         h = out[-1].out_shape[1]
@@ -194,7 +208,7 @@ class MobileNetV3Space(SearchSpace):
             for j, (k, e) in enumerate(blocks):
                 stride = cfg.stage_strides[s] if j == 0 else 1
                 mid = mid_channels(cin, e)
-                cout = cfg.stage_widths[s]
+                cout = widths[s]
                 out.append(
                     _mbconv_block(
                         cin, cout, k, stride, mid, h, cfg.stage_activations[s], cfg.stage_se[s], e
@@ -272,6 +286,7 @@ def _out(h: int, stride: int) -> int:
     return (h - 1) // stride + 1
 
 
+@functools.lru_cache(maxsize=4096)  # a block is immutable; a search builds the same few hundred
 def _conv_block(cin: int, cout: int, k: int, stride: int, h: int, act: str) -> BlockSpec:
     oh = _out(h, stride)
     return BlockSpec(
@@ -286,6 +301,7 @@ def _conv_block(cin: int, cout: int, k: int, stride: int, h: int, act: str) -> B
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def _mbconv_block(
     cin: int, cout: int, k: int, stride: int, mid: int, h: int, act: str, se: bool, expand: int
 ) -> BlockSpec:

@@ -182,3 +182,68 @@ def test_spreadsheet_bom_imports_and_an_existing_name_is_kept(tmp_path, capsys):
     rc, _, err = run(capsys, "devices", "import", "../evil", "--space", "mbv3", "--measurements", str(data),
                      "--workspace", str(ws))  # fmt: skip
     assert rc == 2 and "device name '../evil' is not allowed" in err and not (tmp_path / "evil.json").exists()
+
+
+def _nb201_truth():  # type: ignore[no-untyped-def]
+    from latency_predictors.nb201_table import load_nb201_latency
+
+    try:
+        return load_nb201_latency().column("pixel3")
+    except FileNotFoundError:
+        pytest.skip("NAS-Bench-201 data not present")
+
+
+@pytest.mark.slow  # an import, a 60-trial search and two refits: ~15 s
+def test_suggest_then_add_refines_and_a_file_added_twice_changes_nothing(tmp_path, capsys):
+    """The loop for a device reachable only as a CSV: suggest archs near a budget, measure
+    them (here: the table's true latency), add the filled file; adding it again is a no-op."""
+    import numpy as np
+
+    truth = _nb201_truth()
+    nb201 = get_space("nb201")
+    ws = str(tmp_path / "ws")
+    first = write_csv(tmp_path / "m.csv", ["arch", "latency_ms"],
+                      [[i, truth[i]] for i in random.Random(0).sample(range(15625), 10)])
+    assert run(capsys, "devices", "import", "pixel3", "--space", "nb201", "--measurements", str(first),
+               "--workspace", ws, "--quiet")[0] == 0
+    budget = float(np.percentile(truth, 50))
+    todo = tmp_path / "todo.csv"
+    rc, out, _ = run(capsys, "devices", "suggest", "pixel3", "--budget", str(budget), "-n", "4", "--out", str(todo),
+                     "--trials", "60", "--workspace", ws, "--quiet")
+    assert rc == 0 and "edgenas devices import pixel3 --add" in out
+    with todo.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and all(r["latency_ms"] == "" for r in rows)
+    assert all(0.01 <= float(r["chance_fits"]) < 1.0 for r in rows)  # near the edge: neither hopeless nor sure
+    measured = {nb201.arch_key(nb201.arch_from_json(a)) for a in [r[0] for r in csv.reader(first.open())][1:]}
+    assert not measured & {nb201.arch_key(nb201.arch_from_json(r["arch"])) for r in rows}
+    for r in rows[:3]:  # the fourth is not measured yet: skipped, not an error
+        r["latency_ms"] = str(truth[nb201.arch_from_json(r["arch"]).index])
+    done = write_csv(tmp_path / "done.csv", list(rows[0]), [list(r.values()) for r in rows])
+    rc, out, _ = run(capsys, "devices", "import", "pixel3", "--add", "--measurements", str(done), "--workspace", ws,
+                     "--quiet")
+    assert rc == 0 and "added 3 measurements" in out and "1 without latency_ms" in out and "13 rows" in out
+    before = (tmp_path / "ws" / "profiles" / "pixel3.json").read_text()
+    rc, out, _ = run(capsys, "devices", "import", "pixel3", "--add", "--measurements", str(done), "--workspace", ws,
+                     "--quiet")
+    assert rc == 0 and "added 0 measurements" in out and "3 already stored" in out
+    assert (tmp_path / "ws" / "profiles" / "pixel3.json").read_text() == before
+    from nas.workspace import Workspace
+
+    assert len(Workspace(tmp_path / "ws").measurements().query("pixel3", role="import")) == 13
+
+
+def test_add_needs_an_imported_device_and_excludes_replace(tmp_path, capsys):
+    ws = str(tmp_path / "ws")
+    data = write_csv(tmp_path / "m.csv", ["arch", "latency_ms"], [r[:2] for r in mbv3_rows(3)])
+    rc, _, err = run(capsys, "devices", "import", "nosuch", "--add", "--measurements", str(data), "--workspace", ws)
+    assert rc == 2 and "no device 'nosuch'" in err and err.count("\n") == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["devices", "import", "x", "--add", "--replace", "--measurements", str(data), "--workspace", ws])
+    assert exc.value.code == 2
+    from latency_predictors.device_profile import DeviceProfile
+
+    DeviceProfile(name="board", space=SMALL.describe(), target={"kind": "llvm"}, reached={"kind": "local"},
+                  predictor="whole_network").save(tmp_path / "ws" / "profiles" / "board.json")
+    rc, _, err = run(capsys, "devices", "import", "board", "--add", "--measurements", str(data), "--workspace", ws)
+    assert rc == 2 and "--add extends imported devices only" in err and "search --verify" in err

@@ -1,0 +1,158 @@
+"""Device in the loop (``search --verify``): what is measured, stored and recommended, and the
+refusals. The device's truth is NAS-Bench-201's measured latency table (a few-shot imported
+device predicts it; a "measurement" reads the table)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nas.cli import main
+from nas.search import Budget, SearchSettings, SearchSpec
+from nas.search.runner import auto_margin, prepare, run_search
+from nas.search.verify import MIN_CHANCE, Measured, StoredDevice, choose_batch, verify_search
+from nas.workspace import Workspace
+
+DEVICE = "pixel3"
+
+
+@pytest.fixture(scope="module")
+def truth() -> np.ndarray:
+    from latency_predictors.nb201_table import load_nb201_latency
+
+    try:
+        return load_nb201_latency().column(DEVICE)
+    except FileNotFoundError:
+        pytest.skip("NAS-Bench-201 data not present")
+
+
+def _import(ws: Path, truth: np.ndarray, n: int = 10) -> None:
+    rows = [[i, truth[i]] for i in np.random.default_rng(0).choice(len(truth), n, replace=False)]
+    path = ws / "m.csv"
+    ws.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([["arch", "latency_ms"], *rows])
+    assert main(["devices", "import", DEVICE, "--space", "nb201", "--measurements", str(path),
+                 "--workspace", str(ws), "--quiet"]) == 0
+
+
+def _searched(ws: Path, budget: float, trials: int = 80):  # type: ignore[no-untyped-def]
+    spec = SearchSpec("nb201", {}, (DEVICE,), Budget(max_latency_ms=budget), workspace=str(ws))
+    problem = prepare(spec, "verify")
+    _result, study = run_search(problem, SearchSettings(trials=trials, buffered=True), quiet=True)
+    from optuna.trial import TrialState
+
+    return problem, study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def _loop(ws: Path, problem, truth: np.ndarray, scale: float = 1.0) -> StoredDevice:  # type: ignore[no-untyped-def]
+    return StoredDevice(Workspace(ws), DEVICE, problem.space, lambda a: Measured(float(truth[a.index]) * scale))
+
+
+@pytest.mark.slow  # an import, a search and refits: ~10-20 s
+def test_measures_at_most_k_stores_them_and_recommends_a_measured_fit(tmp_path: Path, truth: np.ndarray) -> None:
+    budget = float(np.percentile(truth, 50))
+    _import(tmp_path, truth)
+    problem, trials = _searched(tmp_path, budget)
+    assert problem.spec.budget.safety_margin < 0  # a verified search explores over the budget
+    loop = _loop(tmp_path, problem, truth)
+    out = verify_search(problem, trials, {DEVICE: loop}, 3, auto_margin(problem.devices))
+    assert 1 <= out.measurements <= 3 and len(out.records) == out.measurements
+    keys = [problem.space.arch_key(problem.space.arch_from_json(r["arch"])) for r in out.records]
+    assert len(set(keys)) == len(keys)  # nothing measured twice
+    for r in out.records:
+        index = problem.space.arch_from_json(r["arch"]).index
+        assert r["measured"][f"latency_ms@{DEVICE}"] == pytest.approx(truth[index])
+        assert r["fits"] == (truth[index] <= budget)
+    stored = Workspace(tmp_path).measurements().query(DEVICE, role="verify")
+    assert sorted(m.item for m in stored) == sorted(keys)
+    if out.verified:  # the most accurate arch measured to fit, and it truly fits
+        index = problem.space.arch_from_json(out.recommended.user_attrs["arch"]).index
+        assert truth[index] <= budget
+        assert out.recommended.values[0] == max(r["accuracy"] for r in out.records if r["fits"])
+    again = verify_search(problem, trials, {DEVICE: _loop(tmp_path, problem, truth)}, 3, auto_margin(problem.devices))
+    assert not set(keys) & {problem.space.arch_key(problem.space.arch_from_json(r["arch"])) for r in again.records}
+
+
+@pytest.mark.slow  # an import, a search and refits: ~10 s
+def test_a_device_far_slower_than_predicted_leaves_the_pick_unverified(tmp_path: Path, truth: np.ndarray) -> None:
+    """20 times slower than its import said: no arch of the study can fit. (At 3 times, the
+    refitted predictor steers the last measurement to an arch that does fit.)"""
+    budget = float(np.percentile(truth, 50))
+    _import(tmp_path, truth)
+    problem, trials = _searched(tmp_path, budget, trials=60)
+    out = verify_search(problem, trials, {DEVICE: _loop(tmp_path, problem, truth, scale=20.0)}, 3,
+                        auto_margin(problem.devices))
+    assert 1 <= out.measurements <= 3 and not any(r["fits"] for r in out.records)
+    assert not out.verified and out.status == "none-fits" and "none of the" in out.message
+
+
+def test_choose_batch_skips_measured_and_hopeless_archs() -> None:
+    acc = np.array([70.0, 69.0, 68.0, 60.0, 75.0, 50.0])
+    chance = np.array([0.5, 0.6, 0.99, 1.0, 0.001, 0.3])
+    skip = np.array([False, True, False, False, False, False])
+    picks = choose_batch(acc, chance, 4, skip)
+    assert 1 not in picks and 4 not in picks and len(set(picks)) == len(picks) <= 4
+    assert picks[0] == 0  # the largest expected gain over the safe 68: (70 - 68) x 0.5
+    filled = choose_batch(acc, chance, 4, skip, fill=True)  # then the uncertain ones: not 3 (sure to fit)
+    assert sorted(filled) == [0, 2, 5] and all(chance[i] >= MIN_CHANCE and not skip[i] for i in filled)
+
+
+def test_verify_refusals_are_one_line_exit_2(tmp_path: Path, truth: np.ndarray, capsys) -> None:
+    _import(tmp_path, truth, n=3)
+    base = ["search", "--space", "nb201", "--trials", "5", "--verify", "2", "--workspace", str(tmp_path)]
+    cases = [
+        (["--device", DEVICE, "--max-latency-ms", "9"], "devices suggest"),
+        (["--device", "table:pixel3", "--max-latency-ms", "9"], "measured table"),
+        (["--device", DEVICE, "--max-params-m", "1"], "--max-latency-ms"),
+    ]
+    for extra, needle in cases:
+        capsys.readouterr()
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow  # imports TVM and fits a whole-network predictor: ~10 s
+def test_unreachable_rpc_device_writes_an_unverified_result_and_exits_1(tmp_path: Path, truth: np.ndarray,
+                                                                      capsys) -> None:
+    """A board profiled over RPC whose server is gone: the search runs, its result is
+    written with predicted costs, marked unverified, and one line says why (exit 1)."""
+    from latency_predictors.device_profile import DeviceProfile
+    from latency_predictors.measurements import Measurement
+    from search_spaces import get_space
+
+    space = get_space("nb201")
+    ws = Workspace(tmp_path)
+    address = f"127.0.0.1:{_free_port()}"
+    archs = [space.enumerate()[i] for i in np.random.default_rng(1).choice(15625, 14, replace=False)]
+    ws.measurements().add_many([
+        Measurement(device="board", space="nb201", role="train", item=space.arch_key(a), backend="tvm",
+                    schedule="untuned", target={"kind": "llvm"}, tvm_version="x", input_shape=(3, 32, 32),
+                    number=1, repeat=1, median_ms=float(truth[a.index]), spread_ms=0.0)
+        for a in archs])
+    DeviceProfile(name="board", space=space.describe(), target={"kind": "llvm", "num-cores": 1},
+                  reached={"kind": "rpc", "address": address}, predictor="whole_network",
+                  predictor_params={"random_state": 0}, validation={"whole_network": {"mape_pct": 6.0}},
+                  counts={"train": 14}).save(ws.profile_path("board"))
+    out = tmp_path / "r.json"
+    code = main(["search", "--space", "nb201", "--device", "board", "--max-latency-ms",
+                 str(float(np.percentile(truth, 60))), "--trials", "30", "--verify", "2", "--out", str(out),
+                 "--workspace", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "cannot reach" in err[0] and address in err[0] and "unverified" in err[0]
+    result = json.loads(out.read_text())
+    assert result["verification"]["status"] == "unreachable" and result["verified"] == []
+    assert result["recommended"]["verified"] is False and "UNVERIFIED" in result["costs_are"]
+    assert not ws.measurements().query("board", role="verify")
