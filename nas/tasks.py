@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
@@ -112,6 +113,11 @@ class Task(abc.ABC):
         """What a trial records beside the objective."""
 
 
+def _image_score(supernet: nn.Module, arch: Any, *, calibration: EvalBatches, measure: EvalBatches,
+                 amp_dtype: torch.dtype | None) -> EvalResult:
+    return evaluate_arch(supernet, arch, calibration, measure, amp_dtype)
+
+
 def _split_name(split: str) -> str:
     if split not in ("validation", "test"):
         raise EdgenasError(f"--split {split}: use validation or test")
@@ -179,7 +185,7 @@ class ImageTask(Task):
         norm = self._normalizer(device, device.type == "cuda")
         calibration = EvalBatches(s.calibration, norm, batch_size, s.image_size, self.workers)
         measure = EvalBatches(images, norm, batch_size, s.image_size, self.workers)
-        return lambda supernet, arch: evaluate_arch(supernet, arch, calibration, measure, amp_dtype)
+        return functools.partial(_image_score, calibration=calibration, measure=measure, amp_dtype=amp_dtype)
 
     def eval_summary(self, split: str, samples: int) -> str:
         return (f"{self.splits.name}: accuracy on {samples} {split} images, BN recalibrated on "
@@ -254,7 +260,7 @@ class TextTask(Task):
     def evaluator(self, split: str, batch_size: int, device: torch.device,
                   amp_dtype: torch.dtype | None = None) -> Evaluator:
         batches = self.eval_batches(split, batch_size, device)
-        return lambda supernet, arch: next_token_loss(supernet, arch, batches, amp_dtype)
+        return functools.partial(next_token_loss, batches=batches, amp_dtype=amp_dtype)
 
     def eval_summary(self, split: str, samples: int) -> str:
         return (f"{self.splits.name}: loss (nats per byte) and perplexity on {samples} {split} tokens, "

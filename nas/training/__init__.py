@@ -20,6 +20,7 @@ _EXPORTS = {
     "TrainConfig": "config",
     "TrainResult": "loop",
     "TrainedSupernet": "restore",
+    "checkpoint_meta": "checkpoint",
     "find_checkpoint": "checkpoint",
     "load_supernet": "restore",
     "load_trained": "restore",
@@ -31,6 +32,7 @@ _EXPORTS = {
     "save_checkpoint": "checkpoint",
     "sha256_file": "checkpoint",
     "space_and_data": "build",
+    "space_and_task": "build",
     "train": "loop",
 }
 
