@@ -293,3 +293,19 @@ def test_generate_command_writes_text(trained_gpt: Path, capsys) -> None:
         with pytest.raises(SystemExit) as info:
             main(["generate", str(trained_gpt), *flags])
         assert info.value.code == 2
+
+
+def test_example_gpt_configs_resolve_against_their_space() -> None:
+    from nas.training.build import space_and_task
+    from nas.training.phases import resolve_phases
+
+    root = Path(__file__).resolve().parents[2] / "experiments" / "configs"
+    for name, device in (("train_gpt_tiny.yaml", "cpu"), ("train_gpt_small_gpu.yaml", "cuda")):
+        cfg = load_config(TrainConfig, root / name)
+        assert cfg.train.device == device and cfg.space.name == "gpt" and cfg.data.name == "pydoc"
+        space, task, _ = space_and_task(cfg)
+        phases = resolve_phases(cfg.train, space)
+        assert [p.name for p in phases] == ["largest", "depth", "heads", "width"]
+        assert [p.sort_channels for p in phases] == [False, False, True, True]
+        assert phases[1].choices == {n: (max(getattr(space.config, n)),) for n in ("heads", "embeds", "mlp_ratios")}
+        assert task.context == space.config.max_context
