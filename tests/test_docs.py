@@ -94,15 +94,18 @@ def test_a_missing_figure_stops_the_table(doc_scripts: None, tmp_path: Path) -> 
 def test_config_reference_lists_every_field_with_its_default(doc_scripts: None) -> None:
     from config_reference import CONFIGS
 
-    from nas.adapt.config import AdaptConfig
+    from nas.adapt.config import RoundConfig, SimulationConfig
     from nas.training.config import TrainConfig
 
     train = CONFIGS["train"]()
     assert "| `train.lr` | float | `0.05` |" in train
     assert f"| `checkpoint.every_steps` | int | `{TrainConfig().checkpoint.every_steps}` |" in train
     adapt = CONFIGS["adapt"]()
-    assert f"| `rounds` | int | `{AdaptConfig().rounds}` |" in adapt
+    assert f"| `rounds` | int | `{SimulationConfig().rounds}` |" in adapt
     assert "| `local.recalibrate_bn` | bool | `true` |" in adapt
+    real = CONFIGS["adapt_round"]()
+    assert f"| `min_importance` | float | `{RoundConfig('c', ('d',)).min_importance}` |" in real
+    assert "`rounds`" not in real
 
 
 def test_an_undocumented_config_key_stops_the_build(doc_scripts: None, tmp_path: Path,
@@ -117,7 +120,7 @@ def test_an_undocumented_config_key_stops_the_build(doc_scripts: None, tmp_path:
     path.write_text(yaml.safe_dump(keys))
     monkeypatch.setattr(config_reference, "KEYS_FILE", path)
     with pytest.raises(config_reference.UndocumentedKey, match="no meaning for rounds; no such field: no_such_key"):
-        config_reference.config_table("adapt", "nas.adapt.config.AdaptConfig")
+        config_reference.config_table("adapt", "nas.adapt.config.SimulationConfig")
 
 
 def test_docstring_rst_roles_become_markdown(doc_scripts: None) -> None:

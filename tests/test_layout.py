@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("search_spaces", "latency_predictors", "nas")
 
@@ -114,6 +116,7 @@ def test_arrows_go_one_way():
                 assert not d.startswith("nas"), f"{m} imports {d}"
 
 
+@pytest.mark.slow  # a subprocess
 def test_search_spaces_import_with_torch_and_numpy_alone():
     """The lent GPU machine has torch but not our other dependencies."""
     import subprocess

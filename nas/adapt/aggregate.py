@@ -18,15 +18,11 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
+from search_spaces._supernet import prefix_slice
+
 Weight = Callable[[str], "float | torch.Tensor"]
 HEAD_KEYS = ("head.2.weight", "head.2.bias")  # the classifier of a modular network, one row per class
 _MODULE_KEY = re.compile(r"^layers\.(\d+)\.(\d+)\.")
-
-
-def prefix_slice(big: torch.Size, small: torch.Size) -> tuple[slice, ...]:
-    if len(big) != len(small) or any(s > b for s, b in zip(small, big)):
-        raise ValueError(f"tensor of shape {tuple(small)} is not a slice of {tuple(big)}")
-    return tuple(slice(0, s) for s in small)
 
 
 def weighted_average(

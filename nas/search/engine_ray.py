@@ -52,11 +52,12 @@ def require_ray() -> Any:
     return ray
 
 
-def connect(address: str | None) -> Any:
-    """``ray.init`` with a quick reachability check first (a wrong address fails in seconds)."""
+def connect(address: str | None) -> bool:
+    """``ray.init`` with a quick reachability check first (a wrong address fails in seconds);
+    True when this started a local instance (the caller stops it)."""
     ray = require_ray()
     if ray.is_initialized():
-        return ray
+        return False
     if address and address not in ("auto", "local"):
         if address.startswith("ray://"):
             host_port = address[len("ray://"):]
@@ -76,10 +77,9 @@ def connect(address: str | None) -> Any:
 
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
     try:
-        init_ray(address, **kwargs)  # a local instance listens on 127.0.0.1 only
+        return init_ray(address, **kwargs)  # a local instance listens on 127.0.0.1 only
     except (ConnectionError, RuntimeError) as exc:
         raise EdgenasError(f"cannot connect to Ray at {address}: {str(exc).splitlines()[0]}; fix --ray-address") from None
-    return ray
 
 
 def _trainable(config: dict[str, Any], spec_json: str) -> None:
@@ -138,8 +138,21 @@ def _searcher_class() -> type:
 
 def run_ray(study: Any, storage: Any, sampler: Any, problem: SearchProblem, target: int,
             progress: Progress, options: RayOptions) -> int:
-    """Run Tune trials until the study holds ``target`` complete trials; return how many were added."""
-    connect(options.address)
+    """Run Tune trials until the study holds ``target`` complete trials; return how many were added.
+
+    A local Ray instance this call started is stopped when it returns (a cluster it joined is not)."""
+    started = connect(options.address)
+    try:
+        return _run_tune(study, storage, sampler, problem, target, progress, options)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def _run_tune(study: Any, storage: Any, sampler: Any, problem: SearchProblem, target: int,
+              progress: Progress, options: RayOptions) -> int:
     from ray import tune
 
     recover_dead_trials(study)

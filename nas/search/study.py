@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from typing import Any
 
 from nas.errors import EdgenasError
@@ -25,6 +26,8 @@ from nas.workspace import Workspace
 
 IDENTITY_ATTR = "edgenas"
 WORKER_ATTR = "edgenas_worker"
+IDENTITY_WAIT_S = 10.0
+"""How long a worker waits for a just-created study's identity before calling it foreign."""
 
 
 def default_study_name(identity: dict[str, Any]) -> str:
@@ -44,6 +47,8 @@ def open_study(storage: Any, spec: StorageSpec, name: str, identity: dict[str, A
     if name in existing:
         stored = existing[name].user_attrs.get(IDENTITY_ATTR)
         if stored is None:
+            stored = _wait_for_identity(optuna, storage, name)
+        if stored is None:
             raise EdgenasError(f"study {name!r} in {spec.display} was not made by edgenas search; pick another --study")
         mismatch = _first_difference(stored, json.loads(json.dumps(identity)))
         if mismatch:
@@ -60,6 +65,19 @@ def open_study(storage: Any, spec: StorageSpec, name: str, identity: dict[str, A
     if IDENTITY_ATTR not in study.user_attrs:
         study.set_user_attr(IDENTITY_ATTR, identity)
     return study
+
+
+def _wait_for_identity(optuna: Any, storage: Any, name: str, seconds: float = IDENTITY_WAIT_S) -> Any:
+    """The identity of a study another worker has just created: it writes the identity right
+    after creating the study (two commits), so a worker that looks in between waits for it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        study = optuna.load_study(study_name=name, storage=storage)
+        stored = study.user_attrs.get(IDENTITY_ATTR)
+        if stored is not None or study.trials:
+            return stored
+    return None
 
 
 def _first_difference(stored: dict[str, Any], wanted: dict[str, Any]) -> str:

@@ -9,12 +9,10 @@ MLP neurons of each; ``extract`` copies it out as a :class:`StaticGPT`, ``absorb
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-
 import torch
 from torch import nn
 
+from search_spaces._supernet import SlicedSupernet
 from search_spaces.gpt.arch import GPTArch
 from search_spaces.gpt.config import GPTConfig
 from search_spaces.gpt.elastic import (
@@ -30,13 +28,7 @@ from search_spaces.gpt.static import StaticGPT, init_weights
 TIED = {"head.proj.weight": "embed.tokens.weight"}
 
 
-def _prefix(big: torch.Size, small: torch.Size) -> tuple[slice, ...]:
-    if len(big) != len(small) or any(s > b for s, b in zip(small, big)):
-        raise ValueError(f"a {tuple(small)} tensor is not a prefix of a {tuple(big)} one")
-    return tuple(slice(0, s) for s in small)
-
-
-class GPTSupernet(nn.Module):
+class GPTSupernet(SlicedSupernet):
     """Decoder-only transformer supernet: elastic depth, width, heads, MLP ratio and context.
 
     Example::
@@ -45,6 +37,8 @@ class GPTSupernet(nn.Module):
         logits = supernet(tokens, arch)           # (batch, tokens, 256)
         model = supernet.extract(arch)            # a StaticGPT with copied weights
     """
+
+    tied = TIED
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
@@ -61,16 +55,11 @@ class GPTSupernet(nn.Module):
         self.head = ElasticHead(e, cfg.vocab_size, cfg.bias, eps)
         self.head.proj.weight = self.embed.tokens.weight
         init_weights(self, cfg.max_depth)
-        self._active: GPTArch | None = None
 
     # --- running a sub-network ---------------------------------------------------
     def forward(self, tokens: torch.Tensor, arch: GPTArch | None = None) -> torch.Tensor:
         """Next-token logits ``(batch, tokens, vocab)`` of sub-network ``arch`` for int64 ``tokens``."""
-        arch = arch if arch is not None else self._active
-        if arch is None:
-            raise RuntimeError(
-                "no sub-network chosen: call supernet(tokens, arch) or use `with supernet.activate(arch):`"
-            )
+        arch = self.chosen(arch)
         if tokens.shape[1] > arch.context:
             raise ValueError(f"{tokens.shape[1]} tokens exceed the sub-network's context {arch.context}")
         x = self.embed(tokens, arch.embed)
@@ -78,89 +67,9 @@ class GPTSupernet(nn.Module):
             x = layer(x, heads, ratio * arch.embed)
         return self.head(x)
 
-    @contextmanager
-    def activate(self, arch: GPTArch) -> Iterator[GPTSupernet]:
-        """Scope in which ``supernet(tokens)`` runs ``arch``; the previous choice is restored after."""
-        previous, self._active = self._active, arch
-        try:
-            yield self
-        finally:
-            self._active = previous
-
-    # --- weights in and out --------------------------------------------------------
-    @torch.no_grad()
-    def extract(self, arch: GPTArch) -> StaticGPT:
-        """A plain :class:`StaticGPT` of ``arch`` holding copies of the weights it uses."""
-        static = StaticGPT(self.config, arch)
-        source = self.state_dict()
-        for name, tensor in static.state_dict().items():
-            big = source[name]
-            tensor.copy_(big[_prefix(big.shape, tensor.shape)])
-        like = next(self.parameters())
-        return static.to(device=like.device, dtype=like.dtype).train(self.training)
-
-    @torch.no_grad()
-    def absorb(self, arch: GPTArch, module: nn.Module, weight: float = 1.0) -> None:
-        """Blend a sub-network's weights into the slices it covers.
-
-        ``new = (1 - weight) * old + weight * sub`` on every element ``module`` covers;
-        elements it does not cover (later layers, heads, neurons, width, positions) are untouched.
-        """
-        if not 0.0 < weight <= 1.0:
-            raise ValueError(f"absorb weight must be in (0, 1], got {weight}")
-        self.absorb_many([(arch, module, weight)], keep=1.0 - weight)
-
-    @torch.no_grad()
-    def absorb_many(
-        self, updates: Sequence[tuple[GPTArch, nn.Module, float]], keep: float = 0.0
-    ) -> None:
-        """Weighted average of several sub-networks, element by element (block-wise aggregation).
-
-        Each element becomes ``(keep * old + sum_i w_i * sub_i) / (keep + sum_i w_i)`` over the
-        updates that cover it; elements no update covers are untouched. ``keep`` weighs the
-        cloud model's current value (0 replaces covered elements by the updates' average).
-        """
-        if keep < 0 or any(w < 0 for _, _, w in updates):
-            raise ValueError("absorb weights must be non-negative")
-        target = self.state_dict()
-        totals: dict[str, torch.Tensor] = {}
-        weights: dict[str, torch.Tensor] = {}
-        states = [(self._checked_state(arch, module), w) for arch, module, w in updates]
-        for state, w in states:
-            for name, tensor in state.items():
-                big = target[name]
-                if name not in totals:
-                    totals[name] = torch.zeros_like(big, dtype=torch.float32)
-                    weights[name] = torch.zeros_like(big, dtype=torch.float32)
-                where = _prefix(big.shape, tensor.shape)
-                totals[name][where] += w * tensor.detach().float().to(big.device)
-                weights[name][where] += w
-        for name, total in totals.items():
-            big, w = target[name], weights[name]
-            blended = (keep * big.float() + total) / (keep + w).clamp_min(1e-12)
-            big.copy_(torch.where(w > 0, blended, big.float()).to(big.dtype))
-
-    def _checked_state(self, arch: GPTArch, module: nn.Module) -> dict[str, torch.Tensor]:
-        """``module``'s state without tied aliases, after checking it is exactly ``arch``."""
-        state = module.state_dict()
-        expected = {k: v.shape for k, v in StaticGPT(self.config, arch).state_dict().items()}
-        got = {k: v.shape for k, v in state.items()}
-        if expected != got:
-            missing = sorted(set(expected) - set(got))[:3]
-            unknown = sorted(set(got) - set(expected))[:3]
-            wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])[:3]
-            raise ValueError(
-                f"module does not match arch {arch}: missing {missing}, unexpected {unknown}, "
-                f"wrong shapes {wrong}"
-            )
-        for alias, name in TIED.items():
-            if not torch.equal(state[alias], state[name]):
-                raise ValueError(f"module for arch {arch} has {alias} untied from {name}")
-            del state[alias]
-        for name, tensor in state.items():
-            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                raise ValueError(f"module for arch {arch} has non-finite values in {name}")
-        return state
+    # --- weights in and out (SlicedSupernet) ----------------------------------------
+    def static_model(self, arch: GPTArch) -> StaticGPT:
+        return StaticGPT(self.config, arch)
 
     @torch.no_grad()
     def sort_channels(self) -> None:

@@ -110,6 +110,7 @@ def test_a_symlink_loop_as_workspace(tmp_path, capsys):
     assert "symbolic-link loop" in _one_line(capsys)
 
 
+@pytest.mark.slow  # a subprocess
 def test_stdout_on_a_full_device_is_one_line():
     if not Path("/dev/full").exists():
         pytest.skip("this system has no /dev/full")

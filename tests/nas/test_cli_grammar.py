@@ -130,6 +130,7 @@ def test_interrupted_message_depends_on_whether_the_command_saves_progress():
     assert not parser.parse_args(["devices", "list"])._saves_progress
 
 
+@pytest.mark.slow  # a subprocess
 def test_help_lists_exit_codes():
     out = subprocess.run([sys.executable, "-m", "nas.cli", "--help"], capture_output=True, text=True, check=True).stdout
     assert "Exit codes" in out and "internal error" in out

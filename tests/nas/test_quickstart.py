@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow  # the whole flow
 def test_quickstart_runs_the_whole_flow_and_reuses_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ws = tmp_path / "ws"
     args = ["quickstart", "--workspace", str(ws), "--steps", "12", "--trials", "10",
-            "--profile-minutes", "0.3", "--finetune-epochs", "1", "--quiet"]
+            "--profile-minutes", "0.3", "--finetune-epochs", "1"]
     assert main(args) == 0
     out = capsys.readouterr().out
     for step in range(1, 10):
@@ -37,3 +37,6 @@ def test_quickstart_runs_the_whole_flow_and_reuses_it(tmp_path: Path, capsys: py
     again = capsys.readouterr().out
     assert "profiled before" in again and again.count("already registered") == 2
     assert [e.version for e in registry.list()] == [1, 1]
+    assert main([*args, "--quiet"]) == 0  # only the result: no step lines
+    quiet = capsys.readouterr().out
+    assert "[1/9]" not in quiet and "quickstart done" in quiet
