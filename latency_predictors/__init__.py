@@ -16,7 +16,7 @@ Example::
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "BlockLatencyRegressor": "predictors",
@@ -49,7 +49,66 @@ _EXPORTS = {
     "validation_figures": "metrics",
 }
 
-__all__ = sorted(_EXPORTS)
+if TYPE_CHECKING:  # what static tools (type checkers, the API docs) see
+    from latency_predictors.database import open_engine
+    from latency_predictors.device_profile import (
+        CostModel,
+        DeviceProfile,
+        fit_cost_model,
+        validate_device_name,
+    )
+    from latency_predictors.eager_profiler import EagerProfiler
+    from latency_predictors.errors import (
+        DatabaseError,
+        InputError,
+        PredictorsError,
+        ProfileExistsError,
+        ProfilingError,
+    )
+    from latency_predictors.measurements import Measurement, MeasurementStore
+    from latency_predictors.metrics import validation_figures
+    from latency_predictors.predictors import (
+        BlockLatencyRegressor,
+        BlockSumRegressor,
+        RegressorSelector,
+        WholeNetworkRegressor,
+    )
+    from latency_predictors.profile_builder import ProfileBuilder, ProfilePlan
+    from latency_predictors.profilers import Reach, make_profiler, profiler_for_profile
+    from latency_predictors.timing import Timing, TimingConfig
+    from latency_predictors.tuning import Schedule
+    from latency_predictors.tvm_profiler import TVMProfiler, parse_target
+
+__all__ = [
+    "BlockLatencyRegressor",
+    "BlockSumRegressor",
+    "CostModel",
+    "DatabaseError",
+    "DeviceProfile",
+    "EagerProfiler",
+    "InputError",
+    "Measurement",
+    "MeasurementStore",
+    "PredictorsError",
+    "ProfileBuilder",
+    "ProfileExistsError",
+    "ProfilePlan",
+    "ProfilingError",
+    "Reach",
+    "RegressorSelector",
+    "Schedule",
+    "TVMProfiler",
+    "Timing",
+    "TimingConfig",
+    "WholeNetworkRegressor",
+    "fit_cost_model",
+    "make_profiler",
+    "open_engine",
+    "parse_target",
+    "profiler_for_profile",
+    "validate_device_name",
+    "validation_figures",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -52,7 +52,11 @@ def run(args: argparse.Namespace) -> int:
     from nas.errors import EdgenasError
     from nas.workspace import Workspace
 
-    registry = Workspace.resolve(args.workspace).registry(args.registry_url, create=False)
+    workspace = Workspace.resolve(args.workspace)
+    if args.registry_url is None and _never_used(workspace.registry_dir) and args.action in ("list", "verify", "gc"):
+        print("the registry is empty: `edgenas finetune` registers models")
+        return 0
+    registry = workspace.registry(args.registry_url, create=False)
     if args.action == "list":
         entries = registry.list(args.name)
         _, unknown = registry.unreferenced()
@@ -111,6 +115,13 @@ def run(args: argparse.Namespace) -> int:
     removed = registry.gc(ours)
     print(f"removed {len(removed)} unreferenced artifact director{'y' if len(removed) == 1 else 'ies'}")
     return 0
+
+
+def _never_used(root: Path) -> bool:
+    """No database and no model folder: a workspace that never registered anything (a lost
+    ``registry.db`` beside model folders is not this; it is an error)."""
+    artifacts = root / "artifacts"
+    return not (root / "registry.db").exists() and not (artifacts.is_dir() and any(artifacts.iterdir()))
 
 
 def _size(path: Path) -> str:

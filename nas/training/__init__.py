@@ -12,7 +12,7 @@ What other packages use is exported here (imported lazily, on first use, so that
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "Checkpoint": "checkpoint",
@@ -36,7 +36,39 @@ _EXPORTS = {
     "train": "loop",
 }
 
-__all__ = sorted(_EXPORTS)
+if TYPE_CHECKING:  # what static tools (type checkers, the API docs) see
+    from nas.training.build import space_and_data
+    from nas.training.checkpoint import (
+        Checkpoint,
+        find_checkpoint,
+        read_checkpoint,
+        save_checkpoint,
+        sha256_file,
+    )
+    from nas.training.config import TrainConfig
+    from nas.training.loop import TrainResult, run_dir, train
+    from nas.training.restore import TrainedSupernet, load_supernet, load_trained
+    from nas.training.sandwich import SandwichStats, resize_to, sandwich_archs, sandwich_step
+
+__all__ = [
+    "Checkpoint",
+    "SandwichStats",
+    "TrainConfig",
+    "TrainResult",
+    "TrainedSupernet",
+    "find_checkpoint",
+    "load_supernet",
+    "load_trained",
+    "read_checkpoint",
+    "resize_to",
+    "run_dir",
+    "sandwich_archs",
+    "sandwich_step",
+    "save_checkpoint",
+    "sha256_file",
+    "space_and_data",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:
