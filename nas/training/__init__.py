@@ -37,9 +37,10 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:  # what static tools (type checkers, the API docs) see
-    from nas.training.build import space_and_data
+    from nas.training.build import space_and_data, space_and_task
     from nas.training.checkpoint import (
         Checkpoint,
+        checkpoint_meta,
         find_checkpoint,
         read_checkpoint,
         save_checkpoint,
@@ -56,6 +57,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainedSupernet",
+    "checkpoint_meta",
     "find_checkpoint",
     "load_supernet",
     "load_trained",
@@ -67,6 +69,7 @@ __all__ = [
     "save_checkpoint",
     "sha256_file",
     "space_and_data",
+    "space_and_task",
     "train",
 ]
 
