@@ -230,5 +230,6 @@ class TrainConfig:
 
 #: Keys that may change between a run and its resumption (they do not change the result).
 RESUMABLE_KEYS: frozenset[str] = frozenset(
-    {"output_dir", "log_every", "checkpoint.every_steps", "checkpoint.keep", "data.workers", "train.threads"}
+    {"output_dir", "log_every", "checkpoint.every_steps", "checkpoint.keep", "data.workers", "data.eval_tokens",
+     "train.threads"}
 )
