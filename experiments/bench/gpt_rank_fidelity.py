@@ -14,9 +14,9 @@ in-place distillation), picks ``--archs`` sub-networks spread evenly over the FL
 both on the same validation tokens. Kendall's tau between the two rankings is the figure
 (target >= 0.8); Spearman's rho beside it. Everything runs on the CPU.
 
-Full run (about 20 minutes on 2 cores)::
+Full run (about 45 minutes on 2 shared cores)::
 
-    python experiments/bench/gpt_rank_fidelity.py --out experiments/results/gpt_rank_fidelity.json
+    python experiments/bench/gpt_rank_fidelity.py --progressive --threads 1 --out experiments/results/gpt_rank_fidelity.json
 
 CI-sized::
 
@@ -47,7 +47,8 @@ from nas.training.optim import lr_at, make_optimizer, set_lr  # noqa: E402
 
 
 def config(args: argparse.Namespace) -> TrainConfig:
-    """The supernet's training config (plain sandwich, or progressive shrinking)."""
+    """The supernet's training config: plain sandwich, or progressive shrinking (25 % largest,
+    15 % depth, 20 % heads, 40 % width; the shrinking phases at half the learning rate)."""
     train_section = {
         "batch_size": args.batch, "num_random": 2, "optimizer": "adamw", "lr": args.lr, "weight_decay": 0.1,
         "betas": [0.9, 0.95], "warmup_steps": max(1, args.steps // 20), "min_lr": args.lr / 10,
@@ -55,12 +56,13 @@ def config(args: argparse.Namespace) -> TrainConfig:
     }
     if args.threads:
         train_section["threads"] = args.threads
-    if args.progressive:
+    if args.progressive:  # the largest first (a trained teacher), then the shrinking phases at half the lr
+        largest, depth, heads = args.steps // 4, (3 * args.steps) // 20, args.steps // 5
         train_section.update(steps=None, progressive=True, phases=[
-            {"name": "largest", "steps": args.steps // 5},
-            {"name": "depth", "steps": args.steps // 5},
-            {"name": "heads", "steps": args.steps // 5},
-            {"name": "width", "steps": args.steps - 3 * (args.steps // 5)},
+            {"name": "largest", "steps": largest},
+            {"name": "depth", "steps": depth, "lr": args.lr / 2},
+            {"name": "heads", "steps": heads, "lr": args.lr / 2},
+            {"name": "width", "steps": args.steps - largest - depth - heads, "lr": args.lr / 2},
         ])
     else:
         train_section["steps"] = args.steps
@@ -115,10 +117,10 @@ def kendall_spearman(a: list[float], b: list[float]) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="CI size: a few steps, 8 archs, few eval tokens")
-    parser.add_argument("--steps", type=int, default=600, help="supernet (and each static model's) steps")
+    parser.add_argument("--steps", type=int, default=800, help="supernet (and each static model's) steps")
     parser.add_argument("--batch", type=int, default=16, help="windows of 128 bytes per step")
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--archs", type=int, default=10, help="sub-networks compared (at least 8)")
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak lr (static models and the largest phase)")
+    parser.add_argument("--archs", type=int, default=8, help="sub-networks compared (at least 8)")
     parser.add_argument("--eval-tokens", type=int, default=32768, help="validation tokens per loss")
     parser.add_argument("--progressive", action="store_true", help="progressive shrinking (depth, heads, width)")
     parser.add_argument("--seed", type=int, default=0)
