@@ -4,11 +4,13 @@ Shared batch-norm statistics belong to no single sub-network, so before evaluati
 arch its BN statistics are recalibrated on a calibration split (OFA's
 ``set_running_statistics``): exact averages of the batch means and variances, computed
 in one forward pass. The supernet's own statistics are restored afterwards, so
-evaluating never changes the cloud model. Only torch is imported here.
+evaluating never changes the cloud model. Language models have no batch norm: their
+score is the next-token loss (:func:`next_token_loss`). Only torch is imported here.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,18 +20,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from nas.training import resize_to
+from nas.training.losses import fold, resize_to
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Top-1 accuracy (%) and mean cross-entropy on ``samples`` validation images."""
+    """Top-1 accuracy (%) and mean cross-entropy (nats) on ``samples`` validation images,
+    or for a language model on ``samples`` next tokens."""
 
     accuracy: float
     loss: float
     samples: int
+
+    @property
+    def perplexity(self) -> float:
+        """``exp(loss)``: for a language model, the effective number of choices per token."""
+        return math.exp(min(self.loss, 700.0))
 
 
 def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -153,6 +161,47 @@ def accuracy(
     return EvalResult(100.0 * correct.item() / total, loss_sum.item() / total, total)
 
 
+@torch.no_grad()
+def next_token_loss(
+    model: nn.Module,
+    arch: Any,
+    batches: Iterable[Batch],
+    amp_dtype: torch.dtype | None = None,
+    context: int | None = None,
+) -> EvalResult:
+    """Mean next-token cross-entropy (nats), top-1 next-token accuracy (%) and the number
+    of tokens scored, of ``model(tokens, arch)`` in eval mode over ``(tokens, next tokens)``
+    batches.
+
+    Windows longer than the arch's context are folded into consecutive windows of its
+    context (:func:`~nas.training.losses.fold`), as in training. ``arch=None`` evaluates a
+    plain module (``model(tokens)``, an extracted sub-network) at ``context`` tokens.
+    """
+    was_training = model.training
+    model.eval()
+    length = arch.context if arch is not None else context
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    correct = torch.zeros((), dtype=torch.long)
+    total = 0
+    try:
+        for x, y in batches:
+            if length is not None:
+                x, y = fold(x, length), fold(y, length)
+            with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                logits = model(x) if arch is None else model(x, arch)
+            logits = logits.float().flatten(0, -2)
+            target = y.flatten()
+            loss_sum = loss_sum.to(logits.device) + nn.functional.cross_entropy(
+                logits, target, reduction="sum").double()
+            correct = correct.to(logits.device) + (logits.argmax(-1) == target).sum()
+            total += target.numel()
+    finally:
+        model.train(was_training)
+    if total == 0:
+        raise ValueError("evaluation needs at least one batch: the split is empty")
+    return EvalResult(100.0 * correct.item() / total, loss_sum.item() / total, total)
+
+
 def accuracy_on_arrays(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
     """Top-1 accuracy (%) of a plain ``model`` on arrays (0 for an empty set), in eval mode."""
     if len(x) == 0:
@@ -191,51 +240,50 @@ def calibrated_subnet(
 
 def evaluate_subnets(trained: Any, archs: list[Any], split: str = "validation", batch_size: int = 256,
                      progress: bool = True) -> list[dict[str, Any]]:
-    """One row per arch of a trained supernet: arch, MFLOPs, params, accuracy and loss on
-    ``split`` after BN recalibration on the calibration split (what ``edgenas eval`` prints).
+    """One row per arch of a trained supernet: arch, MFLOPs, params and its score on
+    ``split`` (what ``edgenas eval`` prints): top-1 accuracy and loss after BN recalibration
+    on the calibration split for image spaces; loss, perplexity and next-token accuracy for
+    language models (:class:`nas.tasks.Task`).
 
     ``trained`` is a :class:`nas.training.restore.TrainedSupernet` (``load_trained(path)``).
     """
     from tqdm import tqdm
 
-    from nas.data import EvalBatches, Normalizer
     from nas.errors import EdgenasError
 
     if batch_size < 1:
         raise EdgenasError(f"--batch-size must be at least 1, got {batch_size}")
-    splits, space = trained.splits, trained.space
-    images = splits.validation if split == "validation" else splits.test
-    if images is None:
-        raise EdgenasError(f"--split test: data set {splits.name} has no separate test split; use validation")
-    channels_last = trained.device.type == "cuda"
-    norm = Normalizer(splits.mean, splits.std, trained.device, channels_last)
-    workers = trained.config.data.workers
-    calibration = EvalBatches(splits.calibration, norm, batch_size, splits.image_size, workers)
-    measure = EvalBatches(images, norm, batch_size, splits.image_size, workers)
+    space, task = trained.space, trained.task
     amp = torch.bfloat16 if trained.device.type == "cuda" else None
-    if channels_last:
+    evaluate = task.evaluator(split, batch_size, trained.device, amp)
+    if trained.device.type == "cuda" and task.prefers_channels_last:
         trained.supernet.to(memory_format=torch.channels_last)
     rows = []
     for arch in tqdm(archs, desc="evaluating", unit="arch", leave=False, disable=not progress or len(archs) < 2):
-        result = evaluate_arch(trained.supernet, arch, calibration, measure, amp)
+        result = evaluate(trained.supernet, arch)
         rows.append({
             "arch": space.arch_to_json(arch),
             "name": str(arch),
             "mflops": round(space.flops(arch) / 1e6, 3),
             "params_m": round(space.params(arch) / 1e6, 4),
-            "accuracy": round(result.accuracy, 2),
-            "loss": round(result.loss, 4),
-            "samples": result.samples,
+            **task.row(result),
             "split": split,
         })
     return rows
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """A plain-text table of :func:`evaluate_subnets` rows: arch, MFLOPs, params (M), accuracy (%)."""
-    header = ("arch", "MFLOPs", "params (M)", "top-1 (%)")
-    body = [(r["name"], f"{r['mflops']:.2f}", f"{r['params_m']:.3f}", f"{r['accuracy']:.2f}") for r in rows]
-    widths = [max(len(header[i]), *(len(b[i]) for b in body)) for i in range(4)]
+    """A plain-text table of :func:`evaluate_subnets` rows: arch, MFLOPs, params (M), and
+    top-1 (%) for image spaces, loss and perplexity for language models."""
+    header: tuple[str, ...] = ("arch", "MFLOPs", "params (M)")
+    if rows and "perplexity" in rows[0]:
+        header += ("loss", "perplexity")
+        scores = [(f"{r['loss']:.4f}", f"{r['perplexity']:.3f}") for r in rows]
+    else:
+        header += ("top-1 (%)",)
+        scores = [(f"{r['accuracy']:.2f}",) for r in rows]
+    body = [(r["name"], f"{r['mflops']:.2f}", f"{r['params_m']:.3f}", *score) for r, score in zip(rows, scores)]
+    widths = [max(len(header[i]), *(len(b[i]) for b in body)) for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
     lines.append("  ".join("-" * w for w in widths))
     for b in body:

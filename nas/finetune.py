@@ -73,6 +73,7 @@ def finetune_subnet(
     and supernet checkpoint, or the call stops with an error rather than mixing runs.
     """
     from nas.data import EvalBatches, Normalizer, train_batches
+    from nas.tasks import ImageTask
     from nas.training.checkpoint import (
         find_checkpoint,
         read_checkpoint,
@@ -81,6 +82,11 @@ def finetune_subnet(
         save_checkpoint,
     )
 
+    if not isinstance(trained.task, ImageTask):
+        raise EdgenasError(
+            f"fine-tuning is for image spaces; {trained.space.name} sub-networks are used as extracted "
+            "from the supernet (edgenas eval / edgenas generate)"
+        )
     out = Path(out_dir)
     space, supernet, splits, device = trained.space, trained.supernet, trained.splits, trained.device
     identity = {

@@ -101,6 +101,45 @@ def supernet_cpu() -> str:
     return head + _table(["figure", "measured"], body) + _source("supernet_throughput_cpu.json", "subnet_eval_cpu.json")
 
 
+def gpt_rank_fidelity() -> str:
+    """Inherited-weight validation loss of gpt sub-networks against training them from scratch."""
+    r = Results("gpt_rank_fidelity.json")
+    tau = r.record("kendall_tau", smoke=False)
+    c = tau["config"]
+    body = [[f"`{row['arch']}`", f"{row['mflops']:.1f}", f"{row['inherited_loss']:.3f}", f"{row['scratch_loss']:.3f}"]
+            for row in c["rows"]]
+    head = (f"{tau['device']}, torch {c['torch']}: `{c['space']}` on `{c['data']}`, {c['steps']} steps of "
+            f"{c['batch']} windows of {c['context']} bytes ({c['tokens_seen']:,} tokens per sub-network), "
+            f"{'progressive shrinking' if c['progressive'] else 'plain sandwich'}; losses in nats per byte on "
+            f"{c['eval_tokens']:,} validation tokens.\n\n")
+    table = _table(["sub-network", "MFLOPs", "inherited loss", "from-scratch loss"], body)
+    summary = _table(["figure", "measured", "target"], [
+        ["Kendall's tau (inherited vs from scratch)", f"{tau['value']:.3f}", _target(tau["value"], ">=", 0.8)],
+        ["Spearman's rho", f"{r.value('spearman_rho', smoke=False):.3f}", ""],
+    ])
+    return head + table + "\n\n" + summary + _source("gpt_rank_fidelity.json")
+
+
+def gpt_throughput_cpu() -> str:
+    """gpt sandwich step against static steps, and sub-network evaluation, on the project's CPU."""
+    r = Results("gpt_throughput_cpu.json")
+    step = r.record("sandwich_step_time")
+    c = step["config"]
+    e = r.record("subnet_eval_time")["config"]
+    ratio = r.value("sandwich_over_static")
+    body = [
+        ["one sandwich step", f"{step['value']:.3f} s ({r.value('sandwich_tokens_per_s'):,.0f} tokens/s)", ""],
+        ["the same 4 sub-networks as static models", f"{r.value('static_subnets_step_time'):.3f} s", ""],
+        ["sandwich step / static steps", f"{ratio:.2f}", _target(ratio, "<=", 1.3)],
+        [f"evaluate one new sub-network ({e['eval_tokens']:,} tokens)",
+         f"{r.value('subnet_eval_time'):.3f} s median ({r.value('subnet_evals_per_s'):.2f} sub-networks/s, "
+         f"{r.value('eval_tokens_per_s'):,.0f} tokens/s)", ""],
+    ]
+    head = (f"{step['device']}, torch {c['torch']}: `{c['space']}`, batch {c['batch']} x {c['context']} tokens, "
+            f"{c['amp']}, {c['optimizer']}, {c['threads']} thread(s), {c['steps']} timed steps (a shared machine).\n\n")
+    return head + _table(["figure", "measured", "target"], body) + _source("gpt_throughput_cpu.json")
+
+
 # ------------------------------------------------------------------ latency predictors
 
 
@@ -583,8 +622,8 @@ def adapt_side_runs() -> str:
 
 
 TABLES: dict[str, Callable[[], str]] = {fn.__name__: fn for fn in (
-    supernet_gpu, supernet_cpu, predictor_quiet, predictor_loaded, profile_cost_replay_before, profile_cost_replay,
-    profile_breakdown, profile_noise, predictor_runs, search_speed,
+    supernet_gpu, supernet_cpu, gpt_rank_fidelity, gpt_throughput_cpu, predictor_quiet, predictor_loaded,
+    profile_cost_replay_before, profile_cost_replay, profile_breakdown, profile_noise, predictor_runs, search_speed,
     search_scaling, search_nb201_protocols, search_nb201_devices, fewshot_mean, fewshot_devices, fewshot_targets,
     adapt_methods, adapt_margins, adapt_targets, adapt_elastic, adapt_side_runs,
 )}

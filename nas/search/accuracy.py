@@ -2,11 +2,15 @@
 
 * :class:`TabularAccuracy` (``nb201``): the 12-epoch NAS-Bench-201 accuracy table; the
   search optimises the validation accuracy and records the test accuracy beside it.
-* :class:`SupernetAccuracy` (``mbv3`` and any space with a supernet): the arch is
-  activated in the trained supernet, BN recalibrated on the calibration split, and
-  measured on the validation split (:func:`nas.evaluation.evaluate_arch`), through the
-  :class:`~nas.search.cache.AccuracyCache`. The supernet is loaded on first use, so a
-  warm cache needs no model at all.
+* :class:`SupernetAccuracy` (``mbv3``, ``gpt`` and any space with a supernet): the arch
+  is activated in the trained supernet and scored on the validation split by the space's
+  task (:mod:`nas.tasks`), through the :class:`~nas.search.cache.AccuracyCache`. Image
+  spaces: top-1 accuracy (%) after BN recalibration on the calibration split
+  (:func:`nas.evaluation.evaluate_arch`). Language models (gpt): the objective is the
+  **negative** validation loss in nats per token (higher is better, like accuracy; the
+  study's ``accuracy`` objective is maximised either way), and each trial records the
+  loss, perplexity and next-token accuracy beside it. The supernet is loaded on first
+  use, so a warm cache needs no model at all.
 """
 
 from __future__ import annotations
@@ -65,10 +69,26 @@ class SupernetAccuracy:
     evaluated: int = 0
 
     @functools.cached_property
+    def _meta(self) -> dict[str, Any]:
+        from nas.training import checkpoint_meta
+
+        return checkpoint_meta(self.checkpoint)
+
+    @functools.cached_property
+    def task(self) -> Any:
+        """The task class of the checkpoint's space (from its metadata: no weights are read)."""
+        from nas.tasks import task_type
+
+        name = (self._meta.get("space_config") or {}).get("name")
+        if not isinstance(name, str):
+            raise EdgenasError(f"{self.checkpoint}: metadata is incomplete or from another version (no space name)")
+        return task_type(name)
+
+    @functools.cached_property
     def settings(self) -> dict[str, Any]:
         """Evaluation settings that change the number: split, sizes, batch size, precision."""
-        return {"split": "validation", "batch_size": self.batch_size, "bn": "recalibrated",
-                "amp": "bf16-on-cuda", "evaluator": "nas.evaluation.evaluate_arch/1"}
+        data = self._meta.get("data")
+        return self.task.eval_settings(self.batch_size, data if isinstance(data, dict) else {})
 
     def cache(self) -> AccuracyCache:
         if self._cache is None:
@@ -77,12 +97,15 @@ class SupernetAccuracy:
         return self._cache
 
     def evaluate(self, arch: Any) -> tuple[float, dict[str, Any]]:
+        """The search's objective for ``arch`` (higher is better) and what a trial records beside it."""
         return self.evaluate_many([arch])[0]
 
     def evaluate_many(self, archs: Sequence[Any]) -> list[tuple[float, dict[str, Any]]]:
         """Cached archs from memory (the whole cache is read once, on first use); a miss is
         looked up again (another worker may have evaluated it since), else evaluated and
         stored at once, so an interrupted batch keeps what it evaluated."""
+        from nas.evaluation import EvalResult
+
         cache = self.cache()
         out = []
         for arch in archs:
@@ -93,7 +116,8 @@ class SupernetAccuracy:
                 cache.put(key, hit)
                 self.evaluated += 1
             self._known[key] = hit
-            out.append((hit.accuracy, {"loss": hit.loss, "samples": hit.samples}))
+            result = EvalResult(hit.accuracy, hit.loss, hit.samples)
+            out.append((self.task.objective(result), self.task.attrs(result)))
         return out
 
     def _space_key(self, arch: Any) -> str:
@@ -105,25 +129,17 @@ class SupernetAccuracy:
     def _evaluator(self) -> Any:
         import torch
 
-        from nas.data import EvalBatches, Normalizer
         from nas.training import load_trained
 
         trained = load_trained(self.checkpoint, self.device)
         if trained.checkpoint.meta.get("sha256") != self.checkpoint_sha256:
             raise EdgenasError(f"checkpoint {self.checkpoint} changed while searching; restart the search")
-        splits = trained.splits
-        norm = Normalizer(splits.mean, splits.std, trained.device, trained.device.type == "cuda")
-        workers = trained.config.data.workers
-        calibration = EvalBatches(splits.calibration, norm, self.batch_size, splits.image_size, workers)
-        validation = EvalBatches(splits.validation, norm, self.batch_size, splits.image_size, workers)
         amp = torch.bfloat16 if trained.device.type == "cuda" else None
-        return trained, calibration, validation, amp
+        return trained, trained.task.evaluator("validation", self.batch_size, trained.device, amp)
 
     def _evaluate(self, arch: Any) -> CachedAccuracy:
-        from nas.evaluation import evaluate_arch
-
-        trained, calibration, validation, amp = self._evaluator
-        result = evaluate_arch(trained.supernet, arch, calibration, validation, amp)
+        trained, evaluate = self._evaluator
+        result = evaluate(trained.supernet, arch)
         return CachedAccuracy(result.accuracy, result.loss, result.samples)
 
     def describe(self) -> dict[str, Any]:

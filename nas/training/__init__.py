@@ -20,6 +20,7 @@ _EXPORTS = {
     "TrainConfig": "config",
     "TrainResult": "loop",
     "TrainedSupernet": "restore",
+    "checkpoint_meta": "checkpoint",
     "find_checkpoint": "checkpoint",
     "load_supernet": "restore",
     "load_trained": "restore",
@@ -31,13 +32,15 @@ _EXPORTS = {
     "save_checkpoint": "checkpoint",
     "sha256_file": "checkpoint",
     "space_and_data": "build",
+    "space_and_task": "build",
     "train": "loop",
 }
 
 if TYPE_CHECKING:  # what static tools (type checkers, the API docs) see
-    from nas.training.build import space_and_data
+    from nas.training.build import space_and_data, space_and_task
     from nas.training.checkpoint import (
         Checkpoint,
+        checkpoint_meta,
         find_checkpoint,
         read_checkpoint,
         save_checkpoint,
@@ -54,6 +57,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainedSupernet",
+    "checkpoint_meta",
     "find_checkpoint",
     "load_supernet",
     "load_trained",
@@ -65,6 +69,7 @@ __all__ = [
     "save_checkpoint",
     "sha256_file",
     "space_and_data",
+    "space_and_task",
     "train",
 ]
 

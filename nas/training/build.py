@@ -1,10 +1,9 @@
-"""Build the space and data a training config describes (shared by train and eval)."""
+"""Build the space and task (data) a training config describes (shared by train and eval)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from nas.data import DataSplits, load_splits
 from nas.errors import EdgenasError
 from nas.spaces import build_space as _build_space
 from nas.training.config import TrainConfig
@@ -29,11 +28,20 @@ def build_space(name: str, options: dict[str, Any]) -> Any:
     return _build_space(name, options, name_key="space.name", options_key="space.options")
 
 
-def space_and_data(cfg: TrainConfig) -> tuple[Any, DataSplits, dict[str, Any]]:
-    """The space (with the data set's class count), the data splits, and the space options used."""
+def space_and_task(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
+    """The space (with the data set's class count, for image spaces), its
+    :class:`~nas.tasks.Task` with the data read and split, and the space options used."""
+    from nas.tasks import load_task
+
     probe = build_space(cfg.space.name, space_options(cfg, None))
-    largest = probe.largest()
-    image_size = cfg.data.image_size or int(getattr(largest, "resolution", 32))
-    splits = load_splits(cfg.data, cfg.seed, image_size)
-    options = space_options(cfg, splits.num_classes)
-    return build_space(cfg.space.name, options), splits, options
+    task = load_task(probe, cfg.data, cfg.seed)
+    options = space_options(cfg, task.num_classes)
+    space = build_space(cfg.space.name, options) if options != dict(cfg.space.options) else probe
+    return space, task, options
+
+
+def space_and_data(cfg: TrainConfig) -> tuple[Any, Any, dict[str, Any]]:
+    """The space, the data splits (:class:`~nas.data.DataSplits` or
+    :class:`~nas.data.TextSplits`) and the space options used."""
+    space, task, options = space_and_task(cfg)
+    return space, task.splits, options

@@ -45,7 +45,27 @@ class Checkpoint:
         return int(self.meta["step"])
 
     def model_state(self) -> dict[str, torch.Tensor]:
-        return {k[len("model/") :]: v for k, v in self.tensors.items() if k.startswith("model/")}
+        """The model's state dict, tied aliases included (they name the same tensor)."""
+        state = {k[len("model/") :]: v for k, v in self.tensors.items() if k.startswith("model/")}
+        for alias, name in dict(self.meta.get("tied") or {}).items():
+            if name in state:
+                state[alias] = state[name]
+        return state
+
+
+def untied_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``model``'s state dict without tied aliases, and ``{alias: name}`` of those left out."""
+    state: dict[str, torch.Tensor] = {}
+    tied: dict[str, str] = {}
+    seen: dict[tuple[int, tuple[int, ...], tuple[int, ...], int], str] = {}
+    for name, tensor in model.state_dict(keep_vars=False).items():
+        key = (tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()), tensor.storage_offset())
+        if tensor.numel() and key in seen:
+            tied[name] = seen[key]
+            continue
+        seen[key] = name
+        state[name] = tensor
+    return state, tied
 
 
 def sha256_file(path: Path) -> str:
@@ -137,8 +157,11 @@ def save_checkpoint(
     """
     directory.mkdir(parents=True, exist_ok=True)
     step = int(meta["step"])
-    tensors = {f"model/{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state, tied = untied_state(model)
+    tensors = {f"model/{k}": v.detach().contiguous().cpu() for k, v in state.items()}
     meta = dict(meta)
+    if tied:
+        meta["tied"] = tied
     if optimizer is not None:
         opt_tensors, meta["optimizer"] = optimizer_tensors(optimizer)
         tensors.update(opt_tensors)
@@ -171,6 +194,21 @@ def find_checkpoint(path: str | Path) -> Path | None:
         candidate = path.parent / META_NAME
         return candidate if candidate.exists() else None
     return path if path.exists() else None
+
+
+def checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """The metadata (``checkpoint.json``) of the checkpoint at ``path``, without reading or
+    verifying its weights (:func:`read_checkpoint` does both)."""
+    meta_path = find_checkpoint(path)
+    if meta_path is None:
+        raise EdgenasError(f"no checkpoint at {path}: give a training output directory or its {META_NAME}")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EdgenasError(f"{meta_path} is corrupt or truncated ({exc.__class__.__name__}): restore it or retrain") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise EdgenasError(f"{meta_path} is not an edgenas supernet checkpoint")
+    return meta
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:

@@ -12,9 +12,58 @@ from typing import Any, Literal
 
 from nas.data.config import DataConfig
 
-PhaseName = Literal["largest", "kernel", "depth", "expand"]
-PHASE_ORDER: tuple[str, ...] = ("largest", "kernel", "depth", "expand")
-CHOICE_KEYS: tuple[str, ...] = ("depths", "kernels", "expands", "resolutions")
+PhaseName = Literal["largest", "kernel", "depth", "expand", "heads", "width"]
+
+
+@dataclass(frozen=True)
+class PhasePlan:
+    """How a family of spaces shrinks progressively: its phases in order, the choices a
+    phase may narrow, which of them each phase holds at their maximum, and the phases that
+    sort channels by importance before they start. The default split of ``steps`` (no
+    ``phases`` given) is 30 %, 35 %, 35 % over the three phases after ``largest``.
+    """
+
+    order: tuple[str, ...]
+    choice_keys: tuple[str, ...]
+    fixed_at_max: dict[str, tuple[str, ...]]
+    sorting: tuple[str, ...]
+
+    @property
+    def full(self) -> str:
+        """The phase in which every dimension is elastic (plain sandwich training)."""
+        return self.order[-1]
+
+
+#: OFA's order for convolutional spaces (mbv3): kernel, then depth, then expand ratios.
+CNN_PLAN = PhasePlan(
+    order=("largest", "kernel", "depth", "expand"),
+    choice_keys=("depths", "kernels", "expands", "resolutions"),
+    fixed_at_max={
+        "largest": ("depths", "kernels", "expands", "resolutions"),
+        "kernel": ("depths", "expands"),
+        "depth": ("expands",),
+        "expand": (),
+    },
+    sorting=("expand",),
+)
+
+#: Transformers (gpt): depth, then attention heads, then width (embedding and MLP ratio);
+#: heads and MLP neurons are sorted by importance before the heads and the width phase.
+TRANSFORMER_PLAN = PhasePlan(
+    order=("largest", "depth", "heads", "width"),
+    choice_keys=("depths", "heads", "embeds", "mlp_ratios", "contexts"),
+    fixed_at_max={
+        "largest": ("depths", "heads", "embeds", "mlp_ratios", "contexts"),
+        "depth": ("heads", "embeds", "mlp_ratios"),
+        "heads": ("embeds", "mlp_ratios"),
+        "width": (),
+    },
+    sorting=("heads", "width"),
+)
+
+PLANS: tuple[PhasePlan, ...] = (CNN_PLAN, TRANSFORMER_PLAN)
+PHASE_ORDER: tuple[str, ...] = CNN_PLAN.order
+CHOICE_KEYS: tuple[str, ...] = CNN_PLAN.choice_keys
 
 
 @dataclass(frozen=True)
@@ -32,10 +81,13 @@ class SpaceSection:
 class PhaseConfig:
     """One progressive-shrinking phase: which dimension becomes elastic, for how long.
 
-    ``largest`` trains the full network alone; ``kernel`` makes kernels elastic (depth
-    and expand at their maximum); ``depth`` adds elastic depth; ``expand`` adds elastic
-    expand ratios (channels are sorted by importance first). The choice lists narrow a
-    phase further (OFA runs depth as ``[3, 4]`` then ``[2, 3, 4]``).
+    ``largest`` trains the full network alone. For mbv3: ``kernel`` makes kernels elastic
+    (depth and expand at their maximum); ``depth`` adds elastic depth; ``expand`` adds
+    elastic expand ratios (channels are sorted by importance first). For gpt: ``depth``
+    makes depth (and context) elastic; ``heads`` adds elastic heads per layer; ``width``
+    adds elastic embedding width and MLP ratios (heads and neurons sorted first by both).
+    The choice lists narrow a phase further (OFA runs depth as ``[3, 4]`` then ``[2, 3, 4]``);
+    a space accepts only its own (see :class:`PhasePlan`).
     """
 
     name: PhaseName
@@ -45,6 +97,10 @@ class PhaseConfig:
     kernels: tuple[int, ...] | None = None
     expands: tuple[int, ...] | None = None
     resolutions: tuple[int, ...] | None = None
+    heads: tuple[int, ...] | None = None
+    embeds: tuple[int, ...] | None = None
+    mlp_ratios: tuple[int, ...] | None = None
+    contexts: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -90,10 +146,6 @@ class TrainSection:
             raise ValueError(
                 f"steps ({self.steps}) differs from the phases' total ({sum(p.steps for p in self.phases)}); drop one"
             )
-        if self.phases:
-            order = [PHASE_ORDER.index(p.name) for p in self.phases]
-            if order != sorted(order):
-                raise ValueError(f"phases must follow the order {' -> '.join(PHASE_ORDER)}")
         if self.progressive and not self.phases and self.steps is not None and self.steps < 3:
             raise ValueError(f"steps must be at least 3 with progressive shrinking, got {self.steps}")
         if self.batch_size < 1:
@@ -123,23 +175,25 @@ class TrainSection:
     def total_steps(self) -> int:
         return sum(p.steps for p in self.resolved_phases())
 
-    def resolved_phases(self) -> tuple[PhaseConfig, ...]:
-        """The phases to run: the configured ones, OFA's three by default, or one full phase.
+    def resolved_phases(self, plan: PhasePlan = CNN_PLAN) -> tuple[PhaseConfig, ...]:
+        """The phases to run: the configured ones, the plan's three by default, or one full phase.
 
-        Plain sandwich training is a single ``expand`` phase over the whole space (every
-        dimension elastic from the first step; no channel sorting).
+        Plain sandwich training is a single full phase over the whole space (``expand`` for
+        mbv3, ``width`` for gpt: every dimension elastic from the first step; no channel
+        sorting). ``plan`` is the space's (:func:`nas.training.phases.plan_for`).
         """
         if self.phases:
             return self.phases
         assert self.steps is not None
         if not self.progressive:
-            return (PhaseConfig("expand", self.steps),)
-        kernel = max(1, round(0.3 * self.steps))
-        depth = max(1, round(0.35 * self.steps))
+            return (PhaseConfig(plan.full, self.steps),)  # type: ignore[arg-type]
+        first, second, third = plan.order[1:]
+        a = max(1, round(0.3 * self.steps))
+        b = max(1, round(0.35 * self.steps))
         return (
-            PhaseConfig("kernel", kernel),
-            PhaseConfig("depth", depth),
-            PhaseConfig("expand", self.steps - kernel - depth),
+            PhaseConfig(first, a),  # type: ignore[arg-type]
+            PhaseConfig(second, b),  # type: ignore[arg-type]
+            PhaseConfig(third, self.steps - a - b),  # type: ignore[arg-type]
         )
 
 
@@ -176,5 +230,6 @@ class TrainConfig:
 
 #: Keys that may change between a run and its resumption (they do not change the result).
 RESUMABLE_KEYS: frozenset[str] = frozenset(
-    {"output_dir", "log_every", "checkpoint.every_steps", "checkpoint.keep", "data.workers", "train.threads"}
+    {"output_dir", "log_every", "checkpoint.every_steps", "checkpoint.keep", "data.workers", "data.eval_tokens",
+     "train.threads"}
 )

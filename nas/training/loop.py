@@ -5,6 +5,8 @@ take this rank's share of the step's batch, run :func:`sandwich_step` (gradients
 statistics averaged across ranks in ``before_step``), save a checkpoint every
 ``checkpoint.every_steps``. Everything a step depends on is either a function of the step
 or in the checkpoint, so a run resumed after a kill ends with bit-identical weights.
+What the batches hold and how each sub-network is scored comes from the space's task
+(:mod:`nas.tasks`: images and labels for mbv3, token windows for gpt).
 """
 
 from __future__ import annotations
@@ -24,9 +26,8 @@ import torch
 from tqdm import tqdm
 
 from nas.config import config_to_dict
-from nas.data import Normalizer, train_batches
 from nas.errors import EdgenasError
-from nas.training.build import space_and_data
+from nas.training.build import space_and_task
 from nas.training.checkpoint import (
     Checkpoint,
     find_checkpoint,
@@ -97,16 +98,14 @@ def _train(
             f"train.batch_size ({tc.batch_size}) must be divisible by the number of processes ({ctx.world_size})"
         )
     ckpt = _existing_checkpoint(out, cfg, resume)
-    space, splits, options = space_and_data(cfg)
-    if len(splits.train) < tc.batch_size:
-        raise EdgenasError(
-            f"train.batch_size ({tc.batch_size}) exceeds the {len(splits.train)} training images; lower it"
-        )
+    space, task, options = space_and_task(cfg)
+    task.check_batch_size(tc.batch_size)
     phases = resolve_phases(tc, space)
     total = phases[-1].start + phases[-1].steps
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     supernet = space.build_supernet().to(ctx.device)
-    channels_last = tc.channels_last if tc.channels_last is not None else ctx.device.type == "cuda"
+    channels_last = tc.channels_last if tc.channels_last is not None else (
+        ctx.device.type == "cuda" and task.prefers_channels_last)
     if channels_last:
         supernet = supernet.to(memory_format=torch.channels_last)
     amp_dtype = torch.bfloat16 if tc.amp == "bf16" or (tc.amp == "auto" and ctx.device.type == "cuda") else None
@@ -114,7 +113,7 @@ def _train(
         "space": space.describe(),
         "space_config": {"name": cfg.space.name, "options": options},
         "config": config_to_dict(cfg),
-        "data": splits.describe(),
+        "data": task.describe(),
         "seed": cfg.seed,
         "world_size": ctx.world_size,
         "total_steps": total,
@@ -130,18 +129,15 @@ def _train(
     if step >= total:
         return TrainResult(out, step, total, ctx.check_in_sync(supernet), None)
 
-    normalizer = Normalizer(splits.mean, splits.std, ctx.device, channels_last)
-    batches = train_batches(
-        splits.train.to(ctx.device),
-        normalizer,
-        image_size=splits.image_size,
-        augment=splits.augment,
+    batches = task.train_batches(
+        ctx.device,
         seed=cfg.seed,
         start_step=step,
         global_batch=tc.batch_size,
         rank=ctx.rank,
         world_size=ctx.world_size,
         workers=cfg.data.workers,
+        channels_last=channels_last,
     )
     if ckpt is not None:
         restore_rng(ckpt)
@@ -151,7 +147,7 @@ def _train(
     stop = {"requested": False, "agreed": False}
     last_loss: float | None = None
     bar = tqdm(total=total, initial=step, unit="step", disable=not (progress and ctx.is_main), dynamic_ncols=True)
-    window_start, window_images = time.perf_counter(), 0
+    window_start, window_items = time.perf_counter(), 0
     # wall time spent training, summed over interrupted runs (reports quote it)
     run_start = time.perf_counter()
     earlier_seconds = float(ckpt.meta.get("train_seconds", 0.0)) if ckpt is not None else 0.0
@@ -181,13 +177,14 @@ def _train(
             assert optimizer is not None
             set_lr(optimizer, lr_at(local, phase.steps, phase.lr, tc.warmup_steps, tc.min_lr))
             archs = phase.archs(space, random.Random(cfg.seed * 1_000_003 + step), tc.num_random)
-            images, labels = next(batches)
+            inputs, targets = next(batches)
             stats = sandwich_step(
                 supernet,
                 archs,
-                images,
-                labels,
+                inputs,
+                targets,
                 optimizer,
+                loss=task.loss,
                 distill=tc.distill,
                 label_smoothing=tc.label_smoothing,
                 amp_dtype=amp_dtype,
@@ -196,13 +193,14 @@ def _train(
             )
             step += 1
             last_loss = stats.loss
-            window_images += tc.batch_size
+            window_items += task.items(tc.batch_size)
             if step % cfg.log_every == 0 or step == stop_at:
-                rate = window_images / max(1e-9, time.perf_counter() - window_start)
-                window_start, window_images = time.perf_counter(), 0
-                bar.set_postfix(phase=phase.name, loss=f"{last_loss:.3f}", img_s=f"{rate:.0f}", refresh=False)
+                rate = window_items / max(1e-9, time.perf_counter() - window_start)
+                window_start, window_items = time.perf_counter(), 0
+                bar.set_postfix({"phase": phase.name, "loss": f"{last_loss:.3f}", f"{task.unit}/s": f"{rate:.0f}"},
+                                refresh=False)
                 if ctx.is_main:
-                    _log(out, step, phase, stats.losses, optimizer, rate)
+                    _log(out, step, phase, stats.losses, optimizer, f"{task.unit}_per_s", rate)
             bar.update(1)
             if stop["agreed"] or step % cfg.checkpoint.every_steps == 0 or step == stop_at:
                 save(step, phase)
@@ -255,14 +253,15 @@ def _check_same_space(ckpt: Checkpoint, meta: dict[str, Any]) -> None:
         )
 
 
-def _log(out: Path, step: int, phase: Phase, losses: list[float], optimizer: Any, rate: float) -> None:
+def _log(out: Path, step: int, phase: Phase, losses: list[float], optimizer: Any, rate_key: str,
+         rate: float) -> None:
     record = {
         "step": step,
         "phase": phase.name,
         "loss": sum(losses) / len(losses),
         "losses": losses,
         "lr": optimizer.param_groups[0]["lr"],
-        "images_per_s": round(rate, 1),
+        rate_key: round(rate, 1),
         "time": time.time(),
     }
     with open(out / "metrics.jsonl", "a") as fh:

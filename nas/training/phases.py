@@ -1,4 +1,9 @@
-"""Progressive-shrinking phases resolved against a space: which choices each phase samples."""
+"""Progressive-shrinking phases resolved against a space: which choices each phase samples.
+
+A space shrinks by the :class:`~nas.training.config.PhasePlan` of its family: OFA's
+kernel -> depth -> expand for convolutional spaces (mbv3), depth -> heads -> width for
+transformers (gpt). The plan is the one whose choice lists the space's config has.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas.errors import EdgenasError
-from nas.training.config import CHOICE_KEYS, PhaseConfig, TrainSection
+from nas.training.config import CNN_PLAN, PLANS, PhaseConfig, PhasePlan, TrainSection
 from nas.training.sandwich import sandwich_archs
 
-#: Dimensions held at their maximum in each phase (OFA's order: kernel, depth, expand).
-FIXED_AT_MAX: dict[str, tuple[str, ...]] = {
-    "largest": ("depths", "kernels", "expands", "resolutions"),
-    "kernel": ("depths", "expands"),
-    "depth": ("expands",),
-    "expand": (),
-}
+#: Dimensions held at their maximum in each phase of mbv3 (OFA's order: kernel, depth, expand).
+FIXED_AT_MAX: dict[str, tuple[str, ...]] = CNN_PLAN.fixed_at_max
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,32 @@ class Phase:
         return sandwich_archs(space, rng, num_random, self.choices)
 
 
+def plan_for(space: Any) -> PhasePlan:
+    """The phase plan of ``space``: the first whose choice lists its config has."""
+    config = getattr(space, "config", None)
+    for plan in PLANS:
+        if config is not None and all(hasattr(config, k) for k in plan.choice_keys):
+            return plan
+    wanted = " or ".join("/".join(p.choice_keys) for p in PLANS)
+    raise EdgenasError(f"space {space.name!r} has no elastic {wanted} to train a supernet over")
+
+
 def resolve_phases(train: TrainSection, space: Any) -> list[Phase]:
-    """Turn the config's phases into :class:`Phase` objects, checking choices against the space."""
+    """Turn the config's phases into :class:`Phase` objects, checking them against the space."""
+    plan = plan_for(space)
+    configured = train.resolved_phases(plan)
+    for i, cfg in enumerate(configured):
+        if cfg.name not in plan.order:
+            raise EdgenasError(
+                f"train.phases[{i}].name: {cfg.name} is not a phase of space {space.name}; "
+                f"use {', '.join(plan.order)}"
+            )
+    order = [plan.order.index(p.name) for p in configured]
+    if order != sorted(order):
+        raise EdgenasError(f"train: phases must follow the order {' -> '.join(plan.order)}")
     phases, start = [], 0
-    for i, cfg in enumerate(train.resolved_phases()):
-        choices = _choices(cfg, space, f"train.phases[{i}]" if train.phases else "train")
+    for i, cfg in enumerate(configured):
+        choices = _choices(cfg, plan, space, f"train.phases[{i}]" if train.phases else "train")
         phases.append(
             Phase(
                 index=i,
@@ -51,19 +72,23 @@ def resolve_phases(train: TrainSection, space: Any) -> list[Phase]:
                 steps=cfg.steps,
                 lr=cfg.lr if cfg.lr is not None else train.lr,
                 choices=choices,
-                sort_channels=train.progressive and cfg.name == "expand",
+                sort_channels=train.progressive and cfg.name in plan.sorting,
             )
         )
         start += cfg.steps
     return phases
 
 
-def _choices(cfg: PhaseConfig, space: Any, where: str) -> dict[str, tuple[int, ...]]:
-    config = getattr(space, "config", None)
-    if config is None or not all(hasattr(config, k) for k in CHOICE_KEYS):
-        raise EdgenasError(f"space {space.name!r} has no elastic {'/'.join(CHOICE_KEYS)} to train a supernet over")
-    choices = {k: (max(getattr(config, k)),) for k in FIXED_AT_MAX[cfg.name]}
-    for key in CHOICE_KEYS:
+def _choices(cfg: PhaseConfig, plan: PhasePlan, space: Any, where: str) -> dict[str, tuple[int, ...]]:
+    config = space.config
+    choices = {k: (max(getattr(config, k)),) for k in plan.fixed_at_max[cfg.name]}
+    others = {k for plans in PLANS for k in plans.choice_keys} - set(plan.choice_keys)
+    for key in sorted(others):
+        if getattr(cfg, key) is not None:
+            raise EdgenasError(
+                f"{where}.{key}: space {space.name} has no {key}; a phase narrows {', '.join(plan.choice_keys)}"
+            )
+    for key in plan.choice_keys:
         value = getattr(cfg, key)
         if value is None:
             continue

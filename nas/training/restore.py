@@ -1,4 +1,4 @@
-"""A trained supernet back from its checkpoint, with the space and data it was trained on."""
+"""A trained supernet back from its checkpoint, with the space and task (data) it was trained on."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 import torch
 
 from nas.config import load_config
-from nas.data import DataSplits, load_splits
 from nas.errors import EdgenasError
 from nas.training.build import build_space
 from nas.training.checkpoint import Checkpoint, load_model_state, read_checkpoint
@@ -19,14 +18,19 @@ from nas.training.distributed import pick_device
 
 @dataclass
 class TrainedSupernet:
-    """The supernet (eval mode, on ``device``), its space, data splits, config and checkpoint."""
+    """The supernet (eval mode, on ``device``), its space, task (data and score), config and checkpoint."""
 
     space: Any
     supernet: torch.nn.Module
-    splits: DataSplits
+    task: Any
     config: TrainConfig
     checkpoint: Checkpoint
     device: torch.device
+
+    @property
+    def splits(self) -> Any:
+        """The data splits (:class:`~nas.data.DataSplits` for images, :class:`~nas.data.TextSplits` for text)."""
+        return self.task.splits
 
 
 def load_supernet(path: str | Path) -> tuple[Any, torch.nn.Module, Checkpoint]:
@@ -48,7 +52,9 @@ def load_supernet(path: str | Path) -> tuple[Any, torch.nn.Module, Checkpoint]:
 
 
 def load_trained(path: str | Path, device: str = "auto") -> TrainedSupernet:
-    """Rebuild space, supernet and data splits from the checkpoint at ``path``."""
+    """Rebuild space, supernet and task (data splits) from the checkpoint at ``path``."""
+    from nas.tasks import load_task
+
     space, model, ckpt = load_supernet(path)
     try:
         cfg = load_config(TrainConfig, ckpt.meta["config"])
@@ -56,6 +62,6 @@ def load_trained(path: str | Path, device: str = "auto") -> TrainedSupernet:
         raise EdgenasError(f"{ckpt.path}: metadata is incomplete or from another version ({exc})") from None
     target = pick_device(device)
     model = model.to(target).eval()
-    data = ckpt.meta.get("data", {})
-    splits = load_splits(cfg.data, cfg.seed, int(data.get("image_size", cfg.data.image_size or 32)))
-    return TrainedSupernet(space, model, splits, cfg, ckpt, target)
+    data = ckpt.meta.get("data")
+    task = load_task(space, cfg.data, cfg.seed, data if isinstance(data, dict) else {})
+    return TrainedSupernet(space, model, task, cfg, ckpt, target)

@@ -2,7 +2,9 @@
 
 Per step: the largest sub-network learns from the labels, the smallest and ``num_random``
 random sub-networks learn from the largest's (detached) predictions; their gradients are
-summed, then the optimizer steps once (BigNAS / OFA). Only torch is imported here, so the
+summed, then the optimizer steps once (BigNAS / OFA). What a sub-network is fed and which
+losses it gets depend on the task (:mod:`nas.training.losses`: classification for image
+spaces, next-token prediction for language models). Only torch is imported here, so the
 step runs on machines with nothing else installed (the GPU benchmark machine).
 """
 
@@ -14,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from nas.training.losses import CLASSIFICATION, StepLoss, resize_to, soft_cross_entropy
 
 
 @dataclass
@@ -28,21 +31,6 @@ class SandwichStats:
     @property
     def loss(self) -> float:
         return sum(self.losses) / len(self.losses)
-
-
-def resize_to(images: torch.Tensor, resolution: int) -> torch.Tensor:
-    """Bilinear resize of a batch to ``resolution`` (a no-op when it already has that size)."""
-    if images.shape[-1] == resolution and images.shape[-2] == resolution:
-        return images
-    out = F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False)
-    if images.is_contiguous(memory_format=torch.channels_last):
-        out = out.contiguous(memory_format=torch.channels_last)
-    return out
-
-
-def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against a distribution (the teacher's softmax), averaged over the batch."""
-    return -(target_probs * F.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
 
 
 def sandwich_archs(
@@ -58,10 +46,11 @@ def sandwich_archs(
 def sandwich_step(
     supernet: nn.Module,
     archs: list[Any],
-    images: torch.Tensor,
-    labels: torch.Tensor,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
     optimizer: torch.optim.Optimizer,
     *,
+    loss: StepLoss = CLASSIFICATION,
     distill: bool = True,
     label_smoothing: float = 0.0,
     amp_dtype: torch.dtype | None = None,
@@ -70,29 +59,34 @@ def sandwich_step(
 ) -> SandwichStats:
     """Train ``archs`` (the first is the teacher) on one batch; one optimizer step.
 
-    ``before_step`` runs after the gradients are accumulated and before clipping and the
-    optimizer step: data-parallel training averages gradients across processes there.
+    ``loss`` says how each arch is fed and scored (images and labels by default; token
+    windows and next tokens with :data:`~nas.training.losses.NEXT_TOKEN`). ``before_step``
+    runs after the gradients are accumulated and before clipping and the optimizer step:
+    data-parallel training averages gradients across processes there.
     """
     optimizer.zero_grad(set_to_none=True)
-    device_type = images.device.type
+    device_type = inputs.device.type
     losses = []
-    teacher_probs: torch.Tensor | None = None
+    teacher: torch.Tensor | None = None
     for i, arch in enumerate(archs):
-        x = resize_to(images, arch.resolution)
+        x = loss.inputs(inputs, arch)
         with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             logits = supernet(x, arch)
         if i == 0 or not distill:
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+            value = loss.loss(logits, loss.targets(targets, arch), label_smoothing)
             if i == 0 and distill:
-                teacher_probs = F.softmax(logits.detach().float(), dim=-1)
+                teacher = loss.teacher(logits)
         else:
-            assert teacher_probs is not None
-            loss = soft_cross_entropy(logits, teacher_probs)
-        loss.backward()
-        losses.append(loss.item() if device_type == "cpu" else loss.detach())
+            assert teacher is not None
+            value = loss.distill(logits, loss.targets(teacher, arch))
+        value.backward()
+        losses.append(value.item() if device_type == "cpu" else value.detach())
     if before_step is not None:
         before_step()
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(supernet.parameters(), grad_clip)
     optimizer.step()
     return SandwichStats(losses=[float(v) for v in losses], archs=list(archs))
+
+
+__all__ = ["SandwichStats", "resize_to", "sandwich_archs", "sandwich_step", "soft_cross_entropy"]

@@ -161,6 +161,11 @@ class GPTSpace(SearchSpace):
                 raise ValueError(f"{name} has {bad[0]}, not one of {list(allowed)}")
         if arch.embed not in cfg.embeds:
             raise ValueError(f"embed {arch.embed} is not one of {list(cfg.embeds)}")
+        if arch.context > cfg.max_context:
+            raise ValueError(
+                f"context {arch.context} is longer than this supernet was trained for ({cfg.max_context} tokens); "
+                f"use one of {list(cfg.contexts)}"
+            )
         if arch.context not in cfg.contexts:
             raise ValueError(f"context {arch.context} is not one of {list(cfg.contexts)}")
 
