@@ -149,6 +149,54 @@ class CostModel:
         return out
 
 
+    def split_latency_ms(self, arch: Any, cuts: Sequence[int], correction: str = "per_part") -> tuple[np.ndarray, np.ndarray]:
+        """Predicted latency of the blocks before and after each cut of ``arch`` on this device.
+
+        For each ``k`` in ``cuts``: ``blocks[:k]`` and ``blocks[k:]`` of ``space.blocks(arch)``,
+        each run as a network of its own (an empty part costs 0). How the whole-network
+        correction of a block-sum predictor (:class:`BlockSumRegressor`) treats a part is
+        ``correction`` (see :data:`PART_CORRECTIONS`):
+
+        * ``"per_part"``: each part is corrected as a network of its blocks (its own call
+          overhead and per-block terms): what running the part as its own compiled module is;
+        * ``"proportional"``: the corrected whole network shared out in proportion to the
+          parts' block sums (the parts add up to the whole prediction exactly);
+        * ``"none"``: the plain sum of the part's block predictions.
+
+        Predictors that price whole networks only (``whole_network``, ``fewshot``) price the
+        empty and the whole part, and return NaN for the rest.
+        """
+        if correction not in PART_CORRECTIONS:
+            raise InputError(f"correction {correction!r} is unknown; use one of {', '.join(PART_CORRECTIONS)}")
+        blocks = self.space.blocks(arch)
+        n = len(blocks)
+        ks = np.asarray(cuts, dtype=int)
+        if np.any((ks < 0) | (ks > n)):
+            raise InputError(f"cuts must lie in 0..{n} for an arch of {n} blocks, got {list(cuts)}")
+        if self.profile.predictor != "block_sum":
+            whole = float(self.predict([arch])["latency_ms"][0])
+            before = np.where(ks == 0, 0.0, np.where(ks == n, whole, np.nan))
+            after = np.where(ks == n, 0.0, np.where(ks == 0, whole, np.nan))
+            return before, after
+        per_block = np.asarray(self.latency.block_model_.predict(blocks), dtype=float)
+        prefix = np.concatenate([[0.0], np.cumsum(per_block)])
+        sums_before, sums_after = prefix[ks], prefix[-1] - prefix[ks]
+        if correction == "none":
+            before, after = sums_before, sums_after
+        elif correction == "per_part":
+            before = self.latency.correct(sums_before, ks)
+            after = self.latency.correct(sums_after, n - ks)
+        else:
+            whole = float(self.latency.correct([prefix[-1]], [n])[0])
+            share = sums_before / prefix[-1] if prefix[-1] > 0 else ks / max(n, 1)
+            before, after = whole * share, whole * (1.0 - share)
+        return np.where(ks == 0, 0.0, before), np.where(ks == n, 0.0, after)
+
+
+PART_CORRECTIONS = ("per_part", "proportional", "none")
+"""How :meth:`CostModel.split_latency_ms` applies a whole-network correction to part of a network."""
+
+
 def measurements_for(profile: DeviceProfile, store: MeasurementStore, role: str) -> list[Measurement]:
     return store.query(
         profile.name,

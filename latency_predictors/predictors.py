@@ -210,10 +210,17 @@ class BlockSumRegressor(RegressorMixin, BaseEstimator):
 
     def predict(self, X: Sequence[Sequence[BlockSpec]]) -> np.ndarray:
         check_is_fitted(self, "block_model_")
-        if self.correction_ is None:
-            return self.block_sums(X)
-        sums = self.block_sums(X)
-        corrected = self.correction_.predict(self._design(X))
+        return self.correct(self.block_sums(X), [len(blocks) for blocks in X])
+
+    def correct(self, sums: Any, counts: Any) -> np.ndarray:
+        """The whole-network correction applied to networks given by their uncorrected
+        block sums and block counts (what :meth:`predict` does after summing): lets a
+        caller that already has per-block predictions price many block lists cheaply."""
+        check_is_fitted(self, "block_model_")
+        sums = np.asarray(sums, dtype=np.float64)
+        if self.correction_ is None or not len(sums):
+            return sums
+        corrected = self.correction_.predict(np.column_stack([sums, np.asarray(counts, dtype=np.float64)]))
         # a linear correction must not turn a small network's cost negative
         return np.where(corrected > 0, corrected, sums)
 

@@ -218,7 +218,7 @@ class SearchSpace(abc.ABC):
         blocks = self.blocks(arch)
         integer = not self.example_input(arch).is_floating_point()
         out = [Cut(0, (tuple(self.input_shape(arch)),), "input", integer)]
-        out += [Cut(i, (blocks[i - 1].out_shape,), f"after {i}:{blocks[i - 1].kind}") for i in range(1, len(blocks))]
+        out += [Cut(i, (blocks[i - 1].out_shape,), f"after block {i} ({blocks[i - 1].kind})") for i in range(1, len(blocks))]
         out.append(Cut(len(blocks), (), "output (edge only)"))
         return out
 
