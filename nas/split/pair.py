@@ -12,7 +12,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +37,8 @@ def load_pair(workspace: Workspace, edge: str, cloud: str, space: Any = None) ->
     if profiles["edge"].space != profiles["cloud"].space:
         raise EdgenasError(
             f"--edge {edge} was profiled on space {_short(profiles['edge'].space)} and --cloud {cloud} on "
-            f"{_short(profiles['cloud'].space)}: a split runs one network on both, so profile both on the same space")
+            f"{_short(profiles['cloud'].space)}{' (other settings)' if _short(profiles['edge'].space) == _short(profiles['cloud'].space) else ''}: "
+            "a split runs one network on both, so profile both on the same space")
     if space is None:
         try:
             space = space_from_description(profiles["edge"].space)
@@ -71,8 +71,9 @@ def resolve_arch(space: Any, arch: str | None = None, model: str | None = None,
 
 
 def _short(description: dict[str, Any]) -> str:
-    text = json.dumps(description, separators=(",", ":"), sort_keys=True)
-    return text if len(text) <= 80 else text[:77] + "..."
+    """``mbv3/small``, ``nb201``...: a space description's name and preset."""
+    name = str(description.get("name", "?"))
+    return f"{name}/{description['preset']}" if description.get("preset") else name
 
 
 __all__ = ["DevicePair", "load_pair", "resolve_arch"]
