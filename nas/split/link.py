@@ -37,7 +37,7 @@ counted in the frame header)."""
 _RATE = {"bit": 1.0, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
 _TIME = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 _ENERGY = {"pj": 1e-3, "nj": 1.0, "uj": 1e3}
-_PART = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]+)\s*$")
+_PART = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z/]+)\s*$")
 _EXAMPLE = "write RATE,RTT such as 20mbit,40ms (rates in kbit, mbit or gbit per second; RTT in ms), " \
            "optionally ,100nj for radio energy per bit"
 

@@ -90,33 +90,107 @@ def run_split(space: Any, arch: Any, module: torch.nn.Module, position: int, edg
     callable for progress lines (``None``: silent).
     """
     say = log or (lambda _line: None)
-    module = module.eval()
-    edge_part, cloud_part = split_network(space, arch, module, position)
+    edge_part, cloud_part = split_network(space, arch, module.eval(), position)
     if inputs is None:
         gen = torch.Generator().manual_seed(0)
         inputs = np.stack([space.example_input(arch, generator=gen)[0].numpy() for _ in range(4)])
-    with tempfile.TemporaryDirectory(prefix="edgenas-split-") as tmp:
-        proc = None
-        if cloud_part.module is not None:
-            proc, port = _start_cloud(Path(tmp), space, arch, module, position, cloud_profile, link, settings)
-            say(f"cloud process {proc.pid} listening on 127.0.0.1:{port}; compiling both parts")
+    if cloud_part.module is None:
+        edge = compile_part(edge_part, edge_profile)
+        say(f"edge part: {edge.how}")
+        result = RunResult(position, link.to_json(), precision, edge.how, "nothing to run (edge only)")
+        _time_edge_only(edge, inputs, settings, result)
+        return result
+    with CloudLink(space, arch, module, position, cloud_profile, link, settings, precision) as cloud:
+        say(f"cloud process {cloud.pid} listening on 127.0.0.1:{cloud.port}; compiling both parts")
+        edge = compile_part(edge_part, edge_profile)  # while the cloud process compiles its part
+        say(f"edge part: {edge.how}")
+        cloud_how = cloud.connect()
+        say(f"cloud part: {cloud_how}")
+        result = RunResult(position, link.to_json(), precision, edge.how, cloud_how)
+        for i in range(settings.warmup + settings.requests):
+            x = inputs[i % len(inputs)][None]
+            t0, c0 = time.perf_counter(), time.thread_time()
+            activation = edge.run(x)
+            c1, t1 = time.thread_time(), time.perf_counter()
+            reply, sent = cloud.request(activation)
+            t2 = time.perf_counter()
+            if i >= settings.warmup:
+                e2e, edge_ms, edge_cpu = (t2 - t0) * 1e3, (t1 - t0) * 1e3, (c1 - c0) * 1e3
+                result.requests.append({
+                    "e2e_ms": e2e, "edge_ms": edge_ms, "edge_cpu_ms": edge_cpu, "cloud_ms": reply.wall_ms,
+                    "cloud_cpu_ms": reply.cpu_ms, "link_ms": e2e - edge_ms - reply.wall_ms,
+                    "e2e_cpu_ms": e2e - edge_ms - reply.wall_ms + edge_cpu + reply.cpu_ms, "up_bytes": float(sent)})
+        return result
+
+
+class CloudLink:
+    """The cloud part of a split, served by a second process and reached through the
+    emulated link; a context manager that always stops the process.
+
+    Example::
+
+        with CloudLink(space, arch, module, 0, cloud_profile, link, RunSettings()) as cloud:
+            cloud.connect()                      # waits until its part is compiled
+            reply, sent = cloud.request(image)   # reply.array: the cloud's output
+    """
+
+    def __init__(self, space: Any, arch: Any, module: torch.nn.Module, position: int, profile: Any, link: Link,
+                 settings: RunSettings = RunSettings(), precision: str = "fp32") -> None:
+        self.args = (space, arch, module, position, profile, link, settings)
+        self.link, self.settings, self.precision = link, settings, precision
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._proc: CloudProcess | None = None
+        self._peer: Any = None
+        self._next_id = 0
+        self.port = 0
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid if self._proc else 0
+
+    def __enter__(self) -> CloudLink:
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgenas-split-")
         try:
-            edge = compile_part(edge_part, edge_profile)
-            say(f"edge part: {edge.how}")
-            result = RunResult(position, link.to_json(), precision, edge.how, "nothing to run (edge only)")
-            if proc is None:
-                _time_edge_only(edge, inputs, settings, result)
-                return result
-            peer, result.cloud_how = _connect(proc, port, link, settings)
-            say(f"cloud part: {result.cloud_how}")
-            try:
-                _time_requests(peer, edge, inputs, precision, settings, result)
-            finally:
-                _goodbye(peer)
-            return result
+            self._proc, self.port = _start_cloud(Path(self._tmp.name), *self.args)
+        except BaseException:
+            self._tmp.cleanup()
+            raise
+        return self
+
+    def connect(self) -> str:
+        """Wait for the cloud process to compile its part and answer; returns how it runs it."""
+        assert self._proc is not None, "use CloudLink as a context manager"
+        self._peer, how = _connect(self._proc, self.port, self.link, self.settings)
+        return how
+
+    def request(self, activation: np.ndarray) -> tuple[Any, int]:
+        """Send one activation (or input), wait for the cloud's answer: ``(reply, bytes sent)``."""
+        from nas.split.wire import REPLY, REQUEST, LinkClosed, LinkTimeout
+
+        self._next_id += 1
+        n = self._next_id
+        try:
+            sent = self._peer.send(REQUEST, n, activation, precision=self.precision)
+            reply = self._peer.receive(time.monotonic() + self.settings.request_timeout_s)
+        except (LinkClosed, OSError):
+            raise EdgenasError(f"the cloud process stopped mid-request (request {n}: connection closed); "
+                               "check its device and run again") from None
+        except LinkTimeout:
+            raise EdgenasError(f"the cloud process did not answer request {n} within "
+                               f"{self.settings.request_timeout_s:g} s; it was stopped") from None
+        if reply.kind != REPLY or reply.id != n:
+            raise EdgenasError(f"the cloud process answered request {n} out of order")
+        return reply, sent
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self._peer is not None:
+                _goodbye(self._peer)
         finally:
-            if proc is not None:
-                proc.stop()
+            if self._proc is not None:
+                self._proc.stop()
+            if self._tmp is not None:
+                self._tmp.cleanup()
 
 
 def worker_spec(space: Any, arch: Any, weights: Path, position: int, profile: Any, link: Link,
@@ -233,36 +307,6 @@ def _connect(proc: CloudProcess, port: int, link: Link, settings: RunSettings) -
     return peer, how.removeprefix("COMPILED ")
 
 
-def _time_requests(peer: Any, edge: Any, inputs: np.ndarray, precision: str, settings: RunSettings,
-                   result: RunResult) -> None:
-    from nas.split.wire import REPLY, REQUEST, LinkClosed, LinkTimeout
-
-    for i in range(settings.warmup + settings.requests):
-        x = inputs[i % len(inputs)][None]
-        t0, c0 = time.perf_counter(), time.thread_time()
-        activation = edge.run(x)
-        c1, t1 = time.thread_time(), time.perf_counter()
-        try:
-            sent = peer.send(REQUEST, i + 1, activation, precision=precision)
-            reply = peer.receive(time.monotonic() + settings.request_timeout_s)
-        except LinkClosed:
-            raise EdgenasError(f"the cloud process stopped mid-request (request {i + 1}: connection closed); "
-                               "check its device and run again") from None
-        except LinkTimeout:
-            raise EdgenasError(f"the cloud process did not answer request {i + 1} within "
-                               f"{settings.request_timeout_s:g} s; it was stopped") from None
-        t2 = time.perf_counter()
-        if reply.kind != REPLY or reply.id != i + 1:
-            raise EdgenasError(f"the cloud process answered request {i + 1} out of order")
-        if i < settings.warmup:
-            continue
-        e2e, edge_ms, edge_cpu = (t2 - t0) * 1e3, (t1 - t0) * 1e3, (c1 - c0) * 1e3
-        result.requests.append({
-            "e2e_ms": e2e, "edge_ms": edge_ms, "edge_cpu_ms": edge_cpu, "cloud_ms": reply.wall_ms,
-            "cloud_cpu_ms": reply.cpu_ms, "link_ms": e2e - edge_ms - reply.wall_ms,
-            "e2e_cpu_ms": e2e - edge_ms - reply.wall_ms + edge_cpu + reply.cpu_ms, "up_bytes": float(sent)})
-
-
 def _time_edge_only(edge: Any, inputs: np.ndarray, settings: RunSettings, result: RunResult) -> None:
     for i in range(settings.warmup + settings.requests):
         x = inputs[i % len(inputs)][None]
@@ -285,4 +329,4 @@ def _goodbye(peer: Any) -> None:
     peer.close()
 
 
-__all__ = ["WORKER_MARK", "CloudProcess", "RunResult", "RunSettings", "run_split", "worker_spec"]
+__all__ = ["WORKER_MARK", "CloudLink", "CloudProcess", "RunResult", "RunSettings", "run_split", "worker_spec"]
