@@ -166,31 +166,47 @@ class CostModel:
         Predictors that price whole networks only (``whole_network``, ``fewshot``) price the
         empty and the whole part, and return NaN for the rest.
         """
+        return self.split_latency_many([arch], [cuts], correction)[0]
+
+    def split_latency_many(self, archs: Sequence[Any], cuts: Sequence[Sequence[int]],
+                           correction: str = "per_part") -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`split_latency_ms` for many archs at once (each distinct block predicted once)."""
         if correction not in PART_CORRECTIONS:
             raise InputError(f"correction {correction!r} is unknown; use one of {', '.join(PART_CORRECTIONS)}")
-        blocks = self.space.blocks(arch)
-        n = len(blocks)
-        ks = np.asarray(cuts, dtype=int)
-        if np.any((ks < 0) | (ks > n)):
-            raise InputError(f"cuts must lie in 0..{n} for an arch of {n} blocks, got {list(cuts)}")
+        nets = [self.space.blocks(a) for a in archs]
+        ks_all = [np.asarray(c, dtype=int) for c in cuts]
+        for blocks, ks in zip(nets, ks_all):
+            if np.any((ks < 0) | (ks > len(blocks))):
+                raise InputError(f"cuts must lie in 0..{len(blocks)} for an arch of {len(blocks)} blocks, got {list(ks)}")
         if self.profile.predictor != "block_sum":
-            whole = float(self.predict([arch])["latency_ms"][0])
-            before = np.where(ks == 0, 0.0, np.where(ks == n, whole, np.nan))
-            after = np.where(ks == n, 0.0, np.where(ks == 0, whole, np.nan))
-            return before, after
-        per_block = np.asarray(self.latency.block_model_.predict(blocks), dtype=float)
-        prefix = np.concatenate([[0.0], np.cumsum(per_block)])
-        sums_before, sums_after = prefix[ks], prefix[-1] - prefix[ks]
+            wholes = self.predict(list(archs))["latency_ms"] if archs else []
+            out = []
+            for blocks, ks, whole in zip(nets, ks_all, wholes):
+                n = len(blocks)
+                out.append((np.where(ks == 0, 0.0, np.where(ks == n, whole, np.nan)),
+                            np.where(ks == n, 0.0, np.where(ks == 0, whole, np.nan))))
+            return out
+        unique = list(dict.fromkeys(b for blocks in nets for b in blocks))
+        known = dict(zip(unique, np.asarray(self.latency.block_model_.predict(unique), dtype=float)))
+        prefixes = [np.concatenate([[0.0], np.cumsum([known[b] for b in blocks])]) for blocks in nets]
+        sums_before = np.concatenate([p[ks] for p, ks in zip(prefixes, ks_all)])
+        sums_after = np.concatenate([p[-1] - p[ks] for p, ks in zip(prefixes, ks_all)])
+        counts = np.concatenate(ks_all) if ks_all else np.zeros(0, dtype=int)
+        sizes = np.concatenate([np.full(len(ks), len(b)) for b, ks in zip(nets, ks_all)]) if ks_all else counts
         if correction == "none":
             before, after = sums_before, sums_after
         elif correction == "per_part":
-            before = self.latency.correct(sums_before, ks)
-            after = self.latency.correct(sums_after, n - ks)
+            before = self.latency.correct(sums_before, counts)
+            after = self.latency.correct(sums_after, sizes - counts)
         else:
-            whole = float(self.latency.correct([prefix[-1]], [n])[0])
-            share = sums_before / prefix[-1] if prefix[-1] > 0 else ks / max(n, 1)
-            before, after = whole * share, whole * (1.0 - share)
-        return np.where(ks == 0, 0.0, before), np.where(ks == n, 0.0, after)
+            totals = sums_before + sums_after
+            wholes = self.latency.correct(totals, sizes)
+            share = np.divide(sums_before, totals, out=counts / np.maximum(sizes, 1), where=totals > 0)
+            before, after = wholes * share, wholes * (1.0 - share)
+        before = np.where(counts == 0, 0.0, before)
+        after = np.where(counts == sizes, 0.0, after)
+        bounds = np.cumsum([0] + [len(ks) for ks in ks_all])
+        return [(before[i:j], after[i:j]) for i, j in zip(bounds[:-1], bounds[1:])]
 
 
 PART_CORRECTIONS = ("per_part", "proportional", "none")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import json
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -107,7 +108,7 @@ class Cut:
     @property
     def elements(self) -> int:
         """Values crossing the cut (at batch 1)."""
-        return sum(int(np.prod(s)) for s in self.shapes)
+        return sum(math.prod(s) for s in self.shapes)
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "shapes": [list(s) for s in self.shapes], "label": self.label,

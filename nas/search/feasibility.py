@@ -105,6 +105,8 @@ def check_budget(problem: SearchProblem) -> dict[str, Cheapest]:
             limits[f"latency_ms@{d.name}"] = (budget.max_latency_ms, budget.allowed(budget.max_latency_ms), "--max-latency-ms")
         if budget.max_energy_mj is not None:
             limits[f"energy_mj@{d.name}"] = (budget.max_energy_mj, budget.allowed(budget.max_energy_mj), "--max-energy-mj")
+    if budget.max_e2e_ms is not None and problem.split is not None:
+        limits["e2e_latency_ms"] = (budget.max_e2e_ms, budget.allowed(budget.max_e2e_ms), "--max-e2e-ms")
     if budget.max_params_m is not None:
         limits["params_m"] = (budget.max_params_m, budget.max_params_m, "--max-params-m")
     if budget.max_mflops is not None:

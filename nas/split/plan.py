@@ -161,28 +161,36 @@ def plan_split(space: Any, arch: Any, edge: Any, cloud: Any, link: Link, *, prec
     table lists the bytes at all three); ``correction`` how the whole-network correction
     applies to a part (see ``CostModel.split_latency_ms``).
     """
+    return plan_splits(space, [arch], edge, cloud, link, precision=precision, correction=correction)[0]
+
+
+def plan_splits(space: Any, archs: Sequence[Any], edge: Any, cloud: Any, link: Link, *, precision: str = "fp32",
+                correction: str = "per_part") -> list[SplitPlan]:
+    """:func:`plan_split` for many archs (each device's predictor called once for all of them)."""
     if precision not in PRECISIONS:
         raise EdgenasError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    cuts = space.cuts(arch)
-    ks = [c.index for c in cuts]
-    edge_before, _ = _split_ms(edge, arch, ks, correction)
-    _, cloud_after = _split_ms(cloud, arch, ks, correction)
-    result = int(space.blocks(arch)[-1].out_channels)
-    points = []
-    for pos, cut in enumerate(cuts):
-        sizes = {p: transfer_bytes(cut.elements, p, cut.integer) for p in PRECISIONS}
-        points.append(_priced(pos, cut.index, cut.label, cut.elements, sizes, float(edge_before[pos]),
-                              float(cloud_after[pos]), link, precision, result, len(cuts)))
-    notes = []
-    for model, role in ((edge, "edge"), (cloud, "cloud")):
-        if model.profile.predictor != "block_sum":
-            notes.append(f"{role} device {model.profile.name!r} has a {model.profile.predictor} predictor, which "
-                         "prices whole networks only: splits inside the network are not priced")
-    plan = SplitPlan(space.describe(), space.arch_to_json(arch), edge.profile.name, cloud.profile.name, link,
-                     precision, correction, tuple(points), result, tuple(notes))
-    if not any(p.priced for p in plan.points):
-        raise EdgenasError("no split point could be priced; profile both devices with `edgenas profile`")
-    return plan
+    all_cuts = [space.cuts(a) for a in archs]
+    ks = [[c.index for c in cuts] for cuts in all_cuts]
+    edge_parts = _split_ms(edge, archs, ks, correction)
+    cloud_parts = _split_ms(cloud, archs, ks, correction)
+    notes = tuple(f"{role} device {model.profile.name!r} has a {model.profile.predictor} predictor, which prices whole "
+                  "networks only: splits inside the network are not priced"
+                  for model, role in ((edge, "edge"), (cloud, "cloud")) if model.profile.predictor != "block_sum")
+    plans = []
+    for arch, cuts, (edge_before, _), (_, cloud_after) in zip(archs, all_cuts, edge_parts, cloud_parts):
+        result = int(space.blocks(arch)[-1].out_channels)
+        points = []
+        for pos, cut in enumerate(cuts):
+            elements = cut.elements
+            sizes = {p: transfer_bytes(elements, p, cut.integer) for p in PRECISIONS}
+            points.append(_priced(pos, cut.index, cut.label, elements, sizes, float(edge_before[pos]),
+                                  float(cloud_after[pos]), link, precision, result, len(cuts)))
+        plan = SplitPlan(space.describe(), space.arch_to_json(arch), edge.profile.name, cloud.profile.name, link,
+                         precision, correction, tuple(points), result, notes)
+        if not any(p.priced for p in plan.points):
+            raise EdgenasError("no split point could be priced; profile both devices with `edgenas profile`")
+        plans.append(plan)
+    return plans
 
 
 def best_split(space: Any, arch: Any, edge: Any, cloud: Any, link: Link, precision: str = "fp32") -> SplitPoint:
@@ -190,11 +198,11 @@ def best_split(space: Any, arch: Any, edge: Any, cloud: Any, link: Link, precisi
     return plan_split(space, arch, edge, cloud, link, precision=precision).best
 
 
-def _split_ms(model: Any, arch: Any, ks: list[int], correction: str) -> tuple[np.ndarray, np.ndarray]:
+def _split_ms(model: Any, archs: Sequence[Any], ks: list[list[int]], correction: str) -> list[tuple[np.ndarray, np.ndarray]]:
     from latency_predictors.errors import InputError
 
     try:
-        return model.split_latency_ms(arch, ks, correction=correction)
+        return model.split_latency_many(archs, ks, correction=correction)
     except InputError as exc:
         raise EdgenasError(f"device {model.profile.name!r}: {exc}") from None
 
@@ -245,4 +253,4 @@ def _fmt(value: float) -> str:
 
 
 __all__ = ["RESULT_BYTES_PER_VALUE", "SWEEP_RATES_BPS", "SplitPlan", "SplitPoint", "best_split", "format_plan",
-           "plan_split"]
+           "plan_split", "plan_splits"]
