@@ -3,4 +3,4 @@
 ``COMMANDS`` lists the modules in the order ``edgenas --help`` shows them.
 """
 
-COMMANDS: list[str] = ["quickstart", "train", "eval", "registry", "search", "profile", "devices", "predict", "finetune", "report", "adapt", "split"]
+COMMANDS: list[str] = ["quickstart", "train", "eval", "registry", "search", "profile", "devices", "predict", "finetune", "report", "adapt", "split", "cascade"]

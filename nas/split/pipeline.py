@@ -56,6 +56,46 @@ def split(workspace: Workspace, edge: str, cloud: str, link: Link, *, arch: str 
     return plan, doc
 
 
+def cascade(workspace: Workspace, edge: str, cloud: str, link: Link, checkpoint: str | Path, *,
+            arch: str | None = None, model: str | None = None, precision: str = "fp32", kind: str = "softmax",
+            target_accuracy: float | None = None, max_latency_ms: float | None = None, limit: int | None = None,
+            settings: RunSettings = RunSettings(warmup=3), log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure the cascade of the edge's sub-network (``arch`` or the registered ``model``) and
+    the checkpoint's largest network in the cloud on the checkpoint's validation images; the
+    JSON document (``--out``), with the predicted latencies beside the measured ones."""
+    from nas.evaluation import calibrated_subnet
+    from nas.split.cascade import evaluate_cascade
+
+    pair = load_pair(workspace, edge, cloud)
+    trained = load_cpu_supernet(checkpoint, pair.space)
+    edge_arch = resolve_arch(pair.space, arch, model, workspace)
+    cloud_arch = pair.space.largest()
+    calibration = eval_batches(trained, "calibration")
+    if model is not None:
+        edge_net, edge_weights = workspace.registry(create=False).load_model(model), f"registered model {model}"
+    else:
+        edge_net, edge_weights = calibrated_subnet(trained.supernet, edge_arch, calibration), "supernet (BN recalibrated)"
+    cloud_net = calibrated_subnet(trained.supernet, cloud_arch, calibration)
+    images, labels = zip(*eval_batches(trained, "validation"))
+    x, y = torch.cat(images), torch.cat(labels)
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    result = evaluate_cascade(pair.space, edge_arch, edge_net, cloud_arch, cloud_net, x, y, pair.edge.profile,
+                              pair.cloud.profile, link, precision=precision, kind=kind,
+                              target_accuracy=target_accuracy, max_latency_ms=max_latency_ms, settings=settings,
+                              log=log)
+    edge_plan = plan_split(pair.space, edge_arch, pair.edge, pair.cloud, link, precision=precision)
+    cloud_plan = plan_split(pair.space, cloud_arch, pair.edge, pair.cloud, link, precision=precision)
+    predicted = {"edge_only_ms": edge_plan.edge_only.total_ms, "cloud_only_ms": cloud_plan.cloud_only.total_ms}
+    for row in result.sweep:
+        row["predicted_mean_ms"] = predicted["edge_only_ms"] + row["offloaded"] * predicted["cloud_only_ms"]
+    doc = result.to_json()
+    doc.update({"space": pair.space.describe(), "edge": edge, "cloud": cloud, "checkpoint": str(checkpoint),
+                "edge_arch": pair.space.arch_to_json(edge_arch), "cloud_arch": pair.space.arch_to_json(cloud_arch),
+                "edge_weights": edge_weights, "predicted": predicted})
+    return doc
+
+
 def point_position(plan: SplitPlan, text: str) -> int:
     """``best``, ``edge`` (edge only), ``cloud`` (cloud only) or a position number."""
     if text == "best":
@@ -117,4 +157,4 @@ def _error(predicted: float, summary: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-__all__ = ["NAMED_POINTS", "eval_batches", "load_cpu_supernet", "network_for", "point_position", "split"]
+__all__ = ["NAMED_POINTS", "cascade", "eval_batches", "load_cpu_supernet", "network_for", "point_position", "split"]
