@@ -19,7 +19,7 @@ verification round trip.
 from nas.split.link import FRAME_BYTES, PRECISIONS, Link, parse_link, transfer_bytes
 from nas.split.pair import DevicePair, load_pair, resolve_arch
 from nas.split.plan import SplitPlan, SplitPoint, best_split, format_plan, plan_split
-from nas.split.run import RunResult, RunSettings, run_split
+from nas.split.run import RunResult, RunSettings, run_split, run_split_links
 
 __all__ = [
     "FRAME_BYTES",
@@ -37,5 +37,6 @@ __all__ = [
     "plan_split",
     "resolve_arch",
     "run_split",
+    "run_split_links",
     "transfer_bytes",
 ]

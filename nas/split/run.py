@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,15 @@ def run_split(space: Any, arch: Any, module: torch.nn.Module, position: int, edg
     ``inputs`` (batch of one each, cycled) default to ``space.example_input``. ``log`` is a
     callable for progress lines (``None``: silent).
     """
+    return run_split_links(space, arch, module, position, edge_profile, cloud_profile, [link], precision=precision,
+                           settings=settings, inputs=inputs, log=log)[0]
+
+
+def run_split_links(space: Any, arch: Any, module: torch.nn.Module, position: int, edge_profile: Any,
+                    cloud_profile: Any, links: Sequence[Link], *, precision: str = "fp32",
+                    settings: RunSettings = RunSettings(), inputs: np.ndarray | None = None,
+                    log: Any = None) -> list[RunResult]:
+    """:func:`run_split` over several links, one after another, compiling each part once."""
     say = log or (lambda _line: None)
     edge_part, cloud_part = split_network(space, arch, module.eval(), position)
     if inputs is None:
@@ -97,30 +107,38 @@ def run_split(space: Any, arch: Any, module: torch.nn.Module, position: int, edg
     if cloud_part.module is None:
         edge = compile_part(edge_part, edge_profile)
         say(f"edge part: {edge.how}")
-        result = RunResult(position, link.to_json(), precision, edge.how, "nothing to run (edge only)")
-        _time_edge_only(edge, inputs, settings, result)
-        return result
-    with CloudLink(space, arch, module, position, cloud_profile, link, settings, precision) as cloud:
+        results = []
+        for link in links:
+            results.append(RunResult(position, link.to_json(), precision, edge.how, "nothing to run (edge only)"))
+            _time_edge_only(edge, inputs, settings, results[-1])
+        return results
+    results = []
+    with CloudLink(space, arch, module, position, cloud_profile, links[0], settings, precision) as cloud:
         say(f"cloud process {cloud.pid} listening on 127.0.0.1:{cloud.port}; compiling both parts")
         edge = compile_part(edge_part, edge_profile)  # while the cloud process compiles its part
         say(f"edge part: {edge.how}")
         cloud_how = cloud.connect()
         say(f"cloud part: {cloud_how}")
-        result = RunResult(position, link.to_json(), precision, edge.how, cloud_how)
-        for i in range(settings.warmup + settings.requests):
-            x = inputs[i % len(inputs)][None]
-            t0, c0 = time.perf_counter(), time.thread_time()
-            activation = edge.run(x)
-            c1, t1 = time.thread_time(), time.perf_counter()
-            reply, sent = cloud.request(activation)
-            t2 = time.perf_counter()
-            if i >= settings.warmup:
-                e2e, edge_ms, edge_cpu = (t2 - t0) * 1e3, (t1 - t0) * 1e3, (c1 - c0) * 1e3
-                result.requests.append({
-                    "e2e_ms": e2e, "edge_ms": edge_ms, "edge_cpu_ms": edge_cpu, "cloud_ms": reply.wall_ms,
-                    "cloud_cpu_ms": reply.cpu_ms, "link_ms": e2e - edge_ms - reply.wall_ms,
-                    "e2e_cpu_ms": e2e - edge_ms - reply.wall_ms + edge_cpu + reply.cpu_ms, "up_bytes": float(sent)})
-        return result
+        for link in links:
+            if link != cloud.link:
+                cloud.relink(link)
+            result = RunResult(position, link.to_json(), precision, edge.how, cloud_how)
+            for i in range(settings.warmup + settings.requests):
+                x = inputs[i % len(inputs)][None]
+                t0, c0 = time.perf_counter(), time.thread_time()
+                activation = edge.run(x)
+                c1, t1 = time.thread_time(), time.perf_counter()
+                reply, sent = cloud.request(activation)
+                t2 = time.perf_counter()
+                if i >= settings.warmup:
+                    e2e, edge_ms, edge_cpu = (t2 - t0) * 1e3, (t1 - t0) * 1e3, (c1 - c0) * 1e3
+                    result.requests.append({
+                        "e2e_ms": e2e, "edge_ms": edge_ms, "edge_cpu_ms": edge_cpu, "cloud_ms": reply.wall_ms,
+                        "cloud_cpu_ms": reply.cpu_ms, "link_ms": e2e - edge_ms - reply.wall_ms,
+                        "e2e_cpu_ms": e2e - edge_ms - reply.wall_ms + edge_cpu + reply.cpu_ms,
+                        "up_bytes": float(sent)})
+            results.append(result)
+    return results
 
 
 class CloudLink:
@@ -162,6 +180,20 @@ class CloudLink:
         assert self._proc is not None, "use CloudLink as a context manager"
         self._peer, how = _connect(self._proc, self.port, self.link, self.settings)
         return how
+
+    def relink(self, link: Link) -> None:
+        """Switch both ends to ``link`` (the parts stay compiled: a sweep over links)."""
+        from nas.split.wire import READY, RELINK, LinkClosed, LinkTimeout
+
+        self._next_id += 1
+        try:
+            self._peer.send(RELINK, self._next_id, np.array([link.rate_bps, link.rtt_ms], dtype=np.float32))
+            reply = self._peer.receive(time.monotonic() + self.settings.request_timeout_s)
+        except (LinkClosed, LinkTimeout, OSError) as exc:
+            raise EdgenasError(f"the cloud process did not take the new link ({exc})") from None
+        if reply.kind != READY:
+            raise EdgenasError("the cloud process answered the new link with something else")
+        self._peer.link = self.link = link
 
     def request(self, activation: np.ndarray) -> tuple[Any, int]:
         """Send one activation (or input), wait for the cloud's answer: ``(reply, bytes sent)``."""
@@ -329,4 +361,4 @@ def _goodbye(peer: Any) -> None:
     peer.close()
 
 
-__all__ = ["WORKER_MARK", "CloudLink", "CloudProcess", "RunResult", "RunSettings", "run_split", "worker_spec"]
+__all__ = ["WORKER_MARK", "CloudLink", "CloudProcess", "RunResult", "RunSettings", "run_split", "run_split_links", "worker_spec"]

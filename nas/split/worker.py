@@ -3,7 +3,7 @@
 It binds its port on 127.0.0.1 first (so a port in use is reported at once: ``ERROR
 port-in-use``), says ``LISTENING PORT``, builds and compiles its part of the network as
 the cloud device was profiled, says ``COMPILED HOW``, then serves one edge connection:
-``HELLO`` is answered ``READY``, each ``REQUEST`` (an activation) with a ``REPLY`` (the
+``HELLO`` is answered ``READY``, ``RELINK`` (a new rate and round trip) too, each ``REQUEST`` (an activation) with a ``REPLY`` (the
 result, float32, stamped with the compute time), until ``BYE``, a closed connection, or
 no message for ``idle_timeout_s``. Every wait has a deadline, so it never outlives its
 edge for long. Started and stopped by :func:`nas.split.run.run_split`.
@@ -84,6 +84,10 @@ def _serve(listener: socket.socket, spec: dict[str, Any]) -> int:
                 out = compiled.run(msg.array)
                 cpu_ms, wall_ms = (time.thread_time() - c0) * 1e3, (time.perf_counter() - t0) * 1e3
                 peer.send(wire.REPLY, msg.id, np.asarray(out, dtype=np.float32), wall_ms=wall_ms, cpu_ms=cpu_ms)
+            elif msg.kind == wire.RELINK:  # the next messages cross another link (a sweep over links)
+                rate, rtt = (float(v) for v in msg.array)
+                peer.send(wire.READY, msg.id)
+                peer.link = Link(rate, rtt)
             elif msg.kind == wire.BYE:
                 return 0
     except (wire.LinkClosed, wire.LinkTimeout):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from nas.errors import EdgenasError
-from nas.split import Link, RunSettings, load_pair, plan_split, run_split
+from nas.split import Link, RunSettings, load_pair, plan_split, run_split, run_split_links
 from nas.split.parts import compile_part, split_network
 from nas.split.run import WORKER_MARK, CloudLink
 from nas.split.worker import EXIT_AT_VAR
@@ -59,17 +59,21 @@ def test_the_two_parts_compute_the_whole_network(pair, small_space, precision):
 
 
 def test_measured_link_time_follows_the_link(pair, small_space):
-    """At 2 Mbit/s and 30 ms the link dominates: what the run measures besides compute must
-    be the modelled round trip and transfers (a few ms of scheduling on a loaded machine)."""
+    """At 2 Mbit/s and 30 ms, then 20 Mbit/s and 5 ms (the same processes, relinked), what the
+    run measures besides compute must be the modelled round trip and transfers (plus a few
+    ms of scheduling on a loaded machine)."""
     arch = small_space.smallest()
-    link = Link(2e6, 30.0)
+    links = [Link(2e6, 30.0), Link(20e6, 5.0)]
     model = small_space.build_static(arch)
-    plan = plan_split(small_space, arch, pair.edge, pair.cloud, link)
-    result = run_split(small_space, arch, model, 4, pair.edge.profile, pair.cloud.profile, link,
-                       settings=RunSettings(requests=6, warmup=1))
-    measured = result.summary()["link_ms"]["median"]
-    assert plan.point(4).link_ms <= measured < plan.point(4).link_ms * 1.15 + 3.0
-    assert result.summary()["n"] == 6 and not _workers()
+    results = run_split_links(small_space, arch, model, 4, pair.edge.profile, pair.cloud.profile, links,
+                              settings=RunSettings(requests=6, warmup=1))
+    for link, result in zip(links, results):
+        predicted = plan_split(small_space, arch, pair.edge, pair.cloud, link).point(4).link_ms
+        measured = result.summary()["link_ms"]["median"]
+        # never faster than the link allows; at most a few ms of scheduling on a loaded 2-core machine
+        assert predicted <= measured < predicted + 10.0, (link, predicted, measured)
+        assert result.summary()["n"] == 6 and result.link["label"] == link.label()
+    assert not _workers()
 
 
 def test_a_cloud_that_dies_mid_request_is_one_line_and_nothing_hangs(pair, small_space, monkeypatch):
