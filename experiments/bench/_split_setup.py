@@ -31,7 +31,8 @@ PAIRS: dict[str, dict[str, Any]] = {
               "edge": ("small-edge", "eager"), "cloud": ("small-cloud", "tvm"),
               "plan": {"budget_minutes": 20.0, "holdout": 8, "train": 10}},
 }
-SMOKE_PLAN = {"budget_minutes": 3.0, "holdout": 3, "train": 4, "max_blocks": 10, "pool_archs": 30}
+SMOKE_PLAN = {"budget_minutes": 3.0, "holdout": 3, "train": 4, "max_blocks": 10, "pool_archs": 30, "noise_repeats": 3}
+"""CI size: both devices of a pair profiled eager (no TVM builds), a few measurements each."""
 CHECKPOINT_STEPS = 150
 
 
@@ -56,7 +57,7 @@ def ensure_pair(workspace: Path, name: str, smoke: bool = False, progress: bool 
     names = []
     for role in ("edge", "cloud"):
         device, backend = spec[role]
-        device = device + ("-smoke" if smoke else "")
+        device, backend = (device + "-smoke", "eager") if smoke else (device, backend)
         names.append(device)
         profile_path = ws.profile_path(device)
         if profile_path.is_file() and ws.load_profile(device).counts.get("train", 0) >= plan.train:

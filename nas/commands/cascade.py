@@ -48,8 +48,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--confidence", choices=CONFIDENCES, default="softmax",
                    help="softmax: the largest probability; margin: its gap to the second (default softmax)")
     target = p.add_mutually_exclusive_group()
-    target.add_argument("--target-accuracy", type=float, metavar="PCT",
-                        help="pick the fastest threshold reaching this accuracy (%%) and run it for real")
+    target.add_argument("--target-accuracy", metavar="PCT|cloud-D",
+                        help="pick the fastest threshold reaching this accuracy (%%), or within D points of the "
+                        "cloud's (cloud-0.5), and run it for real")
     target.add_argument("--max-latency-ms", type=float, metavar="MS",
                         help="pick the most accurate threshold within this mean latency and run it for real")
     p.add_argument("--limit", type=positive_int("--limit"), help="use only the first N validation images")

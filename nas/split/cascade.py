@@ -100,11 +100,14 @@ class CascadeResult:
 def evaluate_cascade(space: Any, edge_arch: Any, edge_net: torch.nn.Module, cloud_arch: Any,
                      cloud_net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, edge_profile: Any,
                      cloud_profile: Any, link: Link, *, precision: str = "fp32", kind: str = "softmax",
-                     thresholds: Sequence[float] | None = None, target_accuracy: float | None = None,
+                     thresholds: Sequence[float] | None = None, target_accuracy: float | str | None = None,
                      max_latency_ms: float | None = None, settings: RunSettings = RunSettings(),
                      log: Any = None) -> CascadeResult:
     """Measure the cascade of ``edge_net`` (arch ``edge_arch``) and ``cloud_net`` (``cloud_arch``,
-    usually the space's largest) on ``images`` (normalised, at the data's size) and ``labels``."""
+    usually the space's largest) on ``images`` (normalised, at the data's size) and ``labels``.
+
+    ``target_accuracy`` is a percentage, or ``"cloud-D"``: within ``D`` points of what the
+    cloud alone reaches on these images."""
     say = log or (lambda _line: None)
     if len(images) == 0:
         raise EdgenasError("the cascade needs at least one image")
@@ -142,12 +145,27 @@ def evaluate_cascade(space: Any, edge_arch: Any, edge_net: torch.nn.Module, clou
         grid = thresholds if thresholds is not None else default_thresholds(conf)
         result.sweep = [result.point(t) for t in grid]
         if target_accuracy is not None or max_latency_ms is not None:
-            result.chosen = pick_threshold(result.sweep, target_accuracy=target_accuracy, max_latency_ms=max_latency_ms)
+            target = resolve_target(target_accuracy, result.baselines())
+            result.chosen = pick_threshold(result.sweep, target_accuracy=target, max_latency_ms=max_latency_ms)
             if result.chosen.get("threshold") is not None:
                 say(f"running the cascade for real at threshold {result.chosen['threshold']:.4f}")
                 result.chosen_run = _run_cascade(edge, cloud, edge_in, cloud_in, labels_np, kind,
                                                  result.chosen["threshold"])
     return result
+
+
+def resolve_target(target: float | str | None, baselines: dict[str, dict[str, float]]) -> float | None:
+    """A target accuracy (%): a number, or ``cloud-D`` (``D`` points below cloud only's)."""
+    if target is None or isinstance(target, (int, float)):
+        return target
+    text = str(target).strip()
+    try:
+        if text.startswith("cloud-"):
+            return baselines["cloud_only"]["accuracy"] - float(text.removeprefix("cloud-"))
+        return float(text)
+    except ValueError:
+        raise EdgenasError(f"--target-accuracy {text!r}: give a percentage (97.5) or cloud-D (within D points of "
+                           "the cloud's accuracy, e.g. cloud-0.5)") from None
 
 
 def default_thresholds(conf: np.ndarray, points: int = 41) -> list[float]:
@@ -202,4 +220,4 @@ def _resized(images: torch.Tensor, arch: Any) -> np.ndarray:
     return np.ascontiguousarray(out.numpy(), dtype=np.float32)
 
 
-__all__ = ["CONFIDENCES", "CascadeResult", "confidence", "default_thresholds", "evaluate_cascade", "pick_threshold"]
+__all__ = ["CONFIDENCES", "CascadeResult", "confidence", "default_thresholds", "evaluate_cascade", "pick_threshold", "resolve_target"]

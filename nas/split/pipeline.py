@@ -58,7 +58,7 @@ def split(workspace: Workspace, edge: str, cloud: str, link: Link, *, arch: str 
 
 def cascade(workspace: Workspace, edge: str, cloud: str, link: Link, checkpoint: str | Path, *,
             arch: str | None = None, model: str | None = None, precision: str = "fp32", kind: str = "softmax",
-            target_accuracy: float | None = None, max_latency_ms: float | None = None, limit: int | None = None,
+            target_accuracy: float | str | None = None, max_latency_ms: float | None = None, limit: int | None = None,
             settings: RunSettings = RunSettings(warmup=3), log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure the cascade of the edge's sub-network (``arch`` or the registered ``model``) and
     the checkpoint's largest network in the cloud on the checkpoint's validation images; the

@@ -61,3 +61,13 @@ def test_cascade_sweeps_from_edge_only_to_cloud_only_and_runs_the_choice(tiny_co
     # the real run decides on the same confidences: the same images offloaded, the same answers
     assert ran["offloaded"] == chosen["offloaded"] and ran["accuracy"] == chosen["accuracy"]
     assert doc["predicted"]["edge_only_ms"] > 0 and "predicted_mean_ms" in sweep[0]
+
+
+def test_a_target_relative_to_the_cloud():
+    from nas.split.cascade import resolve_target
+
+    base = {"cloud_only": {"accuracy": 97.0}}
+    assert resolve_target("cloud-0.5", base) == 96.5 and resolve_target("95", base) == 95.0
+    assert resolve_target(None, base) is None
+    with pytest.raises(EdgenasError, match="cloud-D"):
+        resolve_target("cloud-x", base)
