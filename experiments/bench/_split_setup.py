@@ -74,6 +74,19 @@ def ensure_pair(workspace: Path, name: str, smoke: bool = False, progress: bool 
     return names[0], names[1]
 
 
+def describe_pair(workspace: Path, edge: str, cloud: str) -> str:
+    """``edge NAME (tvm, 1 thread), cloud NAME (eager, 1 thread), one machine``."""
+    from nas.workspace import Workspace
+
+    ws = Workspace(Path(workspace))
+    parts = []
+    for role, name in (("edge", edge), ("cloud", cloud)):
+        profile = ws.load_profile(name)
+        threads = profile.target.get("num-cores", 1) if isinstance(profile.target, dict) else 1
+        parts.append(f"{role} {name} ({profile.backend}, {threads} thread)")
+    return ", ".join(parts) + ", both on this machine"
+
+
 def ensure_checkpoint(workspace: Path, smoke: bool = False) -> Path:
     """A supernet of the ``small`` space trained on digits as the quickstart trains it (once)."""
     from nas.config import load_config

@@ -113,8 +113,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
               "archs": [space.arch_to_json(a) for a in archs], "links": [lk.label() for lk in links],
               "precision": args.precision, "requests": settings.requests, "smoke": args.smoke,
               "load_avg_before": load_before, "load_avg_after": load_after, "wall_s": round(time.time() - started)}
-    device = (f"{device_name()}: edge {edge_name} ({pair.edge.profile.backend}, 1 thread), cloud {cloud_name} "
-              f"({pair.cloud.profile.backend}, 1 thread), both on this machine, load {load_before[0]:.1f}")
+    device = f"{device_name()}: {_split_setup.describe_pair(ws, edge_name, cloud_name)}, load {load_before[0]:.1f}"
     records: list[dict[str, Any]] = []
     _accuracy_figures(records, cases, device, config)
     _speedup_figures(records, cases, device, config)
