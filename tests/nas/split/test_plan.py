@@ -104,3 +104,21 @@ def test_split_command_bad_input_is_one_line_exit_2(pair_workspace, capsys, extr
                  "--cloud", "cloud", *extra])
     err = capsys.readouterr().err.strip()
     assert code == 2 and words in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("name, options", [("nb201", {}), ("nebula", {"preset": "tiny"}), ("gpt", {"preset": "tiny"})])
+def test_every_space_can_be_planned(tmp_path, name, options):
+    from nas.workspace import Workspace
+
+    space = get_space(name, **options)
+    ws = Workspace(tmp_path)
+    synthetic_device(ws, "e", space, ms_per_mflop=1.0, nets=6)
+    synthetic_device(ws, "c", space, ms_per_mflop=0.05, nets=6)
+    pair = load_pair(ws, "e", "c")
+    arch = space.largest()
+    plan = plan_split(pair.space, arch, pair.edge, pair.cloud, parse_link("20mbit,10ms"))
+    assert len(plan.points) == len(space.cuts(arch)) and all(p.priced for p in plan.points)
+    assert plan.edge_only.edge_ms == pytest.approx(pair.edge.predict([arch])["latency_ms"][0])
+    assert plan.cloud_only.cloud_ms == pytest.approx(pair.cloud.predict([arch])["latency_ms"][0])
+    if name == "gpt":  # token ids go up as int32 whatever the precision
+        assert plan.cloud_only.bytes["int8"] == 4 * plan.cloud_only.elements
