@@ -59,8 +59,7 @@ def ensure_pair(workspace: Path, name: str, smoke: bool = False, progress: bool 
         device, backend = spec[role]
         device, backend = (device + "-smoke", "eager") if smoke else (device, backend)
         names.append(device)
-        profile_path = ws.profile_path(device)
-        if profile_path.is_file() and ws.load_profile(device).counts.get("train", 0) >= plan.train:
+        if ws.profile_path(device).is_file():  # written when a profile finishes (an interrupted one resumes)
             continue
         from latency_predictors.device_profile import DeviceProfile
 
@@ -72,6 +71,36 @@ def ensure_pair(workspace: Path, name: str, smoke: bool = False, progress: bool 
         ProfileBuilder(profile, space, profiler, ws.measurements(), ws.profiles_dir, plan=plan,
                        progress=progress).run()
     return names[0], names[1]
+
+
+def measure_blocks(workspace: Path, device: str, archs: list[Any], progress: bool = True) -> int:
+    """Time the blocks of ``archs`` that ``device``'s profile has not measured yet (as a
+    hardware engineer profiling for the archs about to be deployed would); returns how many.
+    The device's predictors look them up exactly from then on."""
+    from latency_predictors.measurements import Measurement
+    from latency_predictors.profilers import profiler_for_profile
+    from latency_predictors.tvm_profiler import tvm_version
+    from nas.workspace import Workspace
+    from search_spaces import space_from_description
+
+    ws = Workspace(Path(workspace))
+    profile = ws.load_profile(device)
+    space = space_from_description(profile.space)
+    store = ws.measurements()
+    done = {m.item for m in store.query(device, space=space.name, role="block", backend=profile.backend,
+                                        schedule=profile.schedule_label)}
+    todo = {b.key(): b for a in archs for b in space.blocks(a) if b.key() not in done}
+    profiler = profiler_for_profile(profile) if todo else None
+    for i, block in enumerate(todo.values()):
+        timing = profiler.measure(space.build_block(block), block.in_shape)
+        store.add(Measurement(device=device, space=space.name, role="block", item=block.key(),
+                              backend=profile.backend, schedule=profile.schedule_label, target=profile.target,
+                              tvm_version=tvm_version() if profile.backend == "tvm" else "n/a",
+                              input_shape=tuple(block.in_shape), number=timing.number, repeat=timing.repeat,
+                              median_ms=timing.median_ms, spread_ms=timing.spread_ms, results_ms=timing.results_ms))
+        if progress:
+            print(f"{device}: block {i + 1}/{len(todo)} of the benchmark's archs measured", flush=True)
+    return len(todo)
 
 
 def describe_pair(workspace: Path, edge: str, cloud: str) -> str:
