@@ -294,7 +294,8 @@ def _start_cloud(tmp: Path, space: Any, arch: Any, module: torch.nn.Module, posi
     from latency_predictors.tvm_profiler import target_threads
 
     weights = tmp / "weights.safetensors"
-    save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, str(weights))
+    # clones: tied weights (a language model's embedding and head) are saved once per name
+    save_file({k: v.detach().clone().contiguous() for k, v in module.state_dict().items()}, str(weights))
     spec_path = tmp / "spec.json"
     spec_path.write_text(json.dumps(worker_spec(space, arch, weights, position, profile, link, settings)))
     threads = str(target_threads(profile.target)) if isinstance(profile.target, dict) else "1"

@@ -124,3 +124,31 @@ def test_a_tvm_profiled_part_is_compiled_with_tvm_and_computes_the_same(small_sp
     with torch.no_grad():
         expected = cloud_part.module(x).numpy()
     assert np.allclose(compiled.run(x.numpy()), expected, atol=1e-4)
+
+
+def test_a_language_model_splits_too(tmp_path):
+    """gpt: token ids go up as integers, hidden states come back as floats; tied weights survive."""
+    from split_helpers import synthetic_device
+
+    from nas.workspace import Workspace
+    from search_spaces import get_space
+
+    space = get_space("gpt", preset="tiny")
+    ws = Workspace(tmp_path)
+    synthetic_device(ws, "e", space, ms_per_mflop=1.0, nets=4)
+    synthetic_device(ws, "c", space, ms_per_mflop=0.05, nets=4)
+    pair = load_pair(ws, "e", "c")
+    arch = space.largest()
+    model = space.build_static(arch).eval()
+    tokens = space.example_input(arch)
+    with torch.no_grad():
+        expected = model(tokens).numpy()
+    for position in (0, 3):
+        edge_part, _ = split_network(space, arch, model, position)
+        edge = compile_part(edge_part, pair.edge.profile)
+        with CloudLink(space, arch, model, position, pair.cloud.profile, Link(1e9, 0.0)) as cloud:
+            cloud.connect()
+            reply, sent = cloud.request(edge.run(tokens.numpy()))
+        assert np.allclose(reply.array, expected, atol=1e-4)
+        assert sent == (4 * tokens.numel() if position == 0 else 4 * space.cuts(arch)[3].elements)
+    assert not _workers()
