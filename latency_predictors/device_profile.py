@@ -149,7 +149,7 @@ class CostModel:
         return out
 
 
-    def split_latency_ms(self, arch: Any, cuts: Sequence[int], correction: str = "per_part") -> tuple[np.ndarray, np.ndarray]:
+    def split_latency_ms(self, arch: Any, cuts: Sequence[int], correction: str = "proportional") -> tuple[np.ndarray, np.ndarray]:
         """Predicted latency of the blocks before and after each cut of ``arch`` on this device.
 
         For each ``k`` in ``cuts``: ``blocks[:k]`` and ``blocks[k:]`` of ``space.blocks(arch)``,
@@ -157,10 +157,14 @@ class CostModel:
         correction of a block-sum predictor (:class:`BlockSumRegressor`) treats a part is
         ``correction`` (see :data:`PART_CORRECTIONS`):
 
-        * ``"per_part"``: each part is corrected as a network of its blocks (its own call
-          overhead and per-block terms): what running the part as its own compiled module is;
-        * ``"proportional"``: the corrected whole network shared out in proportion to the
-          parts' block sums (the parts add up to the whole prediction exactly);
+        * ``"proportional"`` (default): the corrected whole network shared out in proportion
+          to the parts' block sums. The parts add up to the whole prediction, the edge's
+          share grows with every block, and the correction is only ever applied where it
+          was fitted (whole networks);
+        * ``"per_part"``: each part corrected as a network of its own (its own call overhead
+          and per-block terms). Right when the correction's intercept is a per-call
+          overhead; wrong when it is not (a fit with a negative intercept makes a small
+          part cost almost nothing), since parts are smaller than any network it was fitted on;
         * ``"none"``: the plain sum of the part's block predictions.
 
         Predictors that price whole networks only (``whole_network``, ``fewshot``) price the
@@ -169,7 +173,7 @@ class CostModel:
         return self.split_latency_many([arch], [cuts], correction)[0]
 
     def split_latency_many(self, archs: Sequence[Any], cuts: Sequence[Sequence[int]],
-                           correction: str = "per_part") -> list[tuple[np.ndarray, np.ndarray]]:
+                           correction: str = "proportional") -> list[tuple[np.ndarray, np.ndarray]]:
         """:meth:`split_latency_ms` for many archs at once (each distinct block predicted once)."""
         if correction not in PART_CORRECTIONS:
             raise InputError(f"correction {correction!r} is unknown; use one of {', '.join(PART_CORRECTIONS)}")
@@ -209,7 +213,7 @@ class CostModel:
         return [(before[i:j], after[i:j]) for i, j in zip(bounds[:-1], bounds[1:])]
 
 
-PART_CORRECTIONS = ("per_part", "proportional", "none")
+PART_CORRECTIONS = ("proportional", "per_part", "none")
 """How :meth:`CostModel.split_latency_ms` applies a whole-network correction to part of a network."""
 
 

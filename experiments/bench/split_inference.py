@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 point = plan.point(position)
                 s = result.summary()
                 others = {c: plan_split(space, arch, pair.edge, pair.cloud, link, precision=args.precision,
-                                        correction=c).point(position).total_ms for c in ("proportional", "none")}
+                                        correction=c).point(position).total_ms for c in ("per_part", "none")}
                 cases.append({
                     "arch": a, "position": position, "kind": point.kind, "label": point.label, "link": link.label(),
                     "rate_mbps": link.rate_mbps, "rtt_ms": link.rtt_ms, "best_position": plan.best.position,
@@ -146,11 +146,11 @@ def _accuracy_figures(records: list[dict[str, Any]], cases: list[dict[str, Any]]
              {"what": f"predicted end-to-end latency within ±10 % of the measured median ({name.replace('_', ' ')})",
               "target": "90 % of >= 30 cases"})
         emit(records, BENCH, f"e2e_mape_{name}", float(100 * np.mean(np.abs(pred - meas) / meas)), "%", device)
-    for correction in ("proportional", "none"):
+    for correction in ("per_part", "none"):
         other = np.array([c["predicted_other_corrections_ms"][correction] for c in cases])
         emit(records, BENCH, f"e2e_within_10pct_cpu_clock_correction_{correction}", 100 * _within(other, cpu), "%",
              device, {"what": "the same cases priced with another correction for partial networks "
-                              f"({correction}; the planner uses per_part)"})
+                              f"({correction}; the planner uses proportional)"})
     inner = [i for i, c in enumerate(cases) if c["kind"] == "split"]
     if inner:
         emit(records, BENCH, "e2e_within_10pct_cpu_clock_inner_splits", 100 * _within(pred[inner], cpu[inner]), "%",

@@ -43,9 +43,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "per bit (e.g. 20mbit,40ms or 5mbit,80ms,100nj)")
     p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
                    help="how activations cross the link (default fp32; the table shows all three sizes)")
-    p.add_argument("--correction", choices=PART_CORRECTIONS, default="per_part",
-                   help="how the whole-network correction prices part of a network (default per_part: each "
-                   "part corrected as a network of its own)")
+    p.add_argument("--correction", choices=PART_CORRECTIONS, default="proportional",
+                   help="how the whole-network correction prices part of a network (default proportional: the "
+                   "whole network's correction shared out by block sums; per_part: each part corrected as a "
+                   "network of its own; none)")
     p.add_argument("--at", action="append", default=[], metavar="POINT",
                    help="split point(s) to show or run: best, edge, cloud or a number (repeatable; --run "
                    "default: best)")

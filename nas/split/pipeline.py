@@ -26,7 +26,7 @@ NAMED_POINTS = ("best", "edge", "cloud")
 
 
 def split(workspace: Workspace, edge: str, cloud: str, link: Link, *, arch: str | None = None,
-          model: str | None = None, precision: str = "fp32", correction: str = "per_part", run: bool = False,
+          model: str | None = None, precision: str = "fp32", correction: str = "proportional", run: bool = False,
           at: Sequence[str] = (), checkpoint: str | Path | None = None, settings: RunSettings = RunSettings(),
           log: Callable[[str], None] | None = None) -> tuple[SplitPlan, dict[str, Any]]:
     """Plan the split of ``arch`` (or the registered ``model``) for ``edge``, ``cloud`` and

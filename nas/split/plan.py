@@ -11,10 +11,10 @@ request is
 with the edge-only cut (nothing sent, no round trip) and the cloud-only cut (the input
 sent) among them: the decision Neurosurgeon (ASPLOS'17) makes per layer, here made per
 block with each device's block-level predictor. Each part is priced as a network of its
-own on its device (:meth:`~latency_predictors.device_profile.CostModel.split_latency_ms`,
-``correction="per_part"`` by default: the block-sum predictor's whole-network correction,
-fitted on whole networks, is applied to each part as to a network of its blocks, because
-each part is run as its own compiled module, with its own call overhead).
+own on its device (:meth:`~latency_predictors.device_profile.CostModel.split_latency_ms`;
+by default, ``correction="proportional"``, the block-sum predictor's whole-network
+correction, fitted on whole networks, is shared out between the two parts in proportion
+to their block sums, so it is never extrapolated to networks smaller than it was fitted on).
 
 Example::
 
@@ -153,7 +153,7 @@ SWEEP_RATES_BPS = tuple(float(r) for r in np.geomspace(0.25e6, 1e9, 25))
 
 
 def plan_split(space: Any, arch: Any, edge: Any, cloud: Any, link: Link, *, precision: str = "fp32",
-               correction: str = "per_part") -> SplitPlan:
+               correction: str = "proportional") -> SplitPlan:
     """Price every cut of ``arch`` for ``edge`` and ``cloud`` (fitted
     :class:`~latency_predictors.device_profile.CostModel`\\ s of the same space) over ``link``.
 
@@ -165,7 +165,7 @@ def plan_split(space: Any, arch: Any, edge: Any, cloud: Any, link: Link, *, prec
 
 
 def plan_splits(space: Any, archs: Sequence[Any], edge: Any, cloud: Any, link: Link, *, precision: str = "fp32",
-                correction: str = "per_part") -> list[SplitPlan]:
+                correction: str = "proportional") -> list[SplitPlan]:
     """:func:`plan_split` for many archs (each device's predictor called once for all of them)."""
     if precision not in PRECISIONS:
         raise EdgenasError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")

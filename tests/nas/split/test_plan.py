@@ -41,10 +41,15 @@ def test_parts_are_priced_like_the_devices_cost_them(pair, small_space):
     each part, priced as a network of its own, must come out at its known cost."""
     arch = small_space.sample(__import__("random").Random(4))
     blocks = small_space.blocks(arch)
-    plan = plan_split(small_space, arch, pair.edge, pair.cloud, parse_link("20mbit,40ms"))
+    plan = plan_split(small_space, arch, pair.edge, pair.cloud, parse_link("20mbit,40ms"), correction="per_part")
     for p in plan.points[1:]:
         truth = 0.3 + sum(block_cost(b, 2.0, 0.05) for b in blocks[:p.index])
         assert p.edge_ms == pytest.approx(truth, rel=0.03)
+    shared = plan_split(small_space, arch, pair.edge, pair.cloud, parse_link("20mbit,40ms"))  # proportional
+    whole = 0.3 + sum(block_cost(b, 2.0, 0.05) for b in blocks)
+    for p in shared.points[1:]:
+        share = sum(block_cost(b, 2.0, 0.05) for b in blocks[:p.index]) / (whole - 0.3)
+        assert p.edge_ms == pytest.approx(whole * share, rel=0.03)
 
 
 def test_correction_modes(pair, small_space):
@@ -52,8 +57,8 @@ def test_correction_modes(pair, small_space):
     n = len(small_space.blocks(arch))
     ks = list(range(n + 1))
     whole = pair.edge.predict([arch])["latency_ms"][0]
-    before, after = pair.edge.split_latency_ms(arch, ks, correction="proportional")
-    assert np.allclose(before + after, whole)
+    before, after = pair.edge.split_latency_ms(arch, ks)  # proportional: monotone, adds up to the whole
+    assert np.allclose(before + after, whole) and np.all(np.diff(before) > 0) and np.all(np.diff(after) < 0)
     before, after = pair.edge.split_latency_ms(arch, ks, correction="per_part")
     assert before[0] == 0 and after[-1] == 0 and before[-1] == pytest.approx(whole) and after[0] == pytest.approx(whole)
     plain, _ = pair.edge.split_latency_ms(arch, ks, correction="none")
