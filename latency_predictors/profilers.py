@@ -110,7 +110,10 @@ def make_profiler(
 
     if backend not in BACKENDS:
         raise InputError(f"backend {backend!r} is unknown; use one of {', '.join(BACKENDS)}")
-    target = parse_target(target)
+    if backend == "eager" and isinstance(target, dict) and target.get("kind") == "torch-cpu":
+        pass  # an eager profile stores the eager profiler's own target, which TVM does not know
+    else:
+        target = parse_target(target)
     if backend == "eager":
         if reach.remote or schedule.kind != "untuned":
             raise InputError("--backend eager times this machine's CPU only: drop --rpc/--rpc-tracker/--tune-trials")
