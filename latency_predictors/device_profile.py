@@ -157,6 +157,74 @@ class CostModel:
         return out
 
 
+    def split_latency_ms(self, arch: Any, cuts: Sequence[int], correction: str = "proportional") -> tuple[np.ndarray, np.ndarray]:
+        """Predicted latency of the blocks before and after each cut of ``arch`` on this device.
+
+        For each ``k`` in ``cuts``: ``blocks[:k]`` and ``blocks[k:]`` of ``space.blocks(arch)``,
+        each run as a network of its own (an empty part costs 0). How the whole-network
+        correction of a block-sum predictor (:class:`BlockSumRegressor`) treats a part is
+        ``correction`` (see :data:`PART_CORRECTIONS`):
+
+        * ``"proportional"`` (default): the corrected whole network shared out in proportion
+          to the parts' block sums. The parts add up to the whole prediction, the edge's
+          share grows with every block, and the correction is only ever applied where it
+          was fitted (whole networks);
+        * ``"per_part"``: each part corrected as a network of its own (its own call overhead
+          and per-block terms). Right when the correction's intercept is a per-call
+          overhead; wrong when it is not (a fit with a negative intercept makes a small
+          part cost almost nothing), since parts are smaller than any network it was fitted on;
+        * ``"none"``: the plain sum of the part's block predictions.
+
+        Predictors that price whole networks only (``whole_network``, ``fewshot``) price the
+        empty and the whole part, and return NaN for the rest.
+        """
+        return self.split_latency_many([arch], [cuts], correction)[0]
+
+    def split_latency_many(self, archs: Sequence[Any], cuts: Sequence[Sequence[int]],
+                           correction: str = "proportional") -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`split_latency_ms` for many archs at once (each distinct block predicted once)."""
+        if correction not in PART_CORRECTIONS:
+            raise InputError(f"correction {correction!r} is unknown; use one of {', '.join(PART_CORRECTIONS)}")
+        nets = [self.space.blocks(a) for a in archs]
+        ks_all = [np.asarray(c, dtype=int) for c in cuts]
+        for blocks, ks in zip(nets, ks_all):
+            if np.any((ks < 0) | (ks > len(blocks))):
+                raise InputError(f"cuts must lie in 0..{len(blocks)} for an arch of {len(blocks)} blocks, got {list(ks)}")
+        if self.profile.predictor != "block_sum":
+            wholes = self.predict(list(archs))["latency_ms"] if archs else []
+            out = []
+            for blocks, ks, whole in zip(nets, ks_all, wholes):
+                n = len(blocks)
+                out.append((np.where(ks == 0, 0.0, np.where(ks == n, whole, np.nan)),
+                            np.where(ks == n, 0.0, np.where(ks == 0, whole, np.nan))))
+            return out
+        unique = list(dict.fromkeys(b for blocks in nets for b in blocks))
+        known = dict(zip(unique, np.asarray(self.latency.block_model_.predict(unique), dtype=float)))
+        prefixes = [np.concatenate([[0.0], np.cumsum([known[b] for b in blocks])]) for blocks in nets]
+        sums_before = np.concatenate([p[ks] for p, ks in zip(prefixes, ks_all)])
+        sums_after = np.concatenate([p[-1] - p[ks] for p, ks in zip(prefixes, ks_all)])
+        counts = np.concatenate(ks_all) if ks_all else np.zeros(0, dtype=int)
+        sizes = np.concatenate([np.full(len(ks), len(b)) for b, ks in zip(nets, ks_all)]) if ks_all else counts
+        if correction == "none":
+            before, after = sums_before, sums_after
+        elif correction == "per_part":
+            before = self.latency.correct(sums_before, counts)
+            after = self.latency.correct(sums_after, sizes - counts)
+        else:
+            totals = sums_before + sums_after
+            wholes = self.latency.correct(totals, sizes)
+            share = np.divide(sums_before, totals, out=counts / np.maximum(sizes, 1), where=totals > 0)
+            before, after = wholes * share, wholes * (1.0 - share)
+        before = np.where(counts == 0, 0.0, before)
+        after = np.where(counts == sizes, 0.0, after)
+        bounds = np.cumsum([0] + [len(ks) for ks in ks_all])
+        return [(before[i:j], after[i:j]) for i, j in zip(bounds[:-1], bounds[1:])]
+
+
+PART_CORRECTIONS = ("proportional", "per_part", "none")
+"""How :meth:`CostModel.split_latency_ms` applies a whole-network correction to part of a network."""
+
+
 def measurements_for(profile: DeviceProfile, store: MeasurementStore, role: str) -> list[Measurement]:
     return store.query(
         profile.name,

@@ -68,7 +68,7 @@ class KernelCache:
     """
 
     def __init__(self, target: dict[str, Any], stats: CompileStats | None = None) -> None:
-        from latency_predictors.tvm_profiler import require_tvm
+        from latency_predictors.tvm_install import require_tvm
 
         tvm = require_tvm()
         self.target = tvm.target.Target(target)

@@ -275,11 +275,17 @@ class BlockSumRegressor(RegressorMixin, BaseEstimator):
 
     def predict(self, X: Sequence[Sequence[BlockSpec]]) -> np.ndarray:
         check_is_fitted(self, "block_model_")
-        sums = self.block_sums(X)
-        if self.correction_kind_ == "identity":
+        return self.correct(self.block_sums(X), [len(blocks) for blocks in X])
+
+    def correct(self, sums: Any, counts: Any) -> np.ndarray:
+        """The whole-network correction applied to networks given by their uncorrected
+        block sums and block counts (what :meth:`predict` does after summing): lets a
+        caller that already has per-block predictions price many block lists cheaply."""
+        check_is_fitted(self, "block_model_")
+        sums = np.asarray(sums, dtype=np.float64)
+        if self.correction_kind_ == "identity" or not len(sums):
             return sums
-        counts = np.asarray([len(blocks) for blocks in X], dtype=np.float64)
-        return _apply_correction(self.correction_kind_, self.correction_, sums, counts)
+        return _apply_correction(self.correction_kind_, self.correction_, sums, np.asarray(counts, dtype=np.float64))
 
 
 class WholeNetworkRegressor(RegressorMixin, BaseEstimator):

@@ -36,20 +36,10 @@ from latency_predictors.errors import InputError, ProfilingError
 from latency_predictors.kernel_cache import CompileStats, KernelCache
 from latency_predictors.timing import TimerFn, Timing, TimingConfig, more_repeats, time_calls
 from latency_predictors.tuning import Schedule
+from latency_predictors.tvm_install import require_tvm
 
 T = TypeVar("T")
 _TARGET_EXAMPLE = '\'{"kind": "llvm", "num-cores": 1}\''
-
-
-def require_tvm() -> Any:
-    """Import TVM, or say which extra installs it."""
-    try:
-        import tvm
-    except ImportError:
-        raise ProfilingError(
-            "Apache TVM is not installed; install it with: pip install 'edgenas[tvm]'"
-        ) from None
-    return tvm
 
 
 def tvm_version() -> str:

@@ -12,7 +12,7 @@ Example::
     print(space.flops(arch), space.params(arch), len(space.blocks(arch)))
 """
 
-from search_spaces._base import Arch, BlockSpec, SearchSpace
+from search_spaces._base import Arch, BlockSpec, Cut, SearchSpace
 from search_spaces._registry import get_space, list_spaces, register_space, space_from_description
 from search_spaces.gpt import GPTArch, GPTConfig, GPTSpace, GPTSupernet
 from search_spaces.mbv3 import MBV3Arch, MBV3Config, MobileNetV3Space, MobileNetV3Supernet
@@ -22,6 +22,7 @@ from search_spaces.nb201 import NB201Arch, NB201Space
 __all__ = [
     "Arch",
     "BlockSpec",
+    "Cut",
     "GPTArch",
     "GPTConfig",
     "GPTSpace",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import json
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -84,6 +85,34 @@ class BlockSpec:
         data["in_shape"] = tuple(data["in_shape"])
         data["extra"] = tuple(tuple(kv) for kv in data.get("extra", ()))
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A place where a network can be split between two devices (split inference).
+
+    ``index``: the first ``index`` blocks of ``blocks(arch)`` run before the cut (on the
+    edge device), the rest after it (in the cloud); ``0`` sends the input, ``len(blocks)``
+    sends nothing (edge only). ``shapes``: the tensors that cross the cut, batch 1, batch
+    dimension left out (more than one where a network holds two live tensors, e.g. a
+    stream and its routing gates). ``integer``: they are integer ids (token ids), which
+    are sent as they are whatever the activation precision. ``label`` names the cut in
+    tables ("input", "after stem", ...).
+    """
+
+    index: int
+    shapes: tuple[tuple[int, ...], ...]
+    label: str
+    integer: bool = False
+
+    @property
+    def elements(self) -> int:
+        """Values crossing the cut (at batch 1)."""
+        return sum(math.prod(s) for s in self.shapes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "shapes": [list(s) for s in self.shapes], "label": self.label,
+                "integer": self.integer, "elements": self.elements}
 
 
 class SearchSpace(abc.ABC):
@@ -177,6 +206,29 @@ class SearchSpace(abc.ABC):
     def enumerate(self) -> Sequence[Any]:
         """Every architecture, for spaces small enough to list."""
         raise TypeError(f"search space {self.name!r} is too large to enumerate")
+
+    def cuts(self, arch: Any) -> list[Cut]:
+        """Where ``arch`` can be split between an edge device and the cloud, in order.
+
+        The first cut sends the input (cloud only), the last sends nothing (edge only).
+        The default treats ``blocks(arch)`` as a chain, each block's output the next one's
+        only input, and offers every boundary; spaces whose blocks are not a chain (cells,
+        routed modules) override it and keep only the boundaries where the live tensors
+        are known.
+        """
+        blocks = self.blocks(arch)
+        integer = not self.example_input(arch).is_floating_point()
+        out = [Cut(0, (tuple(self.input_shape(arch)),), "input", integer)]
+        out += [Cut(i, (blocks[i - 1].out_shape,), f"after block {i} ({blocks[i - 1].kind})") for i in range(1, len(blocks))]
+        out.append(Cut(len(blocks), (), "output (edge only)"))
+        return out
+
+    def split_modules(self, module: nn.Module, arch: Any) -> list[nn.Module]:
+        """``module`` (``build_static(arch)`` or an extracted sub-network) as consecutive
+        segments, one between each pair of neighbouring :meth:`cuts`, so that running them
+        in order computes ``module(x)``; the segments share ``module``'s weights. Spaces
+        whose networks can be split to run on two devices implement it."""
+        raise TypeError(f"search space {self.name!r} cannot be split into parts to run (it plans splits only)")
 
     def arch_to_json(self, arch: Any) -> dict[str, Any]:
         return arch.to_json()

@@ -20,8 +20,8 @@ import psutil
 import pytest
 
 SESSION_MARK = "EDGENAS_TEST_SESSION"
-# servers and workers the suite starts (PostgreSQL, Ray, TVM RPC and its popen workers)
-SERVERS = re.compile(r"postgres|gcs_server|raylet|tvm\.exec\.(popen_worker|rpc_server|rpc_tracker)")
+# servers and workers the suite starts (PostgreSQL, Ray, TVM RPC and its popen workers, split clouds)
+SERVERS = re.compile(r"postgres|gcs_server|raylet|tvm\.exec\.(popen_worker|rpc_server|rpc_tracker)|nas\.split\.worker")
 _before = pytest.StashKey[set[tuple[int, float]]]()
 _signals = pytest.StashKey[dict[int, Any]]()
 

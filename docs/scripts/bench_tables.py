@@ -621,10 +621,112 @@ def adapt_side_runs() -> str:
                    "modules per device", "file"], body) + "\n\n*Generated from the files named in the last column.*"
 
 
+# ------------------------------------------------------------------ split inference
+
+
+def split_inference() -> str:
+    """Split inference: predicted against measured end-to-end latency, and the planner's choice
+    against edge only and cloud only, measured over the same links."""
+    r = Results("split_inference.json")
+    cases = r.record("cases")
+    c = cases["config"]
+    body = [
+        [f"cases within ±10 % ({cases['value']} cases: {len(c['archs'])} archs x points x {len(c['links'])} links)",
+         f"**{r.value('e2e_within_10pct_wall'):.0f} %** (MAPE {r.value('e2e_mape_wall'):.1f} %)",
+         f"**{r.value('e2e_within_10pct_cpu_clock'):.0f} %** (MAPE {r.value('e2e_mape_cpu_clock'):.1f} %)",
+         _target(r.value("e2e_within_10pct_cpu_clock"), ">=", 90, "%") + " (CPU clock); "
+         + _target(r.value("e2e_within_10pct_wall"), ">=", 90, "%") + " (wall)"],
+        ["of which inner splits (both devices compute)", "",
+         f"{r.value('e2e_within_10pct_cpu_clock_inner_splits'):.0f} % "
+         f"({r.record('e2e_within_10pct_cpu_clock_inner_splits')['config']['cases']} cases)", ""],
+        ["the same cases, each part corrected as a network of its own (`--correction per_part`)", "",
+         f"{r.value('e2e_within_10pct_cpu_clock_correction_per_part'):.0f} %", ""],
+        ["the same cases, no correction (`--correction none`)", "",
+         f"{r.value('e2e_within_10pct_cpu_clock_correction_none'):.0f} %", ""],
+    ]
+    head = (f"{cases['device']}. Space `{c['space']['name']}/{c['space'].get('preset')}` "
+            f"(resolution {c['space']['config']['resolutions']}), activations sent as {c['precision']}, "
+            f"{c['requests']} timed requests per case (median), links {', '.join(c['links'])}; load average "
+            f"{c['load_avg_before'][0]:.1f} before, {c['load_avg_after'][0]:.1f} after; {c['wall_s'] / 60:.0f} min.\n\n")
+    accuracy = head + _table(["figure", "measured on the wall clock", "compute read on each side's CPU clock",
+                              "target"], body)
+    pairs = r.record("speedup_vs_cloud_only_mean")["config"]
+    neuro = pairs["neurosurgeon"]
+    body = [
+        ["chosen split against cloud only (mean / max)",
+         f"**{r.value('speedup_vs_cloud_only_mean'):.2f}x** / {r.value('speedup_vs_cloud_only_max'):.2f}x",
+         f"{neuro['speedup_vs_cloud_only_mean']}x / {neuro['speedup_vs_cloud_only_max']}x"],
+        ["chosen split against edge only (mean / max)",
+         f"**{r.value('speedup_vs_edge_only_mean'):.2f}x** / {r.value('speedup_vs_edge_only_max'):.2f}x", "-"],
+        ["chosen split against the fastest point measured (1.00x: never worse)",
+         f"{r.value('chosen_vs_best_measured_mean'):.3f}x", "-"],
+        ["(arch, link) pairs where the planner splits inside the network",
+         f"{r.value('chosen_is_inner_split')} of {r.record('chosen_is_inner_split')['config']['of']}", ""],
+        ["... and the inner split measured faster than both edge only and cloud only",
+         f"{r.value('inner_split_beats_both_ends')} of {r.record('inner_split_beats_both_ends')['config']['of']}", ""],
+    ]
+    speed = _table([f"speed-up, measured ({pairs['pairs']} (arch, link) pairs)", "this machine",
+                    "Neurosurgeon (paper)"], body)
+    return accuracy + "\n\n" + speed + _source("split_inference.json", "split_inference_cases.jsonl")
+
+
+def split_search() -> str:
+    """Joint search against search-for-the-edge-then-split, best accuracy within end-to-end budgets."""
+    r = Results("split_search.json")
+    first = r.record("front_sizes")
+    c = first["config"]
+    joint = {x["config"]["e2e_budget_ms"]: x["value"] for x in r.records if x["figure"] == "joint_accuracy_at_budget"}
+    then = {x["config"]["e2e_budget_ms"]: x["value"]
+            for x in r.records if x["figure"] == "edge_then_split_accuracy_at_budget"}
+
+    def pct(v: float) -> str:
+        return "-" if v != v else f"{v:.2f}"
+
+    body = [[f"{b:.2f}", pct(joint[b]), pct(then[b]), "-" if joint[b] != joint[b] or then[b] != then[b]
+             else f"{joint[b] - then[b]:+.2f}"] for b in sorted(joint)]
+    head = (f"{first['device']}; link {c['link']}, {c['trials']} trials each (NSGA-II, seed 0), fronts of "
+            f"{len(c['joint_front'])} (joint) and {len(c['edge_then_split_front'])} (edge, then split) archs; "
+            f"{r.value('joint_front_split_inside')} of the joint front split inside the network. Mean gain "
+            f"{r.value('accuracy_gain_mean'):+.2f} points.\n\n")
+    return head + _table(["end-to-end budget (ms, predicted)", "joint search: best accuracy %",
+                          "edge search, then split: best accuracy %", "gain (points)"], body) + _source("split_search.json")
+
+
+def split_cascade() -> str:
+    """The cascade: edge only, cloud only and the chosen threshold, per link, measured."""
+    r = Results("split_cascade.json")
+    body = []
+    for x in (x for x in r.records if x["figure"] == "edge_only_accuracy"):
+        link = x["config"]["link"]
+        device = x["device"]
+        rec = {y["figure"]: y["value"] for y in r.records if y["device"] == device}
+        body.append([link, "edge only", f"{rec['edge_only_accuracy']:.2f}", f"{rec['edge_only_mean_ms']:.2f}",
+                     f"{rec['edge_only_p95_ms']:.2f}", "0 %"])
+        body.append([link, "cloud only", f"{rec['cloud_only_accuracy']:.2f}", f"{rec['cloud_only_mean_ms']:.2f}",
+                     f"{rec['cloud_only_p95_ms']:.2f}", "100 %"])
+        if "chosen_threshold" in rec:
+            body.append([link, f"cascade, threshold {rec['chosen_threshold']:.3f} (per-image sums)",
+                         f"{rec['chosen_accuracy']:.2f}", f"{rec['chosen_mean_ms']:.2f}", f"{rec['chosen_p95_ms']:.2f}",
+                         f"{100 * rec['chosen_offloaded']:.0f} %"])
+        if "chosen_run_accuracy" in rec:
+            body.append([link, "the same threshold, run for real", f"{rec['chosen_run_accuracy']:.2f}",
+                         f"{rec['chosen_run_mean_ms']:.2f}", f"{rec['chosen_run_p95_ms']:.2f}",
+                         f"{100 * rec['chosen_run_offloaded']:.0f} %"])
+    first = r.record("edge_only_accuracy", link=r.records[0]["config"]["link"])
+    c = first["config"]
+    goal = next((x["config"]["goal"] for x in r.records if x["figure"] == "chosen_threshold"), "none")
+    head = (f"{first['device'].split(', link')[0]}; {c['images']} validation images; the edge runs "
+            f"`{json.dumps(c['edge_arch'], separators=(',', ':'))}`, the cloud the largest network; threshold "
+            f"chosen for {goal}.\n\n")
+    return head + _table(["link", "policy", "accuracy %", "mean ms", "p95 ms", "offloaded"], body) + _source(
+        "split_cascade.json")
+
+
 TABLES: dict[str, Callable[[], str]] = {fn.__name__: fn for fn in (
     supernet_gpu, supernet_cpu, gpt_rank_fidelity, gpt_throughput_cpu, predictor_quiet, predictor_loaded,
     profile_cost_replay_before, profile_cost_replay, profile_breakdown, profile_noise, predictor_runs, search_speed,
     search_scaling, search_nb201_protocols, search_nb201_devices, fewshot_mean, fewshot_devices, fewshot_targets,
-    adapt_methods, adapt_margins, adapt_targets, adapt_elastic, adapt_side_runs,
+    adapt_methods, adapt_margins, adapt_targets, adapt_elastic, adapt_side_runs, split_inference, split_search,
+    split_cascade,
 )}
 """Every table a page may name in a ``<!-- table: NAME -->`` marker."""

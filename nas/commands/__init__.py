@@ -3,4 +3,5 @@
 ``COMMANDS`` lists the modules in the order ``edgenas --help`` shows them.
 """
 
-COMMANDS: list[str] = ["quickstart", "train", "eval", "generate", "registry", "search", "profile", "devices", "predict", "finetune", "report", "adapt"]
+COMMANDS: list[str] = ["quickstart", "train", "eval", "generate", "registry", "search", "profile", "devices", "predict",
+                       "finetune", "report", "adapt", "split", "cascade"]

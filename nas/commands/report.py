@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "against measured cost, and what training and search cost; PNG figures go beside it.",
     )
     parser.add_argument("study", nargs="?", default=None,
-                        help="study name (as printed by edgenas search); optional with --adapt")
+                        help="study name (as printed by edgenas search); optional with --adapt or --split")
     parser.add_argument("--device", action="append", default=None, metavar="NAME",
                         help="only these devices (repeatable; default: every device of the study)")
     parser.add_argument("--storage", default=None, metavar="URL",
@@ -27,6 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--adapt", action="append", default=[], metavar="RUN_DIR",
                         help="also show an `edgenas adapt` output (its out_dir): accuracy per method over "
                         "rounds, bytes per method (repeatable)")
+    parser.add_argument("--split", action="append", default=[], metavar="FILE",
+                        help="also show an `edgenas split --out` plan (breakdown per split point, best split "
+                        "against bandwidth) or an `edgenas cascade --out` sweep (repeatable)")
     add_quiet(parser)
     add_workspace(parser)
     return parser
@@ -37,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from nas.workspace import Workspace
 
     html_path, pngs = write_report(Workspace.resolve(args.workspace), args.study, out=args.out,
-                                   storage=args.storage, devices=args.device, adapt_dirs=args.adapt)
+                                   storage=args.storage, devices=args.device, adapt_dirs=args.adapt,
+                                   split_files=args.split)
     print(f"report: {html_path.resolve()}")
     if pngs:
         print(f"figures: {pngs[0].parent.resolve()} ({len(pngs)} PNG)")

@@ -89,10 +89,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="parameter budget, in millions")
     p.add_argument("--max-mflops", type=_amount("--max-mflops", "MFLOPs (millions of MACs)"), metavar="M",
                    help="compute budget, in millions of multiply-accumulates")
+    p.add_argument("--max-e2e-ms", type=_amount("--max-e2e-ms", "milliseconds"), metavar="MS",
+                   help="end-to-end latency budget of the arch split at its best cut (with --cloud), in milliseconds")
+    p.add_argument("--cloud", metavar="NAME",
+                   help="joint search: a profiled cloud device; every arch is scored split at its best cut "
+                   "between --device (the edge) and it, as e2e_latency_ms (needs --link)")
+    p.add_argument("--link", metavar="RATE,RTT",
+                   help="the edge-cloud link of a joint search, e.g. 20mbit,40ms (see edgenas split)")
+    p.add_argument("--split-precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                   help="how activations cross the link in a joint search (default fp32)")
     p.add_argument("--safety-margin", type=_margin, default="auto", metavar="auto|F",
                    help="predicted cost must fit budget/(1+F); auto = the predictor's validation MAPE")
-    p.add_argument("--objectives", default="accuracy,latency",
-                   help="comma list of accuracy, latency, energy, mflops, params (default: accuracy,latency)")
+    p.add_argument("--objectives", default=None,
+                   help="comma list of accuracy, latency, energy, mflops, params, e2e (default: accuracy,latency; "
+                   "with --cloud: accuracy,e2e)")
     p.add_argument("--trials", type=positive_int("--trials"), default=300,
                    help="complete trials the study should hold (default 300)")
     add_out(p, "write the result (Pareto front, recommended arch) as JSON")
@@ -144,19 +154,29 @@ def run(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).is_dir():
         raise EdgenasError(f"--out {args.out} is a directory; name a JSON file")
     workspace = Workspace.resolve(args.workspace).root
-    budget = Budget(args.max_latency_ms, args.max_energy_mj, args.max_params_m, args.max_mflops)
+    budget = Budget(args.max_latency_ms, args.max_energy_mj, args.max_params_m, args.max_mflops,
+                    max_e2e_ms=args.max_e2e_ms)
+    split = None
+    if args.cloud or args.link:
+        if not (args.cloud and args.link):
+            raise EdgenasError("a joint search needs both --cloud NAME and --link RATE,RTT (e.g. 20mbit,40ms)")
+        from nas.split.link import parse_link
+
+        split = {"cloud": args.cloud, "link": parse_link(args.link).label(), "precision": args.split_precision}
+    objectives = args.objectives or ("accuracy,e2e" if split else "accuracy,latency")
     spec = SearchSpec(
         space=args.space,
         space_options={},
         devices=tuple(args.device),
         budget=budget,
-        objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()),
+        objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()),
         checkpoint=str(args.checkpoint) if args.checkpoint else None,
         nb201_dataset=args.nb201_dataset,
         workspace=str(workspace),
         cache_url=args.cache,
         eval_batch_size=args.batch_size,
         eval_device=args.torch_device,
+        split=split,
     )
     settings = SearchSettings(
         trials=args.trials, engine=args.engine, storage=args.storage, study=args.study,
@@ -167,6 +187,10 @@ def run(args: argparse.Namespace) -> int:
         verify=args.verify,
     )
     result, _ = search(spec, settings, args.safety_margin, quiet=args.quiet)
+    if split:
+        from nas.split.objective import annotate_splits
+
+        annotate_splits(result)
     if args.out:
         write_json(args.out, result)
     print(summary(result))
@@ -197,6 +221,8 @@ def summary(result: dict[str, Any]) -> str:
         lines.append(f"recommended{tag}: trial {rec['trial']} accuracy {rec['accuracy']:.2f} % | predicted {costs}"
                      f"{measured}")
         lines.append(f"  arch {json.dumps(rec['arch'], separators=(',', ':'))}")
+        if rec.get("split"):
+            lines.append(f"  split at point {rec['split']['position']} ({rec['split']['kind']}, {rec['split']['label']})")
     return "\n".join(lines)
 
 

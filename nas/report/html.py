@@ -39,11 +39,12 @@ document.querySelectorAll('table.sortable th').forEach(function(th, col){
 """
 
 
-def render(data: ReportData | None, path: Path, adapt_runs: Sequence[Any] = ()) -> Path:
+def render(data: ReportData | None, path: Path, adapt_runs: Sequence[Any] = (), sections: Sequence[str] = ()) -> Path:
     """Write the report to ``path`` (self-contained HTML); returns ``path``.
 
     ``data``: a study's search (``None``: none); ``adapt_runs``: :class:`nas.report.adapt.AdaptRun`
-    sections (``edgenas adapt`` outputs) after it.
+    sections (``edgenas adapt`` outputs) after it; ``sections``: more HTML sections after those
+    (split plans and cascades, :mod:`nas.report.split`).
     """
     from plotly.offline import get_plotlyjs
 
@@ -56,8 +57,9 @@ def render(data: ReportData | None, path: Path, adapt_runs: Sequence[Any] = ()) 
             parts.append(_device_section(view))
         parts.append(_registered_section(data))
     parts.extend(adapt_section(run) for run in adapt_runs)
+    parts.extend(sections)
     body = "\n".join(parts)
-    subject = data.study if data is not None else ", ".join(run.name for run in adapt_runs)
+    subject = data.study if data is not None else ", ".join(run.name for run in adapt_runs) or "split inference"
     title = f"edgenas report: {html.escape(subject)}"
     generated = data.generated if data is not None else time.strftime("%Y-%m-%d %H:%M:%S %Z")
     page = (

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nas.errors import EdgenasError
-from nas.search.problem import SearchProblem
+from nas.search.params import ParamRecorder
+
+if TYPE_CHECKING:
+    from nas.search.problem import SearchProblem
 
 
 @dataclass(frozen=True)
@@ -26,49 +29,6 @@ class Cheapest:
     value: float
     arch: Any
     method: str
-
-
-_MISSING = object()
-
-
-class ParamRecorder:
-    """A stand-in Optuna trial: returns fixed choices and records every parameter's choices.
-
-    ``params`` after ``space.suggest(recorder)`` holds a value for every parameter the space
-    asked for (the given ones, else a random or the first choice); :meth:`distributions`
-    gives the Optuna distributions a real trial would have stored for them, so an arch
-    scored outside Optuna can be written to a study as a trial (:mod:`nas.search.bulk`).
-    """
-
-    def __init__(self, params: dict[str, Any] | None = None, rng: random.Random | None = None) -> None:
-        self.params = dict(params or {})
-        self.choices: dict[str, list[Any]] = {}
-        self.rng = rng
-        self._ints: dict[str, tuple[int, int, int, bool]] = {}
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        self.choices[name] = choices = list(choices)
-        value = self.params.get(name, _MISSING)
-        if value is _MISSING:
-            value = self.params[name] = self.rng.choice(choices) if self.rng else choices[0]
-        return value
-
-    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
-        self._ints[name] = (low, high, step, log)
-        return self.suggest_categorical(name, list(range(low, high + 1, step)))
-
-    def distributions(self) -> dict[str, Any]:
-        """Parameter name -> the Optuna distribution its ``suggest_*`` call stands for."""
-        from optuna.distributions import CategoricalDistribution, IntDistribution
-
-        out: dict[str, Any] = {}
-        for name, choices in self.choices.items():
-            if name in self._ints:
-                low, high, step, log = self._ints[name]
-                out[name] = IntDistribution(low, high, log=log, step=step)
-            else:
-                out[name] = CategoricalDistribution(choices)
-        return out
 
 
 def _arch(space: Any, params: dict[str, Any]) -> Any:
@@ -130,6 +90,8 @@ def check_budget(problem: SearchProblem) -> dict[str, Cheapest]:
             limits[f"latency_ms@{d.name}"] = (budget.max_latency_ms, budget.allowed(budget.max_latency_ms), "--max-latency-ms")
         if budget.max_energy_mj is not None:
             limits[f"energy_mj@{d.name}"] = (budget.max_energy_mj, budget.allowed(budget.max_energy_mj), "--max-energy-mj")
+    if budget.max_e2e_ms is not None and problem.split is not None:
+        limits["e2e_latency_ms"] = (budget.max_e2e_ms, budget.allowed(budget.max_e2e_ms), "--max-e2e-ms")
     if budget.max_params_m is not None:
         limits["params_m"] = (budget.max_params_m, budget.max_params_m, "--max-params-m")
     if budget.max_mflops is not None:

@@ -1,7 +1,8 @@
 """Objectives and hard constraints of a search, and an arch's measured outcome.
 
 Objectives are named ``accuracy`` (maximised), ``latency_ms@DEVICE`` and
-``energy_mj@DEVICE`` per device, ``mflops`` and ``params_m`` (minimised). Budgets are
+``energy_mj@DEVICE`` per device, ``mflops``, ``params_m`` and, in a joint search with a
+cloud (``--cloud``), ``e2e_latency_ms`` (the arch split at its best cut; minimised). Budgets are
 hard constraints, stored on each trial with ``trial.set_constraint`` as relative
 excess ``predicted / allowed - 1`` (feasible when <= 0), where ``allowed`` is the
 budget shrunk by the safety margin: the search sees predicted cost, the device will run
@@ -16,7 +17,7 @@ from typing import Any
 
 from nas.errors import EdgenasError
 
-KINDS = ("accuracy", "latency", "energy", "mflops", "params")
+KINDS = ("accuracy", "latency", "energy", "mflops", "params", "e2e")
 DEFAULT_OBJECTIVES = ("accuracy", "latency")
 
 
@@ -35,9 +36,10 @@ class Budget:
     max_params_m: float | None = None
     max_mflops: float | None = None
     safety_margin: float = 0.0
+    max_e2e_ms: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_latency_ms", "max_energy_mj", "max_params_m", "max_mflops"):
+        for name in ("max_latency_ms", "max_energy_mj", "max_params_m", "max_mflops", "max_e2e_ms"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
                 flag = "--" + name.replace("_", "-")
@@ -49,7 +51,10 @@ class Budget:
         return None if value is None else value / (1.0 + self.safety_margin)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["max_e2e_ms"] is None:  # the identity of studies without a cloud stays as it was
+            del data["max_e2e_ms"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,8 @@ def objective_names(kinds: tuple[str, ...], devices: list[str], has_energy: dict
             names += [f"energy_mj@{d}" for d in devices]
         elif kind == "params":
             names.append("params_m")
+        elif kind == "e2e":
+            names.append("e2e_latency_ms")
         else:
             names.append(kind)
     return names
@@ -104,4 +111,6 @@ def constraint_values(budget: Budget, metrics: dict[str, float], devices: list[s
         out["params_m"] = metrics["params_m"] / budget.max_params_m - 1.0
     if budget.max_mflops is not None:
         out["mflops"] = metrics["mflops"] / budget.max_mflops - 1.0
+    if budget.max_e2e_ms is not None and "e2e_latency_ms" in metrics:
+        out["e2e_latency_ms"] = metrics["e2e_latency_ms"] / budget.allowed(budget.max_e2e_ms) - 1.0
     return out

@@ -43,6 +43,9 @@ class SearchSpec:
     cache_url: str | None = None
     eval_batch_size: int = 256
     eval_device: str = "auto"
+    split: dict[str, Any] | None = None
+    """A joint search with a cloud: ``{"cloud": NAME, "link": "20mbit,40ms", "precision": "fp32"}``
+    (the edge is the one ``--device``); adds ``e2e_latency_ms`` (see :mod:`nas.split.objective`)."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -54,6 +57,7 @@ class SearchSpec:
     def from_json(cls, data: dict[str, Any]) -> SearchSpec:
         data = dict(data)
         data["budget"] = Budget(**data["budget"])
+        data.setdefault("split", None)
         data["devices"] = tuple(data["devices"])
         data["objectives"] = tuple(data["objectives"])
         return cls(**data)
@@ -68,6 +72,8 @@ class SearchProblem:
     accuracy: Any
     devices: list[DeviceCost]
     names: list[str] = field(default_factory=list)
+    split: Any = None
+    """The joint search's :class:`~nas.split.objective.SplitObjective` (``None``: no cloud)."""
 
     def __post_init__(self) -> None:
         has_energy = {d.name: d.predict_energy_mj([self.space.smallest()]) is not None for d in self.devices}
@@ -80,13 +86,16 @@ class SearchProblem:
 
     def identity(self) -> dict[str, Any]:
         """What must match for a stored study to be continued (see :mod:`nas.search.study`)."""
-        return {
+        identity = {
             "space": self.space.describe(),
             "accuracy": self.accuracy.describe(),
             "devices": {d.name: d.describe() for d in self.devices},
             "budget": self.spec.budget.to_json(),
             "objectives": self.names,
         }
+        if self.split is not None:
+            identity["split"] = self.split.describe()
+        return identity
 
     def costs(self, archs: Sequence[Any]) -> dict[str, np.ndarray]:
         """Predicted latency/energy per device, FLOPs (M) and params (M) for ``archs``
@@ -99,6 +108,10 @@ class SearchProblem:
                 out[f"energy_mj@{d.name}"] = np.asarray(d.predict_energy_mj(archs), dtype=float)
         out["mflops"] = np.array([self.space.flops(a) / 1e6 for a in archs], dtype=float)
         out["params_m"] = np.array([self.space.params(a) / 1e6 for a in archs], dtype=float)
+        if self.split is not None:
+            from nas.split.objective import E2E, POSITION
+
+            out[E2E], out[POSITION] = self.split.best(archs)
         return out
 
     def measure(self, arch: Any) -> Outcome:
@@ -127,7 +140,7 @@ class SearchProblem:
     def arch_of(self, params: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         """The arch a parameter set stands for, with every parameter it uses and their
         Optuna distributions (what a trial that suggested it would store)."""
-        from nas.search.feasibility import ParamRecorder
+        from nas.search.params import ParamRecorder
 
         recorder = ParamRecorder(params)
         arch = self.space.suggest(recorder)
@@ -214,7 +227,22 @@ def build_problem(spec: SearchSpec) -> SearchProblem:
     space = build_space(spec)
     accuracy = build_accuracy(spec, space)
     devices = [load_device(name, space, Workspace(Path(spec.workspace))) for name in spec.devices]
-    return SearchProblem(spec, space, accuracy, devices)
+    return SearchProblem(spec, space, accuracy, devices, split=build_split(spec, space))
+
+
+def build_split(spec: SearchSpec, space: Any) -> Any:
+    """The joint search's objective when the spec names a cloud (``None`` otherwise)."""
+    wants = "e2e" in spec.objectives or spec.budget.max_e2e_ms is not None
+    if spec.split is None:
+        if wants:
+            raise EdgenasError("e2e latency (--objectives e2e, --max-e2e-ms) needs --cloud NAME and --link RATE,RTT")
+        return None
+    if len(spec.devices) != 1:
+        raise EdgenasError(f"--cloud needs exactly one --device (the edge), got {len(spec.devices)}")
+    from nas.split.objective import SplitObjective
+
+    return SplitObjective.load(Workspace(Path(spec.workspace)), space, spec.devices[0], spec.split["cloud"],
+                               spec.split["link"], spec.split.get("precision", "fp32"))
 
 
 @functools.lru_cache(maxsize=4)

@@ -84,7 +84,7 @@ def prepare(spec: SearchSpec, margin: float | str = "auto") -> SearchProblem:
         value = float(margin)
     spec = replace(spec, budget=replace(spec.budget, safety_margin=round(value, 4)))
     Budget(**spec.budget.to_json())  # validates the margin
-    return SearchProblem(spec, problem.space, problem.accuracy, problem.devices)
+    return SearchProblem(spec, problem.space, problem.accuracy, problem.devices, split=problem.split)
 
 
 def search(spec: SearchSpec, settings: SearchSettings = SearchSettings(), margin: float | str = "auto",

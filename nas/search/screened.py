@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 from optuna.samplers import BaseSampler
 
-from nas.search.feasibility import ParamRecorder
 from nas.search.objectives import constraint_values
+from nas.search.params import ParamRecorder
 
 
 class ScreenedSampler(BaseSampler):

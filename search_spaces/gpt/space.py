@@ -344,6 +344,14 @@ class GPTSpace(SearchSpace):
         init_weights(module)
         return module.eval()
 
+    def split_modules(self, module: nn.Module, arch: GPTArch) -> list[nn.Module]:
+        """Embedding, each layer's attention and MLP, head (the prefill phase, no KV cache):
+        one segment per block, sharing ``module``'s weights."""
+        if not isinstance(module, StaticGPT) or module.arch != arch:
+            raise ValueError(f"split_modules needs the StaticGPT of arch {arch}")
+        inner = [part for layer in module.layers for part in (layer.attn, layer.mlp)]
+        return [module.embed, *inner, module.head]
+
     def build_supernet(self) -> nn.Module:
         from search_spaces.gpt.supernet import GPTSupernet
 

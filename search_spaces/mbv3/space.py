@@ -259,6 +259,12 @@ class MobileNetV3Space(SearchSpace):
         init_weights(module)
         return module.eval()
 
+    def split_modules(self, module: nn.Module, arch: MBV3Arch) -> list[nn.Module]:
+        """One segment per block (every boundary of the chain is a cut)."""
+        if not isinstance(module, StaticMobileNetV3) or module.arch != arch:
+            raise ValueError(f"split_modules needs the StaticMobileNetV3 of arch {arch}")
+        return module.segments()
+
     def build_supernet(self) -> nn.Module:
         from search_spaces.mbv3.supernet import MobileNetV3Supernet
 

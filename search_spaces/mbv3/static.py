@@ -95,9 +95,26 @@ class Head(nn.Module):
         self.classifier = nn.Linear(cfg.feature_mix_width, cfg.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.final_expand(x).mean((2, 3), keepdim=True)
-        x = nn.functional.hardswish(self.feature_mix(x)).flatten(1)
-        return self.classifier(self.dropout(x))
+        return classify(self, self.final_expand(x))
+
+
+def classify(head: Head | HeadTail, x: torch.Tensor) -> torch.Tensor:
+    """Global pool, feature mix with h-swish, dropout, classifier: the head after its final expand."""
+    x = x.mean((2, 3), keepdim=True)
+    x = nn.functional.hardswish(head.feature_mix(x)).flatten(1)
+    return head.classifier(head.dropout(x))
+
+
+class HeadTail(nn.Module):
+    """The part of ``head`` after its final expand layer (the ``head`` block of the space),
+    sharing ``head``'s weights: the last segment when a network is split to run on two devices."""
+
+    def __init__(self, head: Head) -> None:
+        super().__init__()
+        self.feature_mix, self.dropout, self.classifier = head.feature_mix, head.dropout, head.classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return classify(self, x)
 
 
 def build_stem(cfg: MBV3Config) -> tuple[ConvBNAct, MBConv]:
@@ -135,3 +152,9 @@ class StaticMobileNetV3(nn.Module):
             for block in stage:
                 x = block(x)
         return self.head(x)
+
+    def segments(self) -> list[nn.Module]:
+        """One module per block of the space's ``blocks(arch)``, in order, sharing this
+        network's weights: stem, first block, every MBConv, final expand, the rest of the head."""
+        blocks = [block for stage in self.stages for block in stage]
+        return [self.stem, self.first_block, *blocks, self.head.final_expand, HeadTail(self.head)]

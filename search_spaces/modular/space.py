@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from search_spaces._base import BlockSpec, SearchSpace
+from search_spaces._base import BlockSpec, Cut, SearchSpace
 from search_spaces._registry import register_space
 from search_spaces.modular.arch import ModularArch
 from search_spaces.modular.config import PRESETS
@@ -146,6 +146,22 @@ class NebulaSpace(SearchSpace):
             selector = dataclasses.replace(selector, out_channels=routed * (c.modules + 1),
                                            flops=selector.flops - (c.layers - routed) * gate)
         return [stem, selector, *mods, head]
+
+    def cuts(self, arch: ModularArch) -> list[Cut]:
+        """The input; after the stem and the selector (the stream and every layer's gates
+        cross); after each layer that holds a shrunk module; the output. Inside a layer the
+        modules run side by side on the same stream, so there is no cut between them."""
+        c = self.config
+        stream, gates = (c.channels, c.height, c.width), (c.layers * (c.modules + 1),)
+        out = [Cut(0, (self.input_shape(),), "input"), Cut(2, (stream, gates), "after stem and selector")]
+        index = 2
+        for i, layer in enumerate(arch.layers):
+            held = sum(1 for k in layer if k != c.skip)
+            if held:
+                index += held
+                out.append(Cut(index, (stream, gates), f"after layer {i + 1}"))
+        out.append(Cut(index + 1, (), "output (edge only)"))
+        return out
 
     # --- modules --------------------------------------------------------------------
     def build_static(self, arch: ModularArch) -> ModularNet:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from search_spaces._base import BlockSpec, SearchSpace
+from search_spaces._base import BlockSpec, Cut, SearchSpace
 from search_spaces._registry import register_space
 from search_spaces.nb201.arch import EDGES, NUM_ARCHS, OPS, NB201Arch
 from search_spaces.nb201.static import (
@@ -158,6 +158,31 @@ class NB201Space(SearchSpace):
             out.extend(cell * self.cells_per_stage)
         out.append(head)
         return out
+
+    def cuts(self, arch: NB201Arch) -> list[Cut]:
+        """Cell boundaries only: inside a cell several nodes are live at once. The input,
+        after the stem, after every cell and reduction block (the head follows the last
+        cell), and the output."""
+        ops = sum(op != "none" for op in arch.ops)
+        h = self.resolution
+        index = 1
+        out = [Cut(0, (self.input_shape(arch),), "input"), Cut(1, ((self.channels[0], h, h),), "after stem")]
+        for s, c in enumerate(self.channels):
+            if s > 0:
+                h = (h - 1) // 2 + 1
+                index += 1
+                out.append(Cut(index, ((c, h, h),), f"after reduction {s}"))
+            for i in range(self.cells_per_stage):
+                index += ops
+                out.append(Cut(index, ((c, h, h),), f"after stage {s + 1} cell {i + 1}"))
+        out.append(Cut(index + 1, (), "output (edge only)"))
+        return out
+
+    def split_modules(self, module: nn.Module, arch: NB201Arch) -> list[nn.Module]:
+        """Stem, every cell and reduction block, head: one segment between neighbouring cuts."""
+        if not isinstance(module, NB201Network):
+            raise ValueError(f"split_modules needs the NB201Network of arch {arch}")
+        return [module.stem, *module.layers, module.head]
 
     def flops(self, arch: NB201Arch) -> int:
         """MACs at batch 1 (convolutions and the classifier), equal to summing :meth:`blocks`."""

@@ -165,3 +165,30 @@ def test_supernet_holds_the_largest_arch_or_refuses(space):
     assert isinstance(supernet, torch.nn.Module)
     static = space.build_static(space.largest())
     assert sum(p.numel() for p in supernet.parameters()) >= sum(p.numel() for p in static.parameters())
+
+
+def test_cuts_run_from_input_to_output_and_segments_compose(space):
+    """Split inference: the first cut sends the input, the last nothing; cut indices never
+    go back; where the space can be split to run, its segments compose to the network and
+    each inner cut's tensor has the size the cut declares."""
+    arch = space.sample(random.Random(5))
+    cuts, blocks = space.cuts(arch), space.blocks(arch)
+    assert cuts[0].index == 0 and cuts[0].elements == int(np.prod(space.input_shape(arch)))
+    assert cuts[-1].index == len(blocks) and cuts[-1].shapes == ()
+    assert all(a.index <= b.index for a, b in zip(cuts, cuts[1:]))
+    assert all(c.elements > 0 for c in cuts[:-1]) and len({c.label for c in cuts}) == len(cuts)
+    model = space.build_static(arch).eval()
+    try:
+        segments = space.split_modules(model, arch)
+    except TypeError as exc:  # optional hook: a space that plans splits only says so
+        assert space.name in str(exc)
+        return
+    assert len(segments) == len(cuts) - 1
+    x = space.example_input(arch)
+    with torch.no_grad():
+        expected, y = model(x), x
+        for segment, cut in zip(segments, cuts[1:]):
+            y = segment(y)
+            if cut.shapes:
+                assert y[0].numel() == cut.elements, cut
+    assert torch.allclose(y, expected, atol=1e-5)

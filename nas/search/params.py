@@ -1,0 +1,52 @@
+"""A stand-in Optuna trial that turns parameter values into an arch outside a study.
+
+Samplers and the batched engine resolve parameter sets to archs with it
+(``space.suggest(ParamRecorder(params))``) and write such archs back as real trials.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+_MISSING = object()
+
+
+class ParamRecorder:
+    """A stand-in Optuna trial: returns fixed choices and records every parameter's choices.
+
+    ``params`` after ``space.suggest(recorder)`` holds a value for every parameter the space
+    asked for (the given ones, else a random or the first choice); :meth:`distributions`
+    gives the Optuna distributions a real trial would have stored for them, so an arch
+    scored outside Optuna can be written to a study as a trial (:mod:`nas.search.bulk`).
+    """
+
+    def __init__(self, params: dict[str, Any] | None = None, rng: random.Random | None = None) -> None:
+        self.params = dict(params or {})
+        self.choices: dict[str, list[Any]] = {}
+        self.rng = rng
+        self._ints: dict[str, tuple[int, int, int, bool]] = {}
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        self.choices[name] = choices = list(choices)
+        value = self.params.get(name, _MISSING)
+        if value is _MISSING:
+            value = self.params[name] = self.rng.choice(choices) if self.rng else choices[0]
+        return value
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        self._ints[name] = (low, high, step, log)
+        return self.suggest_categorical(name, list(range(low, high + 1, step)))
+
+    def distributions(self) -> dict[str, Any]:
+        """Parameter name -> the Optuna distribution its ``suggest_*`` call stands for."""
+        from optuna.distributions import CategoricalDistribution, IntDistribution
+
+        out: dict[str, Any] = {}
+        for name, choices in self.choices.items():
+            if name in self._ints:
+                low, high, step, log = self._ints[name]
+                out[name] = IntDistribution(low, high, log=log, step=step)
+            else:
+                out[name] = CategoricalDistribution(choices)
+        return out

@@ -1,0 +1,111 @@
+"""The cloud process of a split run: ``python -m nas.split.worker SPEC.json``.
+
+It binds its port on 127.0.0.1 first (so a port in use is reported at once: ``ERROR
+port-in-use``), says ``LISTENING PORT``, builds and compiles its part of the network as
+the cloud device was profiled, says ``COMPILED HOW``, then serves one edge connection:
+``HELLO`` is answered ``READY``, ``RELINK`` (a new rate and round trip) too, each ``REQUEST`` (an activation) with a ``REPLY`` (the
+result, float32, stamped with the compute time), until ``BYE``, a closed connection, or
+no message for ``idle_timeout_s``. Every wait has a deadline, so it never outlives its
+edge for long. Started and stopped by :func:`nas.split.run.run_split`.
+
+``EDGENAS_SPLIT_EXIT_AT=N`` makes it exit without answering when request ``N`` arrives
+(the tests use it to check that the edge reports a cloud that dies mid-request).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_AT_VAR = "EDGENAS_SPLIT_EXIT_AT"
+
+
+def serve(spec: dict[str, Any]) -> int:
+    """Run the cloud side described by ``spec`` (see :func:`nas.split.run.worker_spec`)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind(("127.0.0.1", int(spec["port"])))
+    except OSError as exc:
+        listener.close()
+        print("ERROR port-in-use" if exc.errno == errno.EADDRINUSE else f"ERROR bind {exc.strerror}", flush=True)
+        return 2
+    listener.listen(1)
+    print(f"LISTENING {listener.getsockname()[1]}", flush=True)
+    try:
+        return _serve(listener, spec)
+    finally:
+        listener.close()
+
+
+def _serve(listener: socket.socket, spec: dict[str, Any]) -> int:
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from latency_predictors.device_profile import DeviceProfile
+    from nas.split import wire
+    from nas.split.link import Link
+    from nas.split.parts import compile_part, split_network
+    from search_spaces import space_from_description
+
+    space = space_from_description(spec["space"])
+    arch = space.arch_from_json(spec["arch"])
+    module = space.build_static(arch)
+    module.load_state_dict(load_file(spec["weights"]))
+    _, cloud = split_network(space, arch, module.eval(), int(spec["position"]))
+    compiled = compile_part(cloud, DeviceProfile.from_json(spec["profile"]))
+    print(f"COMPILED {compiled.how}", flush=True)
+    link = Link(**{k: v for k, v in spec["link"].items() if k != "label"})
+    exit_at = int(os.environ.get(EXIT_AT_VAR, "0") or 0)
+    listener.settimeout(float(spec["start_timeout_s"]))
+    try:
+        conn, _ = listener.accept()
+    except TimeoutError:
+        print("ERROR no edge connected", flush=True)
+        return 1
+    peer = wire.LinkedSocket(conn, link)
+    idle = float(spec["idle_timeout_s"])
+    served = 0
+    try:
+        while True:
+            msg = peer.receive(time.monotonic() + idle)
+            if msg.kind == wire.HELLO:
+                peer.send(wire.READY, msg.id)
+            elif msg.kind == wire.REQUEST:
+                served += 1
+                if exit_at and served == exit_at:
+                    os._exit(3)  # dies mid-request, as a crashed cloud would
+                t0, c0 = time.perf_counter(), time.thread_time()
+                out = compiled.run(msg.array)
+                cpu_ms, wall_ms = (time.thread_time() - c0) * 1e3, (time.perf_counter() - t0) * 1e3
+                peer.send(wire.REPLY, msg.id, np.asarray(out, dtype=np.float32), wall_ms=wall_ms, cpu_ms=cpu_ms)
+            elif msg.kind == wire.RELINK:  # the next messages cross another link (a sweep over links)
+                rate, rtt = (float(v) for v in msg.array)
+                peer.send(wire.READY, msg.id)
+                peer.link = Link(rate, rtt)
+            elif msg.kind == wire.BYE:
+                return 0
+    except (wire.LinkClosed, wire.LinkTimeout):
+        return 0
+    finally:
+        peer.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec", category=FutureWarning)
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m nas.split.worker SPEC.json", file=sys.stderr)
+        return 2
+    return serve(json.loads(Path(args[0]).read_text()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
