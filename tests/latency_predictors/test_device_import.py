@@ -62,7 +62,7 @@ def test_existing_profile_is_refused_then_replaced_with_a_restorable_backup(tiny
                       cv_max_rows=FAST_CV)  # fmt: skip
     message = str(info.value)
     assert "already has a profile" in message and "profiled with eager on this machine" in message
-    assert "pass --replace" in message and "\n" not in message
+    assert "--add" in message and "--replace" in message and "\n" not in message
     assert path.read_bytes() == before_bytes and table(store, "this-cpu") == before_rows
     assert sorted(p.name for p in profiles.iterdir()) == ["this-cpu.json"]
 
