@@ -4,7 +4,9 @@ The regressor works on feature rows (reference devices' latencies, then arch cos
 features); this adapter builds those rows from archs, so a device imported with a few
 measured rows predicts any arch of the space. For ``nb201`` the reference latencies are
 the measured table (``latency_ms.csv``: every cell on 13 devices) and the cost features
-the cell's op counts. Used by ``edgenas devices import`` when few rows are given.
+the cell's op counts followed by their dead part (:func:`arch_features`), so the
+regressor can tell a runtime that drops dead code from one that runs it. Used by
+``edgenas devices import`` when few rows are given.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 from latency_predictors.errors import InputError
 from latency_predictors.measurements import Measurement
 from search_spaces import SearchSpace
+from search_spaces.nb201.arch import OPS
 
 FEWSHOT_MAX_ROWS = 50
 """Imports with at most this many rows use the few-shot regressor where it applies."""
@@ -36,6 +39,21 @@ def fewshot_supported(space: SearchSpace) -> bool:
     return True
 
 
+def arch_features(archs: Sequence[Any]) -> np.ndarray:
+    """Cost features of nb201 archs as the few-shot regressor takes them: op counts, then
+    the dead part of each (``n_arch_features=8, n_dead_features=4``)."""
+    rows = [(*a.op_counts(), *a.dead_op_counts()) for a in archs]
+    return np.asarray(rows, dtype=np.float64) if rows else np.zeros((0, 2 * (len(OPS) - 1)))
+
+
+def make_regressor(n_arch_features: int, **params: Any) -> Any:
+    """The few-shot regressor as ``devices import`` configures it for features built by
+    :func:`arch_features` (``params`` override its defaults)."""
+    from latency_predictors.fewshot import FewShotLatencyRegressor
+
+    return FewShotLatencyRegressor(n_arch_features=n_arch_features, n_dead_features=n_arch_features // 2, **params)
+
+
 class FewShotArchModel:
     """Fitted few-shot model over archs: ``predict(archs)`` in ms."""
 
@@ -47,7 +65,7 @@ class FewShotArchModel:
 
     def features(self, archs: Sequence[Any]) -> np.ndarray:
         idx = np.asarray([a.index for a in archs], dtype=int)
-        counts = np.asarray([a.op_counts() for a in archs], dtype=np.float64)
+        counts = arch_features(archs)
         if not self.reference:
             return counts
         if self._table is None:
@@ -64,15 +82,12 @@ class FewShotArchModel:
 def fit_fewshot(space: SearchSpace, measurements: Sequence[Measurement], params: dict[str, Any]) -> FewShotArchModel:
     """Fit on ``measurements`` (whole networks); ``params`` holds ``reference`` (table
     columns used as features) and the regressor's own parameters."""
-    from latency_predictors.fewshot import FewShotLatencyRegressor
-
     if not fewshot_supported(space):
         raise InputError(f"few-shot prediction needs the nb201 space and its latency table, not {space.name}")
     params = dict(params)
     reference = params.pop("reference", [])
     archs = [space.arch_from_json(m.item) for m in measurements]
     model = FewShotArchModel(space, reference, None)
-    n_arch = len(archs[0].op_counts()) if archs else 0
-    regressor = FewShotLatencyRegressor(n_arch_features=n_arch, **params)
+    regressor = make_regressor(arch_features(archs[:1]).shape[1], **params)
     model.regressor = regressor.fit(model.features(archs), [m.median_ms for m in measurements])
     return model

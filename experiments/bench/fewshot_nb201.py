@@ -4,15 +4,19 @@ Each device of ``shared/data/nb201/latency_ms.csv`` in turn is the "new" device:
 predictor of its latency is built from n of its measurements (n = 5, 10, 20, 50) and
 scored on every other cell (Spearman, Kendall, share within ±10 %, MAPE). Methods:
 
-* ``additive``: :class:`FewShotLatencyRegressor` on op counts, samples by its D-optimal
-  design over connected cells (ours);
+* ``additive``: :class:`FewShotLatencyRegressor` as ``edgenas devices import`` builds it
+  (op counts and their dead part, readings weighted by relative noise plus rounding,
+  dead-code hypothesis chosen by leave-one-out), samples by its D-optimal design over
+  connected cells (ours, production);
+* ``additive_counts``: the previous production model: op counts only, unweighted least
+  squares, design on op counts;
 * ``transfer``: the same estimator on the reference devices' latencies only (non-negative
   mix of devices), samples by its design on them;
 * ``flops``: latency proportional to FLOPs, the factor fitted on random samples;
 * ``ridge``: scikit-learn ``Ridge()`` on the reference devices' log latencies, random samples;
 * at n = 10 also ``ridge_help10`` and ``additive_help10``: HELP's ten fixed reference cells;
-* ``ceiling_additive``: the additive model fitted on *all* cells (not few-shot; how far
-  the op-count model can go given the measurement noise).
+* ``ceiling_additive`` / ``ceiling_counts``: ``additive`` / ``additive_counts`` fitted on
+  *all* connected cells (not few-shot; how far each model can go given the noise).
 
 Protocols: ``loose`` leaves out only the device's column; ``strict`` also leaves out the
 columns of the same GPU at other batch sizes (1080ti_1/32/256, titanx_1/32/256). Random
@@ -43,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import emit, write_results  # noqa: E402
 
 from latency_predictors.fewshot import FewShotLatencyRegressor  # noqa: E402
+from latency_predictors.fewshot_adapter import arch_features, make_regressor  # noqa: E402
 from latency_predictors.nb201_table import load_nb201_latency  # noqa: E402
 from search_spaces.nb201 import NB201Space  # noqa: E402
 
@@ -61,13 +66,28 @@ def scores(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     }
 
 
+def make_method(method: str, seed: int, n_arch: int) -> FewShotLatencyRegressor:
+    """The few-shot regressor behind ``method`` (X: reference latencies, then arch features)."""
+    if method == "transfer":
+        return FewShotLatencyRegressor(random_state=seed)
+    if method == "additive_counts":  # op counts only (first half of the arch features), unweighted
+        return FewShotLatencyRegressor(n_arch_features=n_arch // 2, rel_noise=None, resolution=None,
+                                       random_state=seed)
+    return make_regressor(n_arch, random_state=seed)
+
+
 def run_method(method: str, n: int, seed: int, y: np.ndarray, ref: np.ndarray,
-               counts: np.ndarray, flops: np.ndarray, connected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               feats: np.ndarray, flops: np.ndarray, connected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sampled rows, predicted ms of every cell) for one method, sample size and seed."""
     rng = np.random.RandomState(seed)
-    if method in ("additive", "transfer", "additive_help10"):
-        X = np.column_stack([ref, counts]) if method != "transfer" else ref
-        reg = FewShotLatencyRegressor(n_arch_features=4 if method != "transfer" else 0, random_state=seed)
+    if method in ("additive", "additive_counts", "transfer", "additive_help10"):
+        if method == "transfer":
+            X = ref
+        elif method == "additive_counts":
+            X = np.column_stack([ref, feats[:, : feats.shape[1] // 2]])
+        else:
+            X = np.column_stack([ref, feats])
+        reg = make_method(method, seed, feats.shape[1])
         if method == "additive_help10":
             rows = np.array(HELP_CELLS)
         else:
@@ -97,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         devices, samples, seeds = devices[:2] if not args.devices else devices, [10], 1
     space = NB201Space()
     archs = space.enumerate()
-    counts = np.array([a.op_counts() for a in archs], dtype=float)
+    feats = arch_features(archs)  # op counts, then their dead part
     flops = np.array([space.flops(a) for a in archs], dtype=float)
     connected = np.array([i for i, a in enumerate(archs) if a.connected])
 
-    methods = ["additive", "transfer", "flops", "ridge"]
+    methods = ["additive", "additive_counts", "transfer", "flops", "ridge"]
     records: list[dict] = []
     summary: dict[tuple[str, str, int], list[dict[str, float]]] = {}
     for protocol in ("loose", "strict"):
@@ -115,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 fixed = method.endswith("help10")
                 per_seed = []
                 for seed in range(1 if fixed else seeds):
-                    rows, pred = run_method(method, n, seed, y, ref, counts, flops, connected)
+                    rows, pred = run_method(method, n, seed, y, ref, feats, flops, connected)
                     held = np.ones(len(y), dtype=bool)
                     held[rows] = False
                     per_seed.append(scores(pred[held], y[held]))
@@ -126,12 +146,14 @@ def main(argv: list[str] | None = None) -> int:
                 for figure, unit in FIGURES:
                     emit(records, BENCH, figure, figs[figure], unit, device, config)
             if protocol == "loose" and not args.smoke:  # the ceiling does not use references
-                reg = FewShotLatencyRegressor(n_arch_features=4).fit(counts[connected], y[connected])
-                figs = scores(reg.predict(counts), y)
-                summary.setdefault((protocol, "ceiling_additive", len(connected)), []).append(figs)
-                for figure, unit in FIGURES:
-                    emit(records, BENCH, figure, figs[figure], unit, device,
-                         {"method": "ceiling_additive", "n_samples": len(connected), "protocol": protocol})
+                for ceiling, base in (("ceiling_additive", "additive"), ("ceiling_counts", "additive_counts")):
+                    X = feats if base == "additive" else feats[:, : feats.shape[1] // 2]
+                    reg = make_method(base, 0, feats.shape[1]).fit(X[connected], y[connected])
+                    figs = scores(reg.predict(X), y)
+                    summary.setdefault((protocol, ceiling, len(connected)), []).append(figs)
+                    for figure, unit in FIGURES:
+                        emit(records, BENCH, figure, figs[figure], unit, device,
+                             {"method": ceiling, "n_samples": len(connected), "protocol": protocol})
     for (protocol, method, n), rows in summary.items():
         config = {"method": method, "n_samples": n, "protocol": protocol, "devices": len(rows)}
         for figure, unit in FIGURES:

@@ -91,6 +91,22 @@ class NB201Arch:
         cost is close to additive in these counts: they are the natural cost features."""
         return tuple(sum(op == name for op in self.ops) for name in OPS[1:])
 
+    def dead_op_counts(self) -> tuple[int, ...]:
+        """Of :meth:`op_counts`, the edges whose result never reaches the cell's output
+        node (their target node feeds nothing that does), in ``OPS[1:]`` order.
+
+        A runtime that removes dead code (e.g. a mobile converter pruning unused
+        outputs) does not execute these edges, so on such a device the cost follows
+        ``op_counts() - dead_op_counts()``; elsewhere they cost like any other edge."""
+        feeds_output = [False, False, False, True]
+        for (to_node, from_node), op in reversed(list(zip(EDGES, self.ops))):
+            if op != "none" and feeds_output[to_node]:
+                feeds_output[from_node] = True
+        return tuple(
+            sum(op == name and not feeds_output[to_node] for (to_node, _), op in zip(EDGES, self.ops))
+            for name in OPS[1:]
+        )
+
     @property
     def connected(self) -> bool:
         """Whether the output node depends on the input (otherwise the cell outputs zeros,
