@@ -125,3 +125,20 @@ def test_built_network_runs_for_degenerate_cells(space: NB201Space) -> None:
     for arch in (space.smallest(), NB201Arch(("skip_connect",) + ("none",) * 5)):
         logits = space.build_static(arch)(torch.randn(2, 3, 32, 32))
         assert logits.shape == (2, 10) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize(
+    "cell, dead",
+    [
+        ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+         (0, 0, 0, 0)),
+        # node 1 feeds nothing: its conv never reaches the output
+        ("|nor_conv_3x3~0|+|avg_pool_3x3~0|none~1|+|skip_connect~0|none~1|nor_conv_1x1~2|", (0, 0, 1, 0)),
+        # node 2 feeds nothing, so neither its pool nor the edge 1->2 is live
+        ("|skip_connect~0|+|avg_pool_3x3~0|skip_connect~1|+|nor_conv_1x1~0|nor_conv_3x3~1|none~2|", (1, 0, 0, 1)),
+    ],
+)
+def test_dead_op_counts(cell: str, dead: tuple[int, ...]) -> None:
+    arch = NB201Arch.from_str(cell)
+    assert arch.dead_op_counts() == dead
+    assert all(d <= c for d, c in zip(arch.dead_op_counts(), arch.op_counts()))
