@@ -454,12 +454,17 @@ def fewshot_mean() -> str:
         return f"{_fs(r, method, protocol, n, 'spearman'):.3f} / {_fs(r, method, protocol, n, 'within_10pct'):.3f}"
 
     body = []
-    for method, label in (("additive", "additive"), ("transfer", "transfer"), ("ridge", "ridge"), ("flops", "flops"),
+    for method, label in (("additive", "additive (production)"), ("additive_counts", "op counts only (previous)"),
+                          ("transfer", "transfer"), ("ridge", "ridge"), ("flops", "flops"),
                           ("additive_help10", "additive on HELP's 10 cells"), ("ridge_help10", "ridge on HELP's 10 cells")):
+        if not r.has("spearman", device="mean", method=method):
+            continue
         for protocol in ("loose", "strict"):
             body.append([label, protocol, *(cell(method, protocol, n) for n in ns), ""])
-    body.append([f"ceiling: additive fitted on all {ceiling_n:,} connected cells", "-", *([""] * len(ns)),
-                 cell("ceiling_additive", "loose", ceiling_n)])
+    for method, label in (("ceiling_additive", "additive"), ("ceiling_counts", "op counts only")):
+        if r.has("spearman", device="mean", method=method):
+            body.append([f"ceiling: {label} fitted on all {ceiling_n:,} connected cells", "-", *([""] * len(ns)),
+                         cell(method, "loose", ceiling_n)])
     seeds = next(x["config"]["seeds"] for x in r.records if "seeds" in x["config"])
     devices = r.record("spearman", device="mean", method="additive", protocol="loose", n_samples=ns[0])["config"]["devices"]
     head = f"Mean over the {devices} devices (Spearman rho / share within ±10 %), {seeds} seeds where random.\n\n"
@@ -468,18 +473,27 @@ def fewshot_mean() -> str:
 
 
 def fewshot_devices() -> str:
-    """Per device: additive against the ridge baseline (strict), FLOPs, and the additive model's ceiling."""
+    """Per device: additive against the previous op-count model, the ridge baseline (strict), FLOPs, and the
+    additive model's ceiling."""
     r = _fewshot()
     devices = list(dict.fromkeys(x["device"] for x in r.records if x["device"] != "mean"))
     ceiling_n = r.record("spearman", device="mean", method="ceiling_additive")["config"]["n_samples"]
+    def counts(n: int, figure: str, d: str) -> str:  # results files before the production change lack it
+        if not r.has(figure, device=d, method="additive_counts", protocol="loose", n_samples=n):
+            return "-"
+        return f"{_fs(r, 'additive_counts', 'loose', n, figure, d):.3f}"
+
     body = [[d, f"{_fs(r, 'additive', 'loose', 10, 'spearman', d):.3f}",
              f"{_fs(r, 'additive', 'loose', 20, 'within_10pct', d):.3f}",
+             counts(10, "spearman", d), counts(20, "within_10pct", d),
              f"{_fs(r, 'ridge', 'strict', 10, 'spearman', d):.3f}",
              f"{_fs(r, 'ridge', 'strict', 20, 'within_10pct', d):.3f}",
              f"{_fs(r, 'flops', 'loose', 10, 'spearman', d):.3f}",
-             f"{_fs(r, 'ceiling_additive', 'loose', ceiling_n, 'spearman', d):.3f}"] for d in devices]
-    return _table(["device", "additive rho@10", "additive ±10%@20", "ridge rho@10", "ridge ±10%@20", "flops rho",
-                   "additive rho, all cells"], body) + _source("fewshot_nb201.json")
+             f"{_fs(r, 'ceiling_additive', 'loose', ceiling_n, 'spearman', d):.3f} / "
+             f"{_fs(r, 'ceiling_additive', 'loose', ceiling_n, 'within_10pct', d):.3f}"] for d in devices]
+    return _table(["device", "additive rho@10", "additive ±10%@20", "counts rho@10", "counts ±10%@20",
+                   "ridge rho@10", "ridge ±10%@20", "flops rho", "additive, all cells"], body) + _source(
+        "fewshot_nb201.json")
 
 
 def fewshot_targets() -> str:
