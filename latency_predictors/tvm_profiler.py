@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
@@ -172,6 +172,10 @@ class LocalSession:
 
     def __init__(self, target: dict[str, Any]) -> None:
         self.target = target
+        # the cores this process may use (``taskset``, a container's cpuset): TVM's own
+        # choice ("big" cores, by frequency) ignores them and would pin every profiling
+        # process on the machine to core 0
+        self.cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "local"}
@@ -189,15 +193,23 @@ class LocalSession:
 
         dev = self.device()
         if self.target["kind"] != "cuda":
-            _pin_threads(require_tvm().get_global_func, target_threads(self.target))
+            _pin_threads(require_tvm().get_global_func, target_threads(self.target), self.cpus)
         return relax.VirtualMachine(executable, dev), dev
 
 
-def _pin_threads(get_function: Any, threads: int) -> None:
-    """Fix the TVM runtime's thread pool size (``runtime.config_threadpool``, big cores)."""
+def _pin_threads(get_function: Any, threads: int, cpus: Sequence[int] | None = None) -> None:
+    """Fix the TVM runtime's thread pool size and bind its threads (``runtime.config_threadpool``).
+
+    With ``cpus`` (this process's allowed cores, local sessions) the threads are bound one
+    per core to the first ``threads`` of them, so ``taskset`` and cpusets are honoured; without
+    (a remote device) TVM binds them to the device's big cores.
+    """
     os.environ.setdefault("TVM_NUM_THREADS", str(threads))
     config = get_function("runtime.config_threadpool")
-    config(1, threads)
+    if cpus and len(cpus) >= threads:
+        config(-2, threads, [str(c) for c in list(cpus)[:threads]])  # kSpecifyOneCorePerThread
+    else:
+        config(1, threads)  # kBig
 
 
 @dataclass

@@ -75,3 +75,31 @@ def test_eager_baseline_times_and_restores_threads():
     result = EagerProfiler(threads=1, timing=FAST).measure(tiny_module(), (4, 8, 8))
     assert result.median_ms > 0 and FAST.repeat <= result.repeat <= FAST.repeat_cap
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.slow  # a TVM build in a subprocess
+@pytest.mark.skipif(len(getattr(__import__("os"), "sched_getaffinity", lambda _: ())(0)) < 2,
+                    reason="needs a process allowed on two or more cores")
+def test_timing_stays_on_the_cores_the_process_is_allowed(tmp_path):
+    """TVM binds its threads to the "big" cores by frequency (core 0 here), ignoring
+    ``taskset``: two profiling runs pinned apart would both land on core 0."""
+    import os
+    import subprocess
+    import sys
+
+    last = max(os.sched_getaffinity(0))
+    script = tmp_path / "pin.py"
+    script.write_text(
+        "import os\n"
+        "from torch import nn\n"
+        "from latency_predictors.tvm_profiler import LocalSession, compile_relax, to_relax\n"
+        f"target = {CPU_TARGET!r}\n"
+        "ex = compile_relax(to_relax(nn.Sequential(nn.Conv2d(3, 4, 3)).eval(), (3, 8, 8)), target)\n"
+        "LocalSession(target).load(ex)\n"
+        "print(sorted(os.sched_getaffinity(0)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300,
+                         preexec_fn=lambda: os.sched_setaffinity(0, {last}))  # noqa: PLW1509
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == f"[{last}]"
