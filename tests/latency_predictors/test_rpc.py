@@ -236,7 +236,7 @@ def test_direct_server_over_ipv6_loopback():
         port = s.getsockname()[1]
     server = subprocess.Popen(
         [sys.executable, "-m", "tvm.exec.rpc_server", "--host", "::1", "--port", str(port), "--port-end",
-         str(port + 1)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         str(port + 1)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 90
@@ -250,5 +250,4 @@ def test_direct_server_over_ipv6_loopback():
         assert session.describe() == {"kind": "rpc", "address": f"[::1]:{port}"}
         assert TVMProfiler(CPU_TARGET, session=session, timing=FAST).measure(module(), (4, 8, 8)).median_ms > 0
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        stop(server)  # the server and its popen_worker (a SIGTERM to the parent alone orphans it)
