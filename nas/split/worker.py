@@ -6,7 +6,9 @@ the cloud device was profiled, says ``COMPILED HOW``, then serves one edge conne
 ``HELLO`` is answered ``READY``, ``RELINK`` (a new rate and round trip) too, each ``REQUEST`` (an activation) with a ``REPLY`` (the
 result, float32, stamped with the compute time), until ``BYE``, a closed connection, or
 no message for ``idle_timeout_s``. Every wait has a deadline, so it never outlives its
-edge for long. Started and stopped by :func:`nas.split.run.run_split`.
+edge for long. Started and stopped by :func:`nas.split.run.run_split`. A spec with
+``"role": "verifier"`` serves the verifier of speculative decoding instead
+(:func:`nas.split.speculative_run.serve_verifier`).
 
 ``EDGENAS_SPLIT_EXIT_AT=N`` makes it exit without answering when request ``N`` arrives
 (the tests use it to check that the edge reports a cloud that dies mid-request).
@@ -38,6 +40,10 @@ def serve(spec: dict[str, Any]) -> int:
     listener.listen(1)
     print(f"LISTENING {listener.getsockname()[1]}", flush=True)
     try:
+        if spec.get("role") == "verifier":  # speculative decoding (nas.split.speculative_run)
+            from nas.split.speculative_run import serve_verifier
+
+            return serve_verifier(listener, spec)
         return _serve(listener, spec)
     finally:
         listener.close()
