@@ -242,10 +242,13 @@ def estimate_acceptance(draft: nn.Module, verifier: nn.Module, prompts: Sequence
     decoding will write); then both models read prompt and continuation once (teacher
     forcing) and ``alpha`` is the share of those positions where the draft's greedy token
     equals the verifier's, i.e. the chance that a draft is accepted given the text so far.
+    ``alpha_on_prompts`` is the same share on the prompts themselves (text neither model
+    wrote): a briefly trained model's greedy text falls into loops both models continue
+    alike, so ``alpha`` can be far above it.
     """
     from nas.generate import generate
 
-    agree = total = 0
+    agree = total = text_agree = text_total = 0
     for prompt in prompts:
         ids = torch.tensor([int(t) for t in prompt], dtype=torch.long)[-verifier.arch.context:]
         new = generate(verifier, ids, tokens)
@@ -254,8 +257,14 @@ def estimate_acceptance(draft: nn.Module, verifier: nn.Module, prompts: Sequence
         picks = [_argmax(m(seq[None])[0, -n - 1:-1]) for m in (draft, verifier)]
         agree += sum(a == b for a, b in zip(*picks))
         total += n
+        text = ids[-min(int(draft.arch.context), int(verifier.arch.context)):]
+        if len(text) > 1:  # the prompt itself: text the verifier did not write
+            picks = [_argmax(m(text[None])[0, :-1]) for m in (draft, verifier)]
+            text_agree += sum(a == b for a, b in zip(*picks))
+            text_total += len(text) - 1
     alpha = agree / total if total else 0.0
     return {"alpha": alpha, "prompts": len(prompts), "positions": total,
+            "alpha_on_prompts": text_agree / text_total if text_total else None,
             "how": f"greedy continuations of the verifier ({tokens} tokens after each of {len(prompts)} prompts), "
                    "read once by both models: share of positions where the draft's greedy token is the verifier's"}
 
