@@ -9,9 +9,20 @@ import torch
 
 from nas.errors import EdgenasError
 from nas.generate import generate
-from nas.split.draft_plan import SpeculativeCosts, expected_tokens, plan_draft_length, speculative_costs
+from nas.split.draft_plan import (
+    SpeculativeCosts,
+    expected_tokens,
+    plan_draft_length,
+    speculative_costs,
+)
 from nas.split.link import Link
-from nas.split.speculative import Drafter, Verifier, check_draft, estimate_acceptance, speculative_generate
+from nas.split.speculative import (
+    Drafter,
+    Verifier,
+    check_draft,
+    estimate_acceptance,
+    speculative_generate,
+)
 from search_spaces import get_space
 from search_spaces.gpt import GPTArch
 
