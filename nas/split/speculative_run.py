@@ -102,12 +102,14 @@ class VerifierLink(WorkerLink):
         return out, first, compute
 
 
-def serve_verifier(listener: socket.socket, spec: dict[str, Any]) -> int:
-    """The cloud process of speculative decoding (``python -m nas.split.worker SPEC.json``)."""
+def serve_verifier(listener: socket.socket, spec: dict[str, Any], exit_at: int = 0) -> int:
+    """The cloud process of speculative decoding (``python -m nas.split.worker SPEC.json``).
+
+    ``exit_at`` N > 0 makes it exit without answering when request N arrives (the worker
+    reads it from ``EDGENAS_SPLIT_EXIT_AT``: the tests' cloud that dies mid-request)."""
     from safetensors.torch import load_file
 
     from nas.split import wire
-    from nas.split.worker import EXIT_AT_VAR
     from search_spaces import space_from_description
 
     torch.set_num_threads(int(spec.get("threads", 1)))
@@ -117,7 +119,6 @@ def serve_verifier(listener: socket.socket, spec: dict[str, Any]) -> int:
     verifier = Verifier(model.eval())
     print(f"COMPILED torch eager, {torch.get_num_threads()} thread(s), verifier {model.arch}", flush=True)
     link = Link(**{k: v for k, v in spec["link"].items() if k != "label"})
-    exit_at = int(os.environ.get(EXIT_AT_VAR, "0") or 0)
     listener.settimeout(float(spec["start_timeout_s"]))
     try:
         conn, _ = listener.accept()

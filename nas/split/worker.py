@@ -43,7 +43,7 @@ def serve(spec: dict[str, Any]) -> int:
         if spec.get("role") == "verifier":  # speculative decoding (nas.split.speculative_run)
             from nas.split.speculative_run import serve_verifier
 
-            return serve_verifier(listener, spec)
+            return serve_verifier(listener, spec, int(os.environ.get(EXIT_AT_VAR, "0") or 0))
         return _serve(listener, spec)
     finally:
         listener.close()
