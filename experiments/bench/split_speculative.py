@@ -9,8 +9,9 @@ three ways of writing the same bytes after validation prompts run for real: edge
 (the draft alone), cloud only (prompt up, the cloud streams its tokens back) and
 speculative (edge drafts, cloud verifies in a second process over TCP on 127.0.0.1
 through the software link). Reported: acceptance rate, tokens/s after the first token,
-time to first token, measured beside predicted, the ratio to cloud only, and whether
-every cloud-side output equals the cloud model's greedy output.
+time to first token, measured beside predicted, the ratio to cloud only, speculative
+decoding at fixed draft lengths 1, 4 and 16 beside the planner's, and whether every
+cloud-side output equals the cloud model's greedy output.
 
 Full size (trains about 10 minutes on one core the first time)::
 
@@ -37,6 +38,8 @@ from _report import device_name, emit, write_results  # noqa: E402
 
 BENCH = "split_speculative"
 LINKS = ("20mbit,10ms", "20mbit,50ms", "20mbit,100ms")
+COMPARE = (1, 4, 16)
+"""Draft lengths also run on every link, beside the planner's (does its choice win?)."""
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "train_gpt_tiny.yaml"
 SMOKE_SPACE = {"preset": "tiny", "contexts": [32, 64], "embeds": [32, 64], "depths": [1, 2], "heads": [1, 2],
                "mlp_ratios": [2, 4]}
@@ -85,7 +88,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     load_before = os.getloadavg()
     checkpoint, train_s = ensure_checkpoint(Path(args.workspace), args.smoke)
     links = [parse_link(text) for text in (LINKS[1:2] if args.smoke else LINKS)]
-    doc = speculate(checkpoint, links, draft=args.draft, samples=1 if args.smoke else args.prompts,
+    compare = () if args.smoke else COMPARE
+    doc = speculate(checkpoint, links, draft=args.draft, compare=compare, samples=1 if args.smoke else args.prompts,
                     prompt_tokens=16 if args.smoke else 32, tokens=16 if args.smoke else args.tokens, run=True,
                     log=None if args.smoke else print)
     load_after = os.getloadavg()
@@ -99,15 +103,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     alpha = doc["alpha"]
     emit(records, BENCH, "alpha_estimate", round(alpha["alpha"], 4), "fraction", device,
          {**base, "how": alpha["how"], "alpha_on_prompts": alpha["alpha_on_prompts"]})
-    runs = {(r["mode"], r["link"]["label"]): r["summary"] for r in doc["run"]["runs"]}
-    edge = runs[("edge_only", "none")]
+    runs = {(r["mode"], r["link"]["label"], r["draft_length"]): r["summary"] for r in doc["run"]["runs"]}
+    edge = runs[("edge_only", "none", 0)]
     for plan in doc["plans"]:
         label = plan["costs"]["link"]["label"]
         config = {**base, "link": label, "draft_length": plan["draft_length"], "chosen_by": plan["chosen_by"],
                   "costs": {k: plan["costs"][k] for k in ("draft_ms", "verify_ms", "cloud_prefill_ms",
                                                           "edge_source", "cloud_source")},
                   "predicted": plan["predicted"]}
-        cloud, spec = runs[("cloud_only", label)], runs[("speculative", label)]
+        cloud, spec = runs[("cloud_only", label, 0)], runs[("speculative", label, plan["draft_length"])]
         for mode, s in (("edge_only", edge), ("cloud_only", cloud), ("speculative", spec)):
             emit(records, BENCH, f"{mode}_tokens_per_s@{label}", round(s["tokens_per_s"], 1), "tokens/s", device,
                  {**config, "predicted_tokens_per_s": round(plan["predicted"][mode]["tokens_per_s"], 1)})
@@ -119,6 +123,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
              round(spec["tokens_per_s"] / cloud["tokens_per_s"], 3), "ratio", device,
              {**config, "cloud_ms_per_token": {"cloud_only": cloud["cloud_ms_per_token"],
                                                "speculative": spec["cloud_ms_per_token"]}})
+        table = {row["k"]: row["tokens_per_s"] for row in plan["table"]}
+        for k in compare:
+            other = runs[("speculative", label, k)]
+            emit(records, BENCH, f"speculative_tokens_per_s@{label}/k={k}", round(other["tokens_per_s"], 1),
+                 "tokens/s", device, {**config, "k": k, "acceptance": other["acceptance"],
+                                      "predicted_tokens_per_s": round(table[k], 1)})
     emit(records, BENCH, "identical_greedy_output", float(doc["run"]["all_identical"]), "bool", device,
          {**base, "per_run": doc["run"]["identical"], "reference": doc["run"]["reference"],
           "edge_only_agreement": doc["run"]["edge_only_agreement"]})

@@ -113,7 +113,8 @@ def format_speculation(doc: dict[str, Any]) -> str:
              f"{costs['verify_ms'][0]:.2f} ms (1 token) to {costs['verify_ms'][-1]:.2f} ms "
              f"({len(costs['verify_ms'])} tokens) [{costs['cloud_source']}]",
              f"{'link':>16} {'k':>3} {'mode':>12} {'tokens/s':>9} {'first ms':>9} {'measured':>9} {'first ms':>9}"]
-    runs = {(r["mode"], r["link"]["label"]): r["summary"] for r in doc.get("run", {}).get("runs", [])}
+    runs = {(r["mode"], r["link"]["label"]): r["summary"] for r in doc.get("run", {}).get("runs", [])
+            if r["mode"] != "speculative" or r["draft_length"] == _planned(doc, r["link"]["label"])}
     for plan in doc["plans"]:
         label = plan["costs"]["link"]["label"]
         for mode in ("edge_only", "cloud_only", "speculative"):
@@ -124,10 +125,14 @@ def format_speculation(doc: dict[str, Any]) -> str:
             lines.append(f"{label:>16} {k:>3} {mode:>12} {pred['tokens_per_s']:>9.1f} {pred['ttft_ms']:>9.1f} "
                          f"{measured}")
     if "run" in doc:
-        spec = [r["summary"] for r in doc["run"]["runs"] if r["mode"] == "speculative"]
+        spec = [runs[("speculative", p["costs"]["link"]["label"])] for p in doc["plans"]]
         acceptance = ", ".join(f"{s['acceptance']:.3f}" for s in spec)
         verdict = ("identical to the cloud model's greedy output" if doc["run"]["all_identical"]
                    else "DIFFERENT from the cloud model's greedy output: " +
                    ", ".join(k for k, v in doc["run"]["identical"].items() if not v))
         lines.append(f"measured acceptance per link: {acceptance}; every cloud-side output {verdict}")
     return "\n".join(lines)
+
+
+def _planned(doc: dict[str, Any], label: str) -> int:
+    return next(p["draft_length"] for p in doc["plans"] if p["costs"]["link"]["label"] == label)

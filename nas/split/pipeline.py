@@ -99,7 +99,7 @@ def cascade(workspace: Workspace, edge: str, cloud: str, link: Link, checkpoint:
 
 def speculate(checkpoint: str | Path, links: Sequence[Link], *, draft: str = "min", verifier: str = "max",
               workspace: Workspace | None = None, edge: str | None = None, cloud: str | None = None,
-              draft_length: int | None = None, prompts: Sequence[str] = (), samples: int = 4,
+              draft_length: int | None = None, compare: Sequence[int] = (), prompts: Sequence[str] = (), samples: int = 4,
               prompt_tokens: int = 32, tokens: int = 64, run: bool = False, settings: RunSettings = RunSettings(),
               threads: int = 1, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Speculative decoding of the ``gpt`` checkpoint: the sub-network ``draft`` on the edge,
@@ -111,7 +111,8 @@ def speculate(checkpoint: str | Path, links: Sequence[Link], *, draft: str = "mi
     models here; the planner picks the draft length per link (or takes ``draft_length``).
     With ``run``, the three ways of decoding run for real on ``prompts`` (default:
     ``samples`` other validation prompts of ``prompt_tokens`` bytes) and the document
-    holds measured beside predicted, and whether the outputs equal the verifier's greedy output.
+    holds measured beside predicted, and whether the outputs equal the verifier's greedy
+    output; ``compare`` draft lengths also run on every link (does the planner's beat them?).
     """
     from nas.data.text import encode
     from nas.split.draft_plan import plan_draft_length, speculative_costs
@@ -158,7 +159,8 @@ def speculate(checkpoint: str | Path, links: Sequence[Link], *, draft: str = "mi
             "plans": [p.to_json() for p in plans]}
         if run:
             measured = run_decoding(space, draft_model, verifier_model, chosen_prompts, tokens, links,
-                                    [p.draft_length for p in plans], settings=settings, threads=threads, log=log)
+                                    [p.draft_length for p in plans], compare=compare, settings=settings,
+                                    threads=threads, log=log)
             doc["run"] = measured
     finally:
         torch.set_num_threads(previous)

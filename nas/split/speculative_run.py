@@ -254,12 +254,13 @@ def _speculative(cloud: VerifierLink, draft: torch.nn.Module, prompt: list[int],
 
 def run_decoding(space: Any, draft: torch.nn.Module, verifier: torch.nn.Module, prompts: Sequence[Sequence[int]],
                  tokens: int, links: Sequence[Link], draft_lengths: Sequence[int], *,
-                 settings: RunSettings = RunSettings(), threads: int = 1,
+                 compare: Sequence[int] = (), settings: RunSettings = RunSettings(), threads: int = 1,
                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Edge only once, then cloud only and speculative (``draft_lengths[i]`` drafts per round
-    on ``links[i]``) over each link, ``tokens`` tokens after every prompt; one warm-up
-    prompt per way, untimed. Returns the runs and whether every cloud-side output equals
-    the verifier's greedy output (:func:`nas.generate.generate` here)."""
+    on ``links[i]``, and each length in ``compare`` too) over each link, ``tokens`` tokens
+    after every prompt; one warm-up prompt per way, untimed. Returns the runs and whether
+    every cloud-side output equals the verifier's greedy output (:func:`nas.generate.generate`
+    here)."""
     from nas.generate import generate
 
     say = log or (lambda _line: None)
@@ -281,19 +282,21 @@ def run_decoding(space: Any, draft: torch.nn.Module, verifier: torch.nn.Module, 
         for link, k in zip(links, draft_lengths):
             if link != cloud.link:
                 cloud.relink(link)
-            for mode in ("cloud_only", "speculative"):
-                run = DecodeRun(mode, link.to_json(), k if mode == "speculative" else 0)
+            ways = [("cloud_only", 0), ("speculative", k)] + [("speculative", n) for n in compare if n != k]
+            for mode, length in ways:
+                run = DecodeRun(mode, link.to_json(), length)
                 for i, p in enumerate([prompts[0], *prompts]):
                     out, record = (_cloud_only(cloud, p, tokens) if mode == "cloud_only"
-                                   else _speculative(cloud, draft, p, tokens, k))
+                                   else _speculative(cloud, draft, p, tokens, length))
                     if i:  # the first is a warm-up
                         run.records.append(record)
                         run.outputs.append(out)
                 runs.append(run)
                 s = run.summary()
-                say(f"{mode} over {link.label()}" + (f" (k={k})" if mode == "speculative" else "") +
+                say(f"{mode} over {link.label()}" + (f" (k={length})" if mode == "speculative" else "") +
                     f": {s['tokens_per_s']:.1f} tokens/s, first token {s['ttft_ms']:.1f} ms")
-    identical = {f"{r.mode}@{r.link['label']}": r.outputs == reference for r in runs if r.mode != "edge_only"}
+    identical = {f"{r.mode}@{r.link['label']}" + (f"/k={r.draft_length}" if r.mode == "speculative" else ""):
+                 r.outputs == reference for r in runs if r.mode != "edge_only"}
     agree = [np.mean([a == b for a, b in zip(o, ref)]) for o, ref in zip(edge_run.outputs, reference)]
     return {"runs": [r.to_json() for r in runs], "identical": identical, "all_identical": all(identical.values()),
             "edge_only_agreement": float(np.mean(agree)), "reference": "nas.generate.generate of the verifier, "
