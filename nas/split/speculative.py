@@ -138,6 +138,9 @@ class Drafter:
 
     def _next(self, seq: list[int]) -> int:
         feed = seq[self.start + self.cache.length:]
+        if not feed:  # everything is cached (drafting right after prefill): read the last token again
+            self.cache.truncate(self.cache.length - 1)
+            feed = seq[-1:]
         if self.cache.length + len(feed) > self.context:
             self.start = len(seq) - (self.context // 2 or 1)
             self.cache = self.model.new_cache()

@@ -102,8 +102,14 @@ def test_verifier_room_stops_at_the_window_slide(models):
     v = Verifier(verifier)
     v.prefill(list(range(30)))  # 30 of 32 positions used: room for 1 draft, then a slide
     assert v.room() == 1
-    a, _ = v.verify([1, 2, 3])
-    assert a <= 1 and v.room() > 1  # slid: half the context again
+    a, _ = v.verify([1, 2, 3])  # checks one draft: the window holds 32 positions
+    assert a <= 1 and len(v.tokens) == 32 + a
+    if a == 0:
+        assert v.room() == 0  # the next byte still fits the window, with no draft
+        v.verify([])
+    assert v.room() == 16 and v.start == 0  # the next pass slides to half the context (lazily)
+    v.verify([])
+    assert v.start == 33 - 16 and v.cache.length == 16  # the window but its pending last byte
     d = Drafter(draft)
     d.prefill(list(range(40)))  # longer than its context: keeps the last 32
     assert len(d.draft(3)) == 3
