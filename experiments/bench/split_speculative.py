@@ -62,7 +62,7 @@ def ensure_checkpoint(workspace: Path, smoke: bool) -> tuple[Path, float]:
             {"name": "largest", "steps": 2}, {"name": "depth", "steps": 1}, {"name": "heads", "steps": 1},
             {"name": "width", "steps": 2}])
     cfg = load_config(TrainConfig, data)
-    if find_checkpoint(out) is not None and checkpoint_meta(out).get("step") == cfg.train.total_steps():
+    if find_checkpoint(out) is not None and checkpoint_meta(out).get("step") == cfg.train.total_steps:
         return out, 0.0  # trained before (the same config): reuse it
     start = time.perf_counter()
     train(cfg, out, progress=False)

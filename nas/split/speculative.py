@@ -46,14 +46,8 @@ def _argmax(logits: torch.Tensor) -> list[int]:
     return [int(t) for t in logits.float().argmax(dim=-1).tolist()]
 
 
-class Verifier:
-    """The cloud side: greedy decoding of ``model`` that checks several drafted tokens per pass.
-
-    State: every token written so far (the kept prompt, then the generated ones), the
-    window start (``generate`` restarts its cache from the last half of the context when
-    the context is full), and a KV cache of the window's tokens except the last one (the
-    *pending* token, fed with the next drafts).
-    """
+class _Decoder:
+    """A model, its context, the tokens written so far and the KV cache of its window."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model.eval()
@@ -61,6 +55,16 @@ class Verifier:
         self.tokens: list[int] = []
         self.start = 0
         self.cache: Any = None
+
+
+class Verifier(_Decoder):
+    """The cloud side: greedy decoding of ``model`` that checks several drafted tokens per pass.
+
+    State: every token written so far (the kept prompt, then the generated ones), the
+    window start (``generate`` restarts its cache from the last half of the context when
+    the context is full), and a KV cache of the window's tokens except the last one (the
+    *pending* token, fed with the next drafts).
+    """
 
     @torch.no_grad()
     def prefill(self, prompt: Sequence[int]) -> int:
@@ -110,7 +114,7 @@ class Verifier:
         return accepted, targets[accepted]
 
 
-class Drafter:
+class Drafter(_Decoder):
     """The edge side: greedy drafts of a (smaller) sub-network with its own KV cache.
 
     Its window restarts from the last half of its context when full; what it proposes
@@ -118,11 +122,7 @@ class Drafter:
     """
 
     def __init__(self, model: nn.Module) -> None:
-        self.model = model.eval()
-        self.context = int(model.arch.context)
-        self.tokens: list[int] = []
-        self.start = 0
-        self.cache: Any = None
+        super().__init__(model)
         self._proposed: list[int] = []
 
     @torch.no_grad()

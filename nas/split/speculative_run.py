@@ -118,14 +118,10 @@ def serve_verifier(listener: socket.socket, spec: dict[str, Any], exit_at: int =
     model.load_state_dict(load_file(spec["weights"]))
     verifier = Verifier(model.eval())
     print(f"COMPILED torch eager, {torch.get_num_threads()} thread(s), verifier {model.arch}", flush=True)
-    link = Link(**{k: v for k, v in spec["link"].items() if k != "label"})
-    listener.settimeout(float(spec["start_timeout_s"]))
-    try:
-        conn, _ = listener.accept()
-    except TimeoutError:
+    peer = wire.accept_peer(listener, spec)
+    if peer is None:
         print("ERROR no edge connected", flush=True)
         return 1
-    peer = wire.LinkedSocket(conn, link)
     idle = float(spec["idle_timeout_s"])
     served = 0
 

@@ -155,5 +155,17 @@ class LinkedSocket:
             pass
 
 
+def accept_peer(listener: socket.socket, spec: dict) -> LinkedSocket | None:
+    """The edge's connection to a worker, through the link ``spec["link"]`` describes; ``None``
+    when no edge connects within ``spec["start_timeout_s"]``."""
+    link = Link(**{k: v for k, v in spec["link"].items() if k != "label"})
+    listener.settimeout(float(spec["start_timeout_s"]))
+    try:
+        conn, _ = listener.accept()
+    except TimeoutError:
+        return None
+    return LinkedSocket(conn, link)
+
+
 __all__ = ["BYE", "ERROR", "HELLO", "PROMPT", "READY", "RELINK", "REPLY", "REQUEST", "STREAM", "LinkClosed", "LinkTimeout", "LinkedSocket",
-           "Message", "decode", "encode"]
+           "Message", "accept_peer", "decode", "encode"]

@@ -66,15 +66,11 @@ def _serve(listener: socket.socket, spec: dict[str, Any]) -> int:
     _, cloud = split_network(space, arch, module.eval(), int(spec["position"]))
     compiled = compile_part(cloud, DeviceProfile.from_json(spec["profile"]))
     print(f"COMPILED {compiled.how}", flush=True)
-    link = Link(**{k: v for k, v in spec["link"].items() if k != "label"})
     exit_at = int(os.environ.get(EXIT_AT_VAR, "0") or 0)
-    listener.settimeout(float(spec["start_timeout_s"]))
-    try:
-        conn, _ = listener.accept()
-    except TimeoutError:
+    peer = wire.accept_peer(listener, spec)
+    if peer is None:
         print("ERROR no edge connected", flush=True)
         return 1
-    peer = wire.LinkedSocket(conn, link)
     idle = float(spec["idle_timeout_s"])
     served = 0
     try:

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import torch
 import yaml
+from split_helpers import worker_processes
 
 from nas.cli import main
 from nas.config import load_config
 from nas.errors import EdgenasError
 from nas.generate import generate
 from nas.split import Link, RunSettings
-from nas.split.run import WORKER_MARK
 from nas.split.speculative_run import VerifierLink, run_decoding
 from nas.split.worker import EXIT_AT_VAR
 from nas.training import TrainConfig, train
@@ -28,15 +26,8 @@ from search_spaces import get_space
 pytestmark = pytest.mark.slow  # each test starts a second Python process (torch import, a few seconds)
 
 
-def _workers() -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(WORKER_MARK) == str(os.getpid()):
-                found.append(proc)
-        except (psutil.Error, OSError):
-            pass
-    return found
+def _workers() -> list:
+    return worker_processes()
 
 
 @pytest.fixture(scope="module")
