@@ -734,7 +734,8 @@ def split_speculative() -> str:
         for mode, name in (("edge_only", "edge only (the draft alone)"), ("cloud_only", "cloud only (streamed)"),
                            ("speculative", f"edge drafts, cloud verifies (k = {k})")):
             tps, first = r.record(f"{mode}_tokens_per_s@{label}"), r.record(f"{mode}_ttft_ms@{label}")
-            accept = f"{x['value']:.3f}" if mode == "speculative" else ""
+            accept = (f"{x['value']:.3f} (alpha {x['config']['alpha_measured']:.3f})" if mode == "speculative"
+                      else "")
             body.append([label, name, f"{tps['value']:.0f}", f"{tps['config']['predicted_tokens_per_s']:.0f}",
                          f"{first['value']:.1f}", f"{first['config']['predicted_ttft_ms']:.1f}", accept])
         ratio = r.value(f"speculative_over_cloud_only@{label}")

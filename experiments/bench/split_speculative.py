@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             emit(records, BENCH, f"{mode}_ttft_ms@{label}", round(s["ttft_ms"], 2), "ms", device,
                  {**config, "predicted_ttft_ms": round(plan["predicted"][mode]["ttft_ms"], 2)})
         emit(records, BENCH, f"acceptance@{label}", round(spec["acceptance"], 4), "fraction", device,
-             {**config, "tokens_per_round": spec["tokens_per_round"], "rounds": spec["rounds"]})
+             {**config, "tokens_per_round": spec["tokens_per_round"], "rounds": spec["rounds"],
+              "alpha_measured": spec["alpha"]})
         emit(records, BENCH, f"speculative_over_cloud_only@{label}",
              round(spec["tokens_per_s"] / cloud["tokens_per_s"], 3), "ratio", device,
              {**config, "cloud_ms_per_token": {"cloud_only": cloud["cloud_ms_per_token"],
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         for k in compare:
             other = runs[("speculative", label, k)]
             emit(records, BENCH, f"speculative_tokens_per_s@{label}/k={k}", round(other["tokens_per_s"], 1),
-                 "tokens/s", device, {**config, "k": k, "acceptance": other["acceptance"],
+                 "tokens/s", device, {**config, "k": k, "acceptance": other["acceptance"], "alpha_measured": other["alpha"],
                                       "predicted_tokens_per_s": round(table[k], 1)})
     emit(records, BENCH, "identical_greedy_output", float(doc["run"]["all_identical"]), "bool", device,
          {**base, "per_run": doc["run"]["identical"], "reference": doc["run"]["reference"],

@@ -32,6 +32,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -175,7 +176,8 @@ def time_costs(model: nn.Module, *, prompt_tokens: int, max_length: int = 16,
     """Time ``model`` on this machine (torch eager, this process's threads; median of
     ``repeats`` after a warm-up): one decode step and passes over ``1 .. max_length + 1``
     tokens after a cache of half the context, and a prefill of ``prompt_tokens``.
-    Returns ``(decode_ms, passes_ms, prefill_ms)`` where ``passes_ms[k]`` covers ``k + 1`` tokens."""
+    Returns ``(decode_ms, passes_ms, prefill_ms)`` where ``passes_ms[k]`` covers ``k + 1``
+    tokens: a straight line fitted through the medians (``decode_ms`` is its value at one token)."""
     model.eval()
     context = int(model.arch.context)
     gen = torch.Generator().manual_seed(0)
@@ -195,7 +197,11 @@ def time_costs(model: nn.Module, *, prompt_tokens: int, max_length: int = 16,
         passes.append(_median_ms(step, repeats))
     prompt = torch.randint(0, model.config.vocab_size, (1, max(1, min(prompt_tokens, context))), generator=gen)
     prefill = _median_ms(lambda: model(prompt, model.new_cache()), max(3, repeats // 3))
-    return passes[0], tuple(passes), prefill
+    # a line through the medians: on a shared machine single medians jump by a scheduler
+    # slice, and the planner would chase that noise
+    slope, intercept = np.polyfit(np.arange(len(passes)), np.asarray(passes), 1)
+    fitted = tuple(float(max(intercept + slope * k, min(passes))) for k in range(len(passes)))
+    return fitted[0], fitted, prefill
 
 
 def speculative_costs(draft: nn.Module, verifier: nn.Module, link: Link, *, prompt_tokens: int,

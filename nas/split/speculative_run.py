@@ -179,7 +179,9 @@ class DecodeRun:
 
     def summary(self) -> dict[str, Any]:
         """Tokens/s after the first token (all prompts' tokens over their time), time to the
-        first token (median), acceptance (accepted over drafted, all prompts)."""
+        first token (median), acceptance (accepted over drafted, all prompts) and the
+        per-token acceptance ``alpha`` it implies (accepted drafts over accepted drafts and
+        first rejections: the drafts after a rejection are never judged)."""
         r = self.records
         decode_s = sum(x["total_ms"] - x["ttft_ms"] for x in r) / 1e3
         out = {"prompts": len(r), "tokens": int(sum(x["tokens"] for x in r)),
@@ -189,7 +191,9 @@ class DecodeRun:
         drafted = sum(x.get("drafted", 0) for x in r)
         if self.mode == "speculative":
             rounds = sum(x["rounds"] for x in r)
-            out.update({"acceptance": sum(x["accepted"] for x in r) / drafted if drafted else 0.0, "rounds": rounds,
+            accepted, rejected = sum(x["accepted"] for x in r), sum(x["rejected"] for x in r)
+            out.update({"acceptance": accepted / drafted if drafted else 0.0, "rounds": rounds,
+                        "alpha": accepted / (accepted + rejected) if accepted + rejected else 0.0,
                         "tokens_per_round": (sum(x["tokens"] for x in r) - len(r)) / rounds if rounds else 0.0})
         if self.mode != "edge_only":
             out["cloud_ms_per_token"] = sum(x["cloud_ms"] for x in r) / max(1, out["tokens"])
@@ -232,7 +236,7 @@ def _speculative(cloud: VerifierLink, draft: torch.nn.Module, prompt: list[int],
     cloud_ms, draft_ms = cloud.last.wall_ms, 0.0
     out = [token]
     edge.commit(0, token)
-    rounds = drafted = accepted = 0
+    rounds = drafted = accepted = rejected = 0
     while len(out) < tokens:
         d0 = time.perf_counter()
         drafts = edge.draft(min(k, room, tokens - len(out) - 1))
@@ -242,9 +246,11 @@ def _speculative(cloud: VerifierLink, draft: torch.nn.Module, prompt: list[int],
         edge.commit(a, token)
         out += drafts[:a] + [token]
         rounds, drafted, accepted = rounds + 1, drafted + len(drafts), accepted + a
+        rejected += a < len(drafts)
     total = (time.perf_counter() - t0) * 1e3
     return out[:tokens], {"ttft_ms": first * 1e3, "total_ms": total, "tokens": min(len(out), tokens),
-                          "rounds": rounds, "drafted": drafted, "accepted": accepted, "draft_ms": draft_ms,
+                          "rounds": rounds, "drafted": drafted, "accepted": accepted, "rejected": rejected,
+                          "draft_ms": draft_ms,
                           "cloud_ms": cloud_ms, "link_ms": total - draft_ms - cloud_ms}
 
 
