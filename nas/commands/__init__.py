@@ -4,4 +4,4 @@
 """
 
 COMMANDS: list[str] = ["quickstart", "train", "eval", "generate", "registry", "search", "profile", "devices", "predict",
-                       "finetune", "report", "adapt", "split", "cascade"]
+                       "finetune", "report", "adapt", "split", "cascade", "speculate"]

@@ -1,4 +1,5 @@
-"""``edgenas split`` from start to result: load the devices and the arch, plan, optionally run.
+"""``edgenas split`` from start to result: load the devices and the arch, plan, optionally run;
+and ``edgenas speculate`` (speculative decoding of a ``gpt`` checkpoint, :func:`speculate`).
 
 Example::
 
@@ -96,6 +97,99 @@ def cascade(workspace: Workspace, edge: str, cloud: str, link: Link, checkpoint:
     return doc
 
 
+def speculate(checkpoint: str | Path, links: Sequence[Link], *, draft: str = "min", verifier: str = "max",
+              workspace: Workspace | None = None, edge: str | None = None, cloud: str | None = None,
+              draft_length: int | None = None, compare: Sequence[int] = (), prompts: Sequence[str] = (), samples: int = 4,
+              prompt_tokens: int = 32, tokens: int = 64, run: bool = False, settings: RunSettings = RunSettings(),
+              threads: int = 1, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Speculative decoding of the ``gpt`` checkpoint: the sub-network ``draft`` on the edge,
+    ``verifier`` (default the largest network) in the cloud, over each of ``links``.
+
+    The acceptance rate is estimated on ``samples`` validation prompts of the checkpoint's
+    text (:func:`~nas.split.speculative.estimate_acceptance`); the costs come from the
+    ``edge`` and ``cloud`` profiles where they predict decoding, else from timing both
+    models here; the planner picks the draft length per link (or takes ``draft_length``).
+    With ``run``, the three ways of decoding run for real on ``prompts`` (default:
+    ``samples`` other validation prompts of ``prompt_tokens`` bytes) and the document
+    holds measured beside predicted, and whether the outputs equal the verifier's greedy
+    output; ``compare`` draft lengths also run on every link (does the planner's beat them?).
+    """
+    from nas.data.text import encode
+    from nas.split.draft_plan import plan_draft_length, speculative_costs
+    from nas.split.speculative import check_draft, estimate_acceptance
+    from nas.split.speculative_run import run_decoding
+    from nas.tasks import TextTask, task_type
+
+    say = log or (lambda _line: None)
+    if not links:
+        raise EdgenasError("give at least one --link")
+    if samples < 1 or prompt_tokens < 1 or tokens < 2:
+        raise EdgenasError("--prompts and --prompt-tokens must be at least 1 and -n at least 2")
+    trained = load_cpu_supernet(checkpoint)
+    space = trained.space
+    if task_type(space.name) is not TextTask:
+        raise EdgenasError(f"--checkpoint {checkpoint} holds a supernet of space {space.name}; speculative decoding "
+                           "needs a language model (a checkpoint of space gpt)")
+    draft_arch, verifier_arch = _gpt_arch(space, draft, "--draft"), _gpt_arch(space, verifier, "--verifier")
+    check_draft(space, draft_arch, verifier_arch)
+    cost_models = {}
+    for role, name in (("edge", edge), ("cloud", cloud)):
+        if name is not None:
+            cost_models[role] = (workspace or Workspace.resolve()).cost_model(name, space)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        draft_model = trained.supernet.extract(draft_arch).eval()
+        verifier_model = trained.supernet.extract(verifier_arch).eval()
+        text = trained.splits.validation
+        windows = _windows(text, 2 * samples, prompt_tokens)
+        alpha = estimate_acceptance(draft_model, verifier_model, windows[::2], tokens=min(tokens, 48))
+        say(f"acceptance rate alpha = {alpha['alpha']:.3f} ({alpha['how']})")
+        longest = max(1, min(16, verifier_arch.context // 2))
+        chosen_prompts = [encode(p).tolist() for p in prompts] or windows[1::2]
+        mean_prompt = max(1, round(sum(len(p) for p in chosen_prompts) / len(chosen_prompts)))
+        costs = speculative_costs(draft_model, verifier_model, links[0], prompt_tokens=mean_prompt,
+                                  edge=cost_models.get("edge"), cloud=cost_models.get("cloud"), max_length=longest)
+        plans = [plan_draft_length(costs.with_link(link), alpha["alpha"], max_length=longest,
+                                   draft_length=draft_length) for link in links]
+        doc: dict[str, Any] = {
+            "space": space.describe(), "checkpoint": str(checkpoint), "draft": space.arch_to_json(draft_arch),
+            "verifier": space.arch_to_json(verifier_arch), "draft_label": str(draft_arch),
+            "verifier_label": str(verifier_arch), "edge": edge, "cloud": cloud, "alpha": alpha, "threads": threads,
+            "plans": [p.to_json() for p in plans]}
+        if run:
+            measured = run_decoding(space, draft_model, verifier_model, chosen_prompts, tokens, links,
+                                    [p.draft_length for p in plans], compare=compare, settings=settings,
+                                    threads=threads, log=log)
+            doc["run"] = measured
+    finally:
+        torch.set_num_threads(previous)
+    return doc
+
+
+def _gpt_arch(space: Any, spec: str, flag: str) -> Any:
+    from nas.spaces import parse_arch_specs
+
+    try:
+        found = parse_arch_specs(space, [spec])
+    except EdgenasError as exc:
+        raise EdgenasError(str(exc).replace("--arch", flag, 1).replace("use min, max, random:N or an arch as JSON",
+                                                                      "it is not a sub-network of the cloud "
+                                                                      "model's space; use min, max or an arch "
+                                                                      "of that space as JSON")) from None
+    if len(found) != 1:
+        raise EdgenasError(f"{flag} {spec}: names {len(found)} archs; give one")
+    return found[0]
+
+
+def _windows(text: torch.Tensor, count: int, length: int) -> list[list[int]]:
+    """``count`` prompts of ``length`` bytes from ``text``, evenly spaced (deterministic)."""
+    span = len(text) - length
+    if span <= 0:
+        raise EdgenasError(f"the validation text ({len(text)} bytes) is shorter than --prompt-tokens {length}")
+    return [text[i * span // count: i * span // count + length].long().tolist() for i in range(count)]
+
+
 def point_position(plan: SplitPlan, text: str) -> int:
     """``best``, ``edge`` (edge only), ``cloud`` (cloud only) or a position number."""
     if text == "best":
@@ -157,4 +251,5 @@ def _error(predicted: float, summary: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-__all__ = ["NAMED_POINTS", "cascade", "eval_batches", "load_cpu_supernet", "network_for", "point_position", "split"]
+__all__ = ["NAMED_POINTS", "cascade", "eval_batches", "load_cpu_supernet", "network_for", "point_position", "speculate",
+           "split"]

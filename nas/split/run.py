@@ -141,20 +141,13 @@ def run_split_links(space: Any, arch: Any, module: torch.nn.Module, position: in
     return results
 
 
-class CloudLink:
-    """The cloud part of a split, served by a second process and reached through the
-    emulated link; a context manager that always stops the process.
+class WorkerLink:
+    """A second process (:mod:`nas.split.worker`) reached through the emulated link; a
+    context manager that always stops the process. Subclasses say what the process serves
+    (:meth:`spec`): :class:`CloudLink` a split's cloud part,
+    :class:`~nas.split.speculative_run.VerifierLink` a speculative-decoding verifier."""
 
-    Example::
-
-        with CloudLink(space, arch, module, 0, cloud_profile, link, RunSettings()) as cloud:
-            cloud.connect()                      # waits until its part is compiled
-            reply, sent = cloud.request(image)   # reply.array: the cloud's output
-    """
-
-    def __init__(self, space: Any, arch: Any, module: torch.nn.Module, position: int, profile: Any, link: Link,
-                 settings: RunSettings = RunSettings(), precision: str = "fp32") -> None:
-        self.args = (space, arch, module, position, profile, link, settings)
+    def __init__(self, link: Link, settings: RunSettings = RunSettings(), precision: str = "fp32") -> None:
         self.link, self.settings, self.precision = link, settings, precision
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._proc: CloudProcess | None = None
@@ -162,27 +155,32 @@ class CloudLink:
         self._next_id = 0
         self.port = 0
 
+    def spec(self, tmp: Path) -> tuple[dict[str, Any], str]:
+        """The worker's JSON spec (files it needs written under ``tmp``) and its thread count."""
+        raise NotImplementedError  # pragma: no cover - every subclass defines it
+
     @property
     def pid(self) -> int:
         return self._proc.pid if self._proc else 0
 
-    def __enter__(self) -> CloudLink:
+    def __enter__(self) -> WorkerLink:
         self._tmp = tempfile.TemporaryDirectory(prefix="edgenas-split-")
         try:
-            self._proc, self.port = _start_cloud(Path(self._tmp.name), *self.args)
+            spec, threads = self.spec(Path(self._tmp.name))
+            self._proc, self.port = launch_worker(Path(self._tmp.name), spec, threads, self.settings)
         except BaseException:
             self._tmp.cleanup()
             raise
         return self
 
     def connect(self) -> str:
-        """Wait for the cloud process to compile its part and answer; returns how it runs it."""
-        assert self._proc is not None, "use CloudLink as a context manager"
+        """Wait for the process to build (compile) what it serves and answer; returns how it runs it."""
+        assert self._proc is not None, "use the link as a context manager"
         self._peer, how = _connect(self._proc, self.port, self.link, self.settings)
         return how
 
     def relink(self, link: Link) -> None:
-        """Switch both ends to ``link`` (the parts stay compiled: a sweep over links)."""
+        """Switch both ends to ``link`` (what the process serves stays loaded: a sweep over links)."""
         from nas.split.wire import READY, RELINK, LinkClosed, LinkTimeout
 
         self._next_id += 1
@@ -195,14 +193,30 @@ class CloudLink:
             raise EdgenasError("the cloud process answered the new link with something else")
         self._peer.link = self.link = link
 
-    def request(self, activation: np.ndarray) -> tuple[Any, int]:
-        """Send one activation (or input), wait for the cloud's answer: ``(reply, bytes sent)``."""
-        from nas.split.wire import REPLY, REQUEST, LinkClosed, LinkTimeout
+    def request(self, array: np.ndarray | None, kind: int | None = None) -> tuple[Any, int]:
+        """Send one message (an activation, an input, token ids) and wait for the answer:
+        ``(reply, bytes sent)``."""
+        n, sent = self.send(array, kind)
+        return self.receive(n), sent
+
+    def send(self, array: np.ndarray | None, kind: int | None = None) -> tuple[int, int]:
+        """Send one message without waiting: ``(its id, bytes sent)``; :meth:`receive` its answers."""
+        from nas.split.wire import REQUEST
 
         self._next_id += 1
         n = self._next_id
         try:
-            sent = self._peer.send(REQUEST, n, activation, precision=self.precision)
+            sent = self._peer.send(REQUEST if kind is None else kind, n, array, precision=self.precision)
+        except OSError:
+            raise EdgenasError(f"the cloud process stopped mid-request (request {n}: connection closed); "
+                               "check its device and run again") from None
+        return n, sent
+
+    def receive(self, n: int) -> Any:
+        """The next answer to request ``n`` (one line if the process died or stopped answering)."""
+        from nas.split.wire import ERROR, REPLY, LinkClosed, LinkTimeout
+
+        try:
             reply = self._peer.receive(time.monotonic() + self.settings.request_timeout_s)
         except (LinkClosed, OSError):
             raise EdgenasError(f"the cloud process stopped mid-request (request {n}: connection closed); "
@@ -210,9 +224,11 @@ class CloudLink:
         except LinkTimeout:
             raise EdgenasError(f"the cloud process did not answer request {n} within "
                                f"{self.settings.request_timeout_s:g} s; it was stopped") from None
+        if reply.kind == ERROR:
+            raise EdgenasError(f"the cloud process could not serve request {n} ({self._proc.problem() if self._proc else ''})")
         if reply.kind != REPLY or reply.id != n:
             raise EdgenasError(f"the cloud process answered request {n} out of order")
-        return reply, sent
+        return reply
 
     def __exit__(self, *exc: Any) -> None:
         try:
@@ -223,6 +239,40 @@ class CloudLink:
                 self._proc.stop()
             if self._tmp is not None:
                 self._tmp.cleanup()
+
+
+class CloudLink(WorkerLink):
+    """The cloud part of a split, served by a second process and reached through the
+    emulated link.
+
+    Example::
+
+        with CloudLink(space, arch, module, 0, cloud_profile, link, RunSettings()) as cloud:
+            cloud.connect()                      # waits until its part is compiled
+            reply, sent = cloud.request(image)   # reply.array: the cloud's output
+    """
+
+    def __init__(self, space: Any, arch: Any, module: torch.nn.Module, position: int, profile: Any, link: Link,
+                 settings: RunSettings = RunSettings(), precision: str = "fp32") -> None:
+        super().__init__(link, settings, precision)
+        self.args = (space, arch, module, position, profile)
+
+    def spec(self, tmp: Path) -> tuple[dict[str, Any], str]:
+        from latency_predictors.tvm_profiler import target_threads
+
+        space, arch, module, position, profile = self.args
+        weights = save_weights(module, tmp / "weights.safetensors")
+        threads = str(target_threads(profile.target)) if isinstance(profile.target, dict) else "1"
+        return worker_spec(space, arch, weights, position, profile, self.link, self.settings), threads
+
+
+def save_weights(module: torch.nn.Module, path: Path) -> Path:
+    """``module``'s weights as safetensors (what a worker loads; never a pickle)."""
+    from safetensors.torch import save_file
+
+    # clones: tied weights (a language model's embedding and head) are saved once per name
+    save_file({k: v.detach().clone().contiguous() for k, v in module.state_dict().items()}, str(path))
+    return path
 
 
 def worker_spec(space: Any, arch: Any, weights: Path, position: int, profile: Any, link: Link,
@@ -287,18 +337,11 @@ class CloudProcess:
         self._stderr.close()
 
 
-def _start_cloud(tmp: Path, space: Any, arch: Any, module: torch.nn.Module, position: int, profile: Any,
-                 link: Link, settings: RunSettings) -> tuple[CloudProcess, int]:
-    from safetensors.torch import save_file
-
-    from latency_predictors.tvm_profiler import target_threads
-
-    weights = tmp / "weights.safetensors"
-    # clones: tied weights (a language model's embedding and head) are saved once per name
-    save_file({k: v.detach().clone().contiguous() for k, v in module.state_dict().items()}, str(weights))
+def launch_worker(tmp: Path, spec: dict[str, Any], threads: str, settings: RunSettings) -> tuple[CloudProcess, int]:
+    """Start ``python -m nas.split.worker`` on ``spec`` (written under ``tmp``) with ``threads``
+    threads; returns the process once it listens, and its port."""
     spec_path = tmp / "spec.json"
-    spec_path.write_text(json.dumps(worker_spec(space, arch, weights, position, profile, link, settings)))
-    threads = str(target_threads(profile.target)) if isinstance(profile.target, dict) else "1"
+    spec_path.write_text(json.dumps(spec))
     env = {**os.environ, WORKER_MARK: str(os.getpid()), "OMP_NUM_THREADS": threads, "TVM_NUM_THREADS": threads}
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
@@ -362,4 +405,5 @@ def _goodbye(peer: Any) -> None:
     peer.close()
 
 
-__all__ = ["WORKER_MARK", "CloudLink", "CloudProcess", "RunResult", "RunSettings", "run_split", "run_split_links", "worker_spec"]
+__all__ = ["WORKER_MARK", "CloudLink", "CloudProcess", "RunResult", "RunSettings", "WorkerLink", "launch_worker", "run_split",
+           "run_split_links", "save_weights", "worker_spec"]

@@ -32,6 +32,7 @@ HEADER = struct.Struct("!4sBBBxIfd4Iff")
 assert HEADER.size == FRAME_BYTES
 
 REQUEST, REPLY, ERROR, HELLO, READY, BYE, RELINK = 1, 2, 3, 4, 5, 6, 7
+PROMPT, STREAM = 8, 9  # speculative decoding: a prompt to prefill; a prompt to decode and stream back
 DTYPES = {0: np.float32, 1: np.float16, 2: np.int8, 3: np.int32, 4: np.int64}
 _CODES = {np.dtype(v): k for k, v in DTYPES.items()}
 
@@ -154,5 +155,17 @@ class LinkedSocket:
             pass
 
 
-__all__ = ["BYE", "ERROR", "HELLO", "READY", "RELINK", "REPLY", "REQUEST", "LinkClosed", "LinkTimeout", "LinkedSocket",
-           "Message", "decode", "encode"]
+def accept_peer(listener: socket.socket, spec: dict) -> LinkedSocket | None:
+    """The edge's connection to a worker, through the link ``spec["link"]`` describes; ``None``
+    when no edge connects within ``spec["start_timeout_s"]``."""
+    link = Link(**{k: v for k, v in spec["link"].items() if k != "label"})
+    listener.settimeout(float(spec["start_timeout_s"]))
+    try:
+        conn, _ = listener.accept()
+    except TimeoutError:
+        return None
+    return LinkedSocket(conn, link)
+
+
+__all__ = ["BYE", "ERROR", "HELLO", "PROMPT", "READY", "RELINK", "REPLY", "REQUEST", "STREAM", "LinkClosed", "LinkTimeout", "LinkedSocket",
+           "Message", "accept_peer", "decode", "encode"]

@@ -6,7 +6,9 @@ the cloud device was profiled, says ``COMPILED HOW``, then serves one edge conne
 ``HELLO`` is answered ``READY``, ``RELINK`` (a new rate and round trip) too, each ``REQUEST`` (an activation) with a ``REPLY`` (the
 result, float32, stamped with the compute time), until ``BYE``, a closed connection, or
 no message for ``idle_timeout_s``. Every wait has a deadline, so it never outlives its
-edge for long. Started and stopped by :func:`nas.split.run.run_split`.
+edge for long. Started and stopped by :func:`nas.split.run.run_split`. A spec with
+``"role": "verifier"`` serves the verifier of speculative decoding instead
+(:func:`nas.split.speculative_run.serve_verifier`).
 
 ``EDGENAS_SPLIT_EXIT_AT=N`` makes it exit without answering when request ``N`` arrives
 (the tests use it to check that the edge reports a cloud that dies mid-request).
@@ -38,6 +40,10 @@ def serve(spec: dict[str, Any]) -> int:
     listener.listen(1)
     print(f"LISTENING {listener.getsockname()[1]}", flush=True)
     try:
+        if spec.get("role") == "verifier":  # speculative decoding (nas.split.speculative_run)
+            from nas.split.speculative_run import serve_verifier
+
+            return serve_verifier(listener, spec, int(os.environ.get(EXIT_AT_VAR, "0") or 0))
         return _serve(listener, spec)
     finally:
         listener.close()
@@ -60,15 +66,11 @@ def _serve(listener: socket.socket, spec: dict[str, Any]) -> int:
     _, cloud = split_network(space, arch, module.eval(), int(spec["position"]))
     compiled = compile_part(cloud, DeviceProfile.from_json(spec["profile"]))
     print(f"COMPILED {compiled.how}", flush=True)
-    link = Link(**{k: v for k, v in spec["link"].items() if k != "label"})
     exit_at = int(os.environ.get(EXIT_AT_VAR, "0") or 0)
-    listener.settimeout(float(spec["start_timeout_s"]))
-    try:
-        conn, _ = listener.accept()
-    except TimeoutError:
+    peer = wire.accept_peer(listener, spec)
+    if peer is None:
         print("ERROR no edge connected", flush=True)
         return 1
-    peer = wire.LinkedSocket(conn, link)
     idle = float(spec["idle_timeout_s"])
     served = 0
     try:

@@ -57,6 +57,15 @@ class KVCache:
         """Tokens cached so far (the position of the next token)."""
         return self.layers[0].length if self.layers else 0
 
+    def truncate(self, length: int) -> None:
+        """Forget every token after the first ``length`` (roll back rejected tokens of
+        speculative decoding); a ``length`` at or past the end changes nothing."""
+        if length < 0:
+            raise ValueError(f"cannot keep {length} tokens")
+        for layer in self.layers:
+            if layer.keys is not None and layer.values is not None and layer.length > length:
+                layer.keys, layer.values = layer.keys[:, :, :length], layer.values[:, :, :length]
+
     def nbytes(self) -> int:
         """Bytes held by the cached keys and values."""
         return sum(

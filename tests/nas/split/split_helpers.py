@@ -44,3 +44,21 @@ def synthetic_device(ws: Workspace, name: str, space: Any, *, ms_per_mflop: floa
                             predictor_params={"candidates": ["ridge"]})
     profile.save(ws.profile_path(name))
     return profile
+
+
+def worker_processes() -> list:
+    """The cloud processes this test process started and that are still running."""
+    import os
+
+    import psutil
+
+    from nas.split.run import WORKER_MARK
+
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(WORKER_MARK) == str(os.getpid()):
+                found.append(proc)
+        except (psutil.Error, OSError):
+            pass
+    return found

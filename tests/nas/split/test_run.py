@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 
 import numpy as np
-import psutil
 import pytest
 import torch
+from split_helpers import worker_processes
 
 from nas.errors import EdgenasError
 from nas.split import Link, RunSettings, load_pair, plan_split, run_split, run_split_links
 from nas.split.parts import compile_part, split_network
-from nas.split.run import WORKER_MARK, CloudLink
+from nas.split.run import CloudLink
 from nas.split.worker import EXIT_AT_VAR
 
 pytestmark = pytest.mark.slow  # each test starts a second Python process (torch import, a few seconds)
@@ -25,15 +24,8 @@ def pair(pair_workspace):
     return load_pair(pair_workspace, "edge", "cloud")
 
 
-def _workers() -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(WORKER_MARK) == str(os.getpid()):
-                found.append(proc)
-        except (psutil.Error, OSError):
-            pass
-    return found
+def _workers() -> list:
+    return worker_processes()
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
