@@ -121,53 +121,32 @@ def search(spec: SearchSpec, settings: SearchSettings = SearchSettings(), margin
     left = k - check["measurements"]
     if left <= 0 or check["status"] in ("unreachable", "interrupted"):
         return first, study
-    again = prepare(spec, "verify" if margin == "auto" else margin)  # with the refitted predictor
-    if not misplaced_band(first, problem):
-        # the band was where the decision is: spend the rest on the same candidates
-        second = run_verification(again, study, trials, result, loops, left, quiet)
-        return merge_verifications(first, second), study
-    # The measurements put the budget's edge outside the band the search explored (the
-    # predictor is biased there): search again with the refitted predictor (a new study:
-    # the profile's counts changed), then spend the rest on its candidates and the ones
-    # measured already.
+    # Second round: the first measurements calibrated the predictor where the decision is;
+    # search again with it (a new study: the profile's counts and the margin changed; no
+    # band now, the refitted predictor and the device decide), then spend the rest on the
+    # new candidates and those measured already.
     if not quiet:
         import sys
 
-        print("verify: the measured candidates lie off the predicted budget edge; searching again with the "
-              "refitted predictor", file=sys.stderr, flush=True)
+        print(f"verify: searching again with the predictor refitted on {check['measurements']} measurement(s)",
+              file=sys.stderr, flush=True)
+    again = prepare(spec, 0.0 if margin == "auto" else margin)
     settings2 = replace(settings, study=f"{settings.study}-refit" if settings.study else None)
     study2, trials2, display2, cheapest2 = _run(again, settings2, quiet)
     result2 = build_result(study2, again, display2, cheapest2, trials2)
     measured = {r["trial"] for r in first["verified"]}
     keep = [t for t in trials if t.number in measured]
     second = run_verification(again, study2, list(trials2) + keep, result2, loops, left, quiet)
-    return merge_verifications(first, second), study2
+    return merge_verifications(first, second, k), study2
 
 
-def misplaced_band(result: dict[str, Any], problem: SearchProblem) -> bool:
-    """Whether the verified candidates' measurements moved the budget's edge outside the
-    band the search explored: their mean log error (measured over predicted) on a device
-    is larger than half that band."""
-    import math
-
-    from nas.search.verify import exploration_band
-
-    band = exploration_band(problem.devices)
-    for d in problem.devices:
-        logs = [math.log(r["measured"][f"latency_ms@{d.name}"] / r["predicted"][f"latency_ms@{d.name}"])
-                for r in result.get("verified", []) if f"latency_ms@{d.name}" in r.get("measured", {})]
-        if logs and abs(sum(logs) / len(logs)) > band / 2:
-            return True
-    return False
-
-
-def merge_verifications(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
-    """The result of two verification rounds: the second's recommendation (it saw every
-    measurement), both rounds' measured candidates and counts."""
+def merge_verifications(first: dict[str, Any], second: dict[str, Any], k: int) -> dict[str, Any]:
+    """The result of two verification rounds (``k`` measurements allowed in all): the
+    second's recommendation (it saw every measurement), both rounds' measured candidates."""
     out = dict(second)
     check = dict(second["verification"])
     check["measurements"] = first["verification"]["measurements"] + check["measurements"]
-    check["requested"] = first["verification"]["requested"] + check["requested"]
+    check["requested"] = k
     check["rounds"] = 2
     out["verification"] = check
     seen = {(r["trial"], json_key(r["arch"])) for r in second.get("verified", [])}
