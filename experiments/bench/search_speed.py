@@ -29,7 +29,8 @@ predicted latency of 200 random archs:
    studies, same seed: the sampler repeats phase 2's archs, so the cache covers every
    arch (hit rate reported, 100 % expected). This is "warm": the per-trial work (sample,
    predict B's latency, look the accuracy up, store the trial) is that of any new device
-   whose search meets only cached archs. Target: 1,000 trials in under 60 s.
+   whose search meets only cached archs. Targets: 1,000 trials in at most 5 s buffered
+   (issue 12), under 60 s one trial at a time.
 
     python experiments/bench/search_speed.py                 # 1,000 trials, TVM profile (8 min budget)
     python experiments/bench/search_speed.py --smoke         # 60 trials, imported devices only
