@@ -24,10 +24,12 @@ predicted latency of 200 random archs:
 2. ``new_device``: device B with the cache A's search left: the realistic case. NSGA-II
    sees other latencies, so after its first (random, seeded) generation it visits other
    archs; the hit rate says how many it found cached, misses are evaluated.
-3. ``warm`` (``--no-buffered``: one Optuna trial at a time, the default with ``--storage``)
-   and ``warm_buffered`` (the default for the workspace's own study file): device B again, new
-   studies, same seed: the sampler repeats phase 2's archs, so the cache covers every
-   arch (hit rate reported, 100 % expected). This is "warm": the per-trial work (sample,
+3. ``warm`` (``--no-buffered``: one Optuna trial at a time, the default with ``--storage``):
+   device B again, a new study, same seed: the sampler repeats phase 2's archs, so the
+   cache covers every arch (hit rate reported, 100 % expected). ``warm_buffered`` (the
+   default for the workspace's own study file) likewise, after ``buffered_first``: the
+   buffered engine asks for whole populations, so it visits other archs than phase 2, and
+   a first buffered search caches them. This is "warm": the per-trial work (sample,
    predict B's latency, look the accuracy up, store the trial) is that of any new device
    whose search meets only cached archs. Targets: 1,000 trials in at most 5 s buffered
    (issue 12), under 60 s one trial at a time.
@@ -224,6 +226,9 @@ def main() -> None:
             "cold": run_phase(ws, ckpt, dev_a, budget_a, trials, args.seed, f"cold-{run}", False),
             "new_device": run_phase(ws, ckpt, "cpu-eager", budget_b, trials, args.seed, f"new-{run}", False),
             "warm": run_phase(ws, ckpt, "cpu-eager", budget_b, trials, args.seed, f"warm-{run}", False),
+            # the buffered engine asks the sampler for whole populations, so it visits other archs
+            # than one-at-a-time: a first buffered search caches them, the second is timed
+            "buffered_first": run_phase(ws, ckpt, "cpu-eager", budget_b, trials, args.seed, f"buffirst-{run}", True),
             "warm_buffered": run_phase(ws, ckpt, "cpu-eager", budget_b, trials, args.seed, f"warmbuf-{run}", True),
         }
         for name, p in phases.items():
@@ -244,10 +249,16 @@ def main() -> None:
     for key, p in (("warm", warm), ("warm_buffered", warm_b)):
         c = {**config, "engine": "local, buffered (default)" if p["buffered"] else "local --no-buffered",
              "prior_cache_hit_rate": round(p["prior_cache_hit_rate"], 4), "evaluated": p["evaluated"],
-             "setup_s": round(p["setup_s"], 2), "target": "1,000 trials in < 60 s"}
+             "setup_s": round(p["setup_s"], 2),
+             "target": "1,000 trials in <= 5 s (issue 12)" if p["buffered"] else "1,000 trials in < 60 s"}
         emit(records, BENCH, f"{key}_trials_per_s", round(p["trials_per_s"], 2), "trials/s", cpu, c)
         emit(records, BENCH, f"{key}_time_for_trials", round(p["search_s"], 2), f"s for {p['trials']} trials", cpu, c)
         emit(records, BENCH, f"{key}_cache_hit_rate", round(p["prior_cache_hit_rate"], 4), "fraction", cpu, c)
+    first = phases["buffered_first"]
+    c = {**config, "engine": "local, buffered (default)", "evaluated": first["evaluated"],
+         "eval_s": round(first["eval_s"], 1), "prior_cache_hit_rate": round(first["prior_cache_hit_rate"], 4)}
+    emit(records, BENCH, "buffered_first_time_for_trials", round(first["search_s"], 2),
+         f"s for {first['trials']} trials", cpu, c)
     c = {**config, "engine": "local --no-buffered", "cache_size_before": new["cache_size_before"],
          "evaluated": new["evaluated"], "eval_s": round(new["eval_s"], 1)}
     emit(records, BENCH, "new_device_cache_hit_rate", round(new["prior_cache_hit_rate"], 4), "fraction", cpu, c)
