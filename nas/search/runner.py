@@ -131,6 +131,8 @@ def search(spec: SearchSpec, settings: SearchSettings = SearchSettings(), margin
         print(f"verify: searching again with the predictor refitted on {check['measurements']} measurement(s)",
               file=sys.stderr, flush=True)
     again = prepare(spec, 0.0 if margin == "auto" else margin)
+    if margin == "auto":  # search where the measurements say the edge is
+        again = prepare(spec, edge_margin(again, first))
     settings2 = replace(settings, study=f"{settings.study}-refit" if settings.study else None)
     study2, trials2, display2, cheapest2 = _run(again, settings2, quiet)
     result2 = build_result(study2, again, display2, cheapest2, trials2)
@@ -138,6 +140,30 @@ def search(spec: SearchSpec, settings: SearchSettings = SearchSettings(), margin
     keep = [t for t in trials if t.number in measured]
     second = run_verification(again, study2, list(trials2) + keep, result2, loops, left, quiet)
     return merge_verifications(first, second, k), study2
+
+
+def edge_margin(problem: SearchProblem, first: dict[str, Any]) -> float:
+    """The safety margin of the second search: the refitted predictor's bias at the budget's
+    edge by the candidates measured (:func:`nas.search.verify.edge_bias`), as a margin
+    (negative: it over-predicts, so archs predicted somewhat over the budget are searched),
+    within ±(the exploration band)."""
+    import math
+
+    import numpy as np
+
+    from nas.search.verify import edge_bias, exploration_band
+
+    band = exploration_band(problem.devices)
+    records = first.get("verified", [])
+    if not records:
+        return 0.0
+    archs = [problem.space.arch_from_json(r["arch"]) for r in records]
+    worst = 0.0
+    for d in problem.devices:
+        pred = np.asarray(d.predict_latency_ms(archs), dtype=float)
+        got = [r["measured"].get(f"latency_ms@{d.name}") for r in records]
+        worst = max(worst, edge_bias(pred, got), key=abs)
+    return round(max(-band, min(band, math.exp(worst) - 1.0)), 4)
 
 
 def merge_verifications(first: dict[str, Any], second: dict[str, Any], k: int) -> dict[str, Any]:

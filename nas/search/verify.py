@@ -153,6 +153,8 @@ def verify_search(problem: Any, trials: Sequence[Any], loops: dict[str, DeviceLo
     archs = [c.arch for c in cands]
     for step in range(k):
         pred = {n: np.asarray(costs[n].predict_latency_ms(archs), dtype=float) for n in loops}
+        for n in loops:  # the predictor's bias at the edge, from the candidates measured so far
+            pred[n] = pred[n] * math.exp(edge_bias(pred[n], [measured.get(c.key, {}).get(n) for c in cands]))
         sig = {n: _updated(sigma0[n], residuals[n]) for n in loops}
         chance = np.ones(len(cands))
         for n in loops:
@@ -202,6 +204,15 @@ def verify_search(problem: Any, trials: Sequence[Any], loops: dict[str, DeviceLo
         message = message or (f"none of the {spent} measured candidates fits {budget:g} ms" if spent else message)
     fallback = safe_pick(problem, trials, fallback_margin, costs)
     return Verification(status, k, records, fallback, None, message, spent)
+
+
+def edge_bias(pred: np.ndarray, measured: Sequence[float | None]) -> float:
+    """The mean log error (measured over predicted) of the measured candidates, shrunk
+    toward 0 as if :data:`PRIOR_WEIGHT` unbiased readings were among them: a refitted
+    predictor with strong priors (few-shot, a handful of networks) moves little for a few
+    new rows, while the candidates just measured say how far off it is near the budget."""
+    logs = [math.log(m / p) for p, m in zip(pred, measured) if m is not None and m > 0 and p > 0]
+    return sum(logs) / (len(logs) + PRIOR_WEIGHT) if logs else 0.0
 
 
 def unverified(problem: Any, trials: Sequence[Any], k: int, fallback_margin: float, status: str,

@@ -174,3 +174,17 @@ def test_two_verification_rounds_merge_into_one_result():
     assert merged["verification"]["measurements"] == 3 and merged["verification"]["requested"] == 5
     assert [r["trial"] for r in merged["verified"]] == [1, 2, 7]
     assert merged["recommended"] == {"arch": [7]}
+
+
+def test_edge_bias_is_the_shrunk_mean_log_error_of_what_was_measured():
+    import math
+
+    import numpy as np
+
+    from nas.search.verify import PRIOR_WEIGHT, edge_bias
+
+    pred = np.array([10.0, 20.0, 30.0])
+    assert edge_bias(pred, [None, None, None]) == 0.0
+    got = edge_bias(pred, [8.0, None, 24.0])  # both 20 % under the prediction
+    assert math.isclose(got, 2 * math.log(0.8) / (2 + PRIOR_WEIGHT))
+    assert edge_bias(pred, [12.0, 24.0, 36.0]) > 0  # under-predicted: the edge is lower than predicted
