@@ -18,10 +18,10 @@ safety blindly. With ``edgenas search --verify K`` the device decides instead:
 3. every measurement is stored with the device's measurements (role ``verify``) and the
    predictor refitted on them before the next choice, and with the study (a study user
    attribute per measured trial: Optuna refuses to change a finished trial);
-4. :func:`nas.search.runner.search` spends the first half of ``K`` this way; when those
-   measurements put the budget's edge outside the explored band (mean error over half the
-   band: a biased predictor), it searches again with the refitted predictor and spends the
-   rest on the new candidates and those measured already, else on the same candidates;
+4. :func:`nas.search.runner.search` spends the first half of ``K`` this way, then searches
+   again with the refitted predictor, its margin set by the bias measured near the edge
+   (:func:`edge_bias`, which also corrects the chances), and spends the rest on the new
+   candidates and those measured already;
 5. the recommendation is the most accurate arch *measured* to fit. If none fits (or the
    device cannot be reached), the most accurate arch that fits by prediction with the
    usual safety margin is recommended and marked unverified.
