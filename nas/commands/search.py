@@ -225,8 +225,9 @@ def summary(result: dict[str, Any]) -> str:
         costs = _costs(rec["predicted"])
         measured = f" | measured {_costs(rec['measured'])}" if rec.get("measured") else ""
         tag = "" if not check else (" (verified)" if rec.get("verified") else " (UNVERIFIED)")
-        lines.append(f"recommended{tag}: trial {rec['trial']} accuracy {rec['accuracy']:.2f} % | predicted {costs}"
-                     f"{measured}")
+        score = (f"validation loss {rec['loss']:.3f} (perplexity {rec['perplexity']:.2f})" if "perplexity" in rec
+                 else f"accuracy {rec['accuracy']:.2f} %")
+        lines.append(f"recommended{tag}: trial {rec['trial']} {score} | predicted {costs}{measured}")
         lines.append(f"  arch {json.dumps(rec['arch'], separators=(',', ':'))}")
         if rec.get("split"):
             lines.append(f"  split at point {rec['split']['position']} ({rec['split']['kind']}, {rec['split']['label']})")
