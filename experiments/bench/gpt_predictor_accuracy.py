@@ -49,7 +49,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="bench-gpt-cpu")
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--archs", type=int, default=50, help="validation networks (each timed in both phases)")
-    parser.add_argument("--budget-minutes", type=float, default=6.0)
+    parser.add_argument("--budget-minutes", type=float, default=15.0)
+    parser.add_argument("--holdout", type=int, default=4, help="the profile's own held-out networks per metric")
+    parser.add_argument("--train", type=int, default=8, help="the profile's training networks per metric")
     parser.add_argument("--seed", type=int, default=2024, help="seed of the validation networks")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--out", default=None)
@@ -75,6 +77,8 @@ def ensure_profile(args: argparse.Namespace) -> tuple[float | None, dict[str, An
            "--quiet"]
     if args.smoke:
         cmd += ["--holdout", "2", "--train", "3", "--repeat", "5", "--max-blocks", "12"]
+    else:
+        cmd += ["--holdout", str(args.holdout), "--train", str(args.train)]
     before = os.getloadavg()
     t0 = time.monotonic()
     rc = edgenas(cmd)
