@@ -71,6 +71,7 @@ def finetune_subnet(
 
     ``out_dir`` holds the fine-tune's checkpoint; it must belong to the same arch, config
     and supernet checkpoint, or the call stops with an error rather than mixing runs.
+    Language models (text tasks) are fine-tuned by :mod:`nas.finetune_text`.
     """
     from nas.data import EvalBatches, Normalizer, train_batches
     from nas.tasks import ImageTask
@@ -83,10 +84,9 @@ def finetune_subnet(
     )
 
     if not isinstance(trained.task, ImageTask):
-        raise EdgenasError(
-            f"fine-tuning is for image spaces; {trained.space.name} sub-networks are used as extracted "
-            "from the supernet (edgenas eval / edgenas generate)"
-        )
+        from nas.finetune_text import finetune_text_subnet
+
+        return finetune_text_subnet(trained, arch, config, out_dir, progress=progress)
     out = Path(out_dir)
     space, supernet, splits, device = trained.space, trained.supernet, trained.splits, trained.device
     identity = {

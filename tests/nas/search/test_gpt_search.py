@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,41 @@ def test_gpt_search_under_decode_and_memory_budgets(gpt_workspace, tmp_path: Pat
     assert _code(base + ["--max-decode-ms", "1000", "--max-memory-mb", "0.001"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--max-memory-mb 0.001 is infeasible" in err[0]
+
+
+@pytest.mark.slow  # searches, then measures both metrics and exports to ONNX, ~60 s
+def test_gpt_pick_is_measured_for_both_metrics_exported_and_registered(gpt_workspace, tmp_path: Path, capsys) -> None:
+    checkpoint, ws = gpt_workspace
+    out = tmp_path / "result.json"
+    assert _code(["search", "--space", "gpt", "--checkpoint", str(checkpoint), "--device", "g", "--workspace",
+                  str(ws), "--trials", "6", "--max-decode-ms", "1000", "--out", str(out), "--quiet"]) == 0
+    study = json.loads(out.read_text())["study"]
+    assert _code(["finetune", study, "--device", "g", "--epochs", "0", "--formats", "safetensors,onnx",
+                  "--workspace", str(ws), "--quiet"]) == 0
+    registry = Workspace(ws).registry()
+    (entry,) = registry.list()
+    m = entry.metrics
+    assert m["latency_metric"] == "decode_ms" and m["measured_latency_ms"] == m["measured_decode_ms"]
+    assert m["measured_decode_ms"] > 0 and m["measured_prefill_ms"] > 0 and m["predicted_prefill_ms"] > 0
+    assert m["accuracy"] == pytest.approx(-m["loss"]) and m["perplexity"] > 1 and m["memory_mb"] > 0
+    assert set(entry.artifacts) == {"safetensors", "onnx"}
+    model = registry.load_model(entry.ref)  # the tied weights come back
+    assert model.head.proj.weight.data_ptr() == model.embed.tokens.weight.data_ptr()
+
+
+@pytest.mark.slow  # fine-tunes a language model for 8 steps and resumes it, ~20 s
+def test_text_finetune_distils_and_resumes(gpt_workspace, tmp_path: Path) -> None:
+    from nas.finetune import FinetuneConfig, finetune_subnet
+    from nas.training import load_trained
+
+    checkpoint, _ = gpt_workspace
+    trained = load_trained(checkpoint, "cpu")
+    splits = trained.task.splits
+    trained.task.splits = replace(splits, train=splits.train[:8 * 4 * 64])  # a shorter corpus: 8 steps an epoch
+    arch = trained.space.smallest()
+    config = FinetuneConfig(epochs=1, batch_size=4, checkpoint_every=4)
+    first = finetune_subnet(trained, arch, config, tmp_path / "ft", progress=False)
+    assert first.steps == 8 and first.resumed_from == 0
+    assert first.finetuned.loss < first.inherited.loss  # 8 AdamW steps with distillation help a 2-step supernet
+    again = finetune_subnet(trained, arch, config, tmp_path / "ft", progress=False)
+    assert again.resumed_from == 8 and again.finetuned.loss == pytest.approx(first.finetuned.loss)
