@@ -136,6 +136,11 @@ def test_gpt_pick_is_measured_for_both_metrics_exported_and_registered(gpt_works
     assert set(entry.artifacts) == {"safetensors", "onnx"}
     model = registry.load_model(entry.ref)  # the tied weights come back
     assert model.head.proj.weight.data_ptr() == model.embed.tokens.weight.data_ptr()
+    # the report ranks a language model by its decode latency, and shows the registered model
+    page = tmp_path / "report.html"
+    assert _code(["report", study, "--workspace", str(ws), "--out", str(page)]) == 0
+    html = page.read_text()
+    assert "accuracy against predicted decode latency" in html and entry.ref in html
 
 
 @pytest.mark.slow  # fine-tunes a language model for 8 steps and resumes it, ~20 s
