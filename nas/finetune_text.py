@@ -115,3 +115,6 @@ def _train(student: nn.Module, teacher: nn.Module, arch: Any, optimizer: torch.o
         student.eval()
     if step < total:
         raise EdgenasError(f"fine-tuning ran out of training batches at step {step} of {total}")
+
+
+__all__ = ["ADAMW_LR_FRACTION", "finetune_text_subnet"]
