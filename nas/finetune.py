@@ -86,7 +86,7 @@ def finetune_subnet(
     if not isinstance(trained.task, ImageTask):
         from nas.finetune_text import finetune_text_subnet
 
-        return finetune_text_subnet(trained, arch, config, out_dir, progress=progress)
+        return FinetuneResult(*finetune_text_subnet(trained, arch, config, out_dir, progress=progress))
     out = Path(out_dir)
     space, supernet, splits, device = trained.space, trained.supernet, trained.splits, trained.device
     identity = {

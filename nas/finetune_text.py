@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from nas.errors import EdgenasError
-from nas.evaluation import next_token_loss
+from nas.evaluation import EvalResult, next_token_loss
 from nas.training.losses import NEXT_TOKEN
 
 ADAMW_LR_FRACTION = 1 / 20
@@ -32,11 +32,12 @@ ADAMW_LR_FRACTION = 1 / 20
 EVAL_BATCH = 32
 
 
-def finetune_text_subnet(trained: Any, arch: Any, config: Any, out_dir: str | Path, *, progress: bool = True) -> Any:
-    """Fine-tune ``arch`` of ``trained`` (a supernet of a text task); returns a
-    :class:`~nas.finetune.FinetuneResult` whose accuracies are next-token losses
-    (:class:`~nas.evaluation.EvalResult`: ``loss``, ``perplexity``)."""
-    from nas.finetune import FinetuneResult
+def finetune_text_subnet(trained: Any, arch: Any, config: Any, out_dir: str | Path, *,
+                         progress: bool = True) -> tuple[nn.Module, EvalResult, EvalResult, int, float, int]:
+    """Fine-tune ``arch`` of ``trained`` (a supernet of a text task); returns the fields of a
+    :class:`~nas.finetune.FinetuneResult` in order (model, inherited and fine-tuned
+    :class:`~nas.evaluation.EvalResult` with next-token ``loss`` and ``perplexity``, steps,
+    seconds, the step it resumed from)."""
     from nas.training.checkpoint import (
         find_checkpoint,
         read_checkpoint,
@@ -75,7 +76,7 @@ def finetune_text_subnet(trained: Any, arch: Any, config: Any, out_dir: str | Pa
         _train(student, teacher, arch, optimizer, config, lr, start, total, batches,
                lambda step: save_checkpoint(out, student, optimizer, {**identity, "step": step}), progress)
     finetuned = next_token_loss(student, None, validation, context=arch.context)
-    return FinetuneResult(student.eval(), inherited, finetuned, total, time.perf_counter() - began, start)
+    return student.eval(), inherited, finetuned, total, time.perf_counter() - began, start
 
 
 def _train(student: nn.Module, teacher: nn.Module, arch: Any, optimizer: torch.optim.Optimizer, config: Any,
