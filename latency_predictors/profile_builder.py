@@ -150,8 +150,8 @@ class ProfileBuilder:
         space = self.space
         n_holdout, note = self.plan.holdout_count()
         n_train = self.plan.train_count()
-        holdout = _unique_archs(space, random.Random(rng.random()), n_holdout)
-        train = _unique_archs(space, random.Random(rng.random()), n_train, exclude=holdout)
+        holdout = unique_archs(space, random.Random(rng.random()), n_holdout)
+        train = unique_archs(space, random.Random(rng.random()), n_train, exclude=holdout)
         self._metrics = latency_metrics(space)
         self._default = default_metric(space)
         pool, freq = _block_pool(space, random.Random(rng.random()), self.plan.pool_archs, self._metrics)
@@ -466,7 +466,8 @@ def _pop_first(todo: list[tuple[str, Any]], roles: set[str]) -> tuple[str, Any]:
     return todo.pop(i)
 
 
-def _unique_archs(space: SearchSpace, rng: random.Random, n: int, exclude: list[Any] | None = None) -> list[Any]:
+def unique_archs(space: SearchSpace, rng: random.Random, n: int, exclude: list[Any] | None = None) -> list[Any]:
+    """Up to ``n`` distinct archs sampled with ``rng``, none of ``exclude``."""
     seen = {space.arch_key(a) for a in exclude or []}
     out: list[Any] = []
     for _ in range(n * 50):

@@ -38,13 +38,7 @@ def finetune_text_subnet(trained: Any, arch: Any, config: Any, out_dir: str | Pa
     :class:`~nas.finetune.FinetuneResult` in order (model, inherited and fine-tuned
     :class:`~nas.evaluation.EvalResult` with next-token ``loss`` and ``perplexity``, steps,
     seconds, the step it resumed from)."""
-    from nas.training.checkpoint import (
-        find_checkpoint,
-        read_checkpoint,
-        restore_optimizer,
-        restore_rng,
-        save_checkpoint,
-    )
+    from nas.training.checkpoint import resume_matching, save_checkpoint
 
     out = Path(out_dir)
     space, supernet, task, device = trained.space, trained.supernet, trained.task, trained.device
@@ -57,16 +51,7 @@ def finetune_text_subnet(trained: Any, arch: Any, config: Any, out_dir: str | Pa
     total = config.epochs * per_epoch
     lr = config.lr * ADAMW_LR_FRACTION
     optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=config.weight_decay)
-    start = 0
-    if find_checkpoint(out) is not None:
-        ckpt = read_checkpoint(out)
-        if {k: ckpt.meta.get(k) for k in identity} != identity:
-            raise EdgenasError(f"{out} holds a fine-tune of another arch, config or supernet; use another output "
-                               "directory or delete it")
-        student.load_state_dict(ckpt.model_state())
-        restore_optimizer(optimizer, ckpt)
-        restore_rng(ckpt)
-        start = ckpt.step
+    start = resume_matching(out, student, optimizer, identity)
     began = time.perf_counter()
     if start < total:
         teacher = supernet.extract(space.largest()).to(device).eval()

@@ -90,17 +90,11 @@ def ensure_profile(args: argparse.Namespace) -> tuple[float | None, dict[str, An
 
 def validation_set(space: Any, store: Any, device: str, n: int, seed: int) -> list[Any]:
     """The first ``n`` distinct archs of the seeded sequence that the profile never measured."""
-    used = {m.item for m in store.query(device, space=space.name)}
-    rng, out, seen = random.Random(seed), [], set(used)
-    for _ in range(100 * n):
-        if len(out) >= n:
-            break
-        arch = space.sample(rng)
-        key = space.arch_key(arch)
-        if key not in seen:
-            seen.add(key)
-            out.append(arch)
-    return out
+    from latency_predictors.profile_builder import unique_archs
+
+    used = [space.arch_from_json(m.item) for m in store.query(device, space=space.name)
+            if m.role.rpartition(":")[2] in ("train", "holdout")]
+    return unique_archs(space, random.Random(seed), n, exclude=used)
 
 
 def measure_validation(args: argparse.Namespace, space: Any, profile: Any, store: Any) -> dict[str, list[Any]]:
