@@ -202,10 +202,20 @@ class LocalSession:
 
 
 def _pin_threads(get_function: Any, threads: int) -> None:
-    """Fix the TVM runtime's thread pool size (``runtime.config_threadpool``, big cores)."""
+    """Fix the TVM runtime's thread pool size (``runtime.config_threadpool``, big cores),
+    keeping the CPUs this process may run on.
+
+    ``config_threadpool`` pins the calling thread to a core of its own choosing (core 0 on
+    the project's machine) whatever the process's CPU mask: a profile started with
+    ``taskset -c 1`` timed everything on core 0, beside the jobs pinned there. The mask is
+    restored afterwards, so the model's thread runs where the user put the process.
+    """
     os.environ.setdefault("TVM_NUM_THREADS", str(threads))
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     config = get_function("runtime.config_threadpool")
     config(1, threads)
+    if allowed is not None and os.sched_getaffinity(0) != allowed:
+        os.sched_setaffinity(0, allowed)
 
 
 @dataclass
