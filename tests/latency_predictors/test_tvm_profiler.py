@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -75,3 +77,17 @@ def test_eager_baseline_times_and_restores_threads():
     result = EagerProfiler(threads=1, timing=FAST).measure(tiny_module(), (4, 8, 8))
     assert result.median_ms > 0 and FAST.repeat <= result.repeat <= FAST.repeat_cap
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a machine with two cores")
+def test_timing_keeps_the_cpus_the_process_was_given():
+    """TVM's config_threadpool pins the calling thread to a core of its choosing; a process
+    started with ``taskset -c N`` must still run (and time) on N."""
+    before = os.sched_getaffinity(0)
+    last = {max(before)}
+    os.sched_setaffinity(0, last)
+    try:
+        TVMProfiler(CPU_TARGET, timing=FAST).measure(nn.Linear(8, 8), (8,))
+        assert os.sched_getaffinity(0) == last
+    finally:
+        os.sched_setaffinity(0, before)
