@@ -365,7 +365,7 @@ class ProfileBuilder:
         reference = Reference.from_json(self.profile.reference)
         if reference is not None:
             drift = [float(np.median(m.reference_ms)) / reference.baseline_ms
-                     for role in ("block", "train", "holdout", "noise") for m in self._query(role) if m.reference_ms]
+                     for role in self._drift_roles() for m in self._query(role) if m.reference_ms]
             if drift:
                 out["drift_range_pct"] = 100 * (max(drift) - min(drift))
                 out["drift_min"], out["drift_max"] = min(drift), max(drift)
@@ -373,6 +373,11 @@ class ProfileBuilder:
                       "deviation of its readings" + (", drift corrected; drift range: how far the reference "
                       "network's speed moved over all measurements" if reference else ""))
         return out
+
+    def _drift_roles(self) -> list[str]:
+        """Every role whose measurements were paired with the reference (all metrics')."""
+        nets = [m.role(r) for m in latency_metrics(self.space) for r in ("train", "holdout")]
+        return ["block", *nets, "noise"]
 
     def finish(self, space: SearchSpace) -> DeviceProfile:
         """Fit both predictors of every metric, validate them on the holdout, save the
