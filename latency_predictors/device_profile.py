@@ -169,9 +169,10 @@ class CostModel:
     latencies: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.metrics: tuple[LatencyMetric, ...] = latency_metrics(self.space)
+        every = latency_metrics(self.space)
         if not self.latencies:
-            self.latencies = {self.metrics[0].name: self.latency}
+            self.latencies = {every[0].name: self.latency}
+        self.metrics: tuple[LatencyMetric, ...] = tuple(m for m in every if m.name in self.latencies)
 
     @property
     def primary(self) -> str:
@@ -282,7 +283,8 @@ def fit_cost_model(
     """Refit ``profile``'s predictors from its stored measurements (never the holdout), one
     per latency metric of its space: blocks, and whole networks measured for training,
     imported, or measured by a search's verification (``verify``: the networks near a
-    budget, where accuracy matters most)."""
+    budget, where accuracy matters most). A metric nothing was measured for (a gpt device
+    known only by its prefill) is left out of the model, as long as one metric is fitted."""
     space = space or profile.build_space()
     params = dict(profile.predictor_params)
     metrics = latency_metrics(space)
@@ -293,12 +295,16 @@ def fit_cost_model(
     block_specs = [BlockSpec.from_json(json.loads(m.item)) for m in blocks_m]
     latencies: dict[str, Any] = {}
     primary_nets: tuple[list[Any], list[Measurement]] = ([], [])
+    skipped: list[str] = []
     for metric in metrics:
         what = "" if len(metrics) == 1 else f" of {metric.name}"
         nets_m = [m for role in ("train", "import", "verify") for m in measurements_for(profile, store, metric.role(role))]
+        if len(metrics) > 1 and not nets_m and not any(metric.owns(b) for b in block_specs):
+            skipped.append(metric.name)  # never measured: the model predicts the other metrics
+            continue
         nets = [metric.blocks(space, space.arch_from_json(m.item)) for m in nets_m]
         y = [m.median_ms for m in nets_m]
-        if metric is metrics[0]:
+        if not latencies:
             primary_nets = (nets, nets_m)
         if profile.predictor == "block_sum":
             mine = [(b, m.median_ms) for b, m in zip(block_specs, blocks_m) if metric.owns(b)]
@@ -315,7 +321,9 @@ def fit_cost_model(
             from latency_predictors.fewshot_adapter import fit_fewshot
 
             latencies[metric.name] = fit_fewshot(space, nets_m, params)
-    latency = latencies[metrics[0].name]
+    if not latencies:
+        raise InputError(f"device {profile.name!r} has no measurements of {', '.join(skipped)}; re-run `edgenas profile`")
+    latency = next(iter(latencies.values()))
     nets, nets_m = primary_nets
     with_energy = [(n, m.energy_mj) for n, m in zip(nets, nets_m) if m.energy_mj is not None]
     energy = None
