@@ -11,7 +11,12 @@ Example::
 
     profile = DeviceProfile.load(workspace / "profiles" / "laptop.json")
     model = fit_cost_model(profile, store)
-    model.predict([arch])["latency_ms"]
+    model.predict([arch])["latency_ms"]            # gpt: ["decode_ms"], ["prefill_ms"]
+
+A profile predicts one latency per metric of its space
+(:mod:`latency_predictors.cost_metrics`): ``latency_ms`` for spaces whose networks run one
+way, ``decode_ms`` and ``prefill_ms`` for the ``gpt`` space; ``validation`` holds the
+primary (first) metric's figures, ``metric_validation`` every metric's.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from latency_predictors.cost_metrics import LatencyMetric, default_metric, latency_metrics
 from latency_predictors.energy import NOT_MEASURED
 from latency_predictors.errors import InputError
 from latency_predictors.measurements import Measurement, MeasurementStore
@@ -92,6 +98,7 @@ class DeviceProfile:
     predictor: str = "block_sum"
     predictor_params: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
+    metric_validation: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     build_seconds: float | None = None
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
@@ -102,7 +109,16 @@ class DeviceProfile:
             raise InputError(f"predictor {self.predictor!r} is unknown; use one of {PREDICTOR_KINDS}")
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not data["metric_validation"]:  # one metric: the file reads as it always has
+            del data["metric_validation"]
+        return data
+
+    def metric_figures(self, metric: str | None = None) -> dict[str, Any]:
+        """Validation figures of the chosen predictor for ``metric`` (``None``: the primary)."""
+        table = self.metric_validation.get(metric, {}) if metric and self.metric_validation else self.validation
+        figures = table.get(self.predictor, {})
+        return figures if isinstance(figures, dict) else {}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DeviceProfile:
@@ -140,18 +156,38 @@ class DeviceProfile:
 
 @dataclass
 class CostModel:
-    """Fitted predictors of one device: ``predict(archs)`` gives latency (and energy)."""
+    """Fitted predictors of one device: ``predict(archs)`` gives every latency metric of the
+    space (``latency_ms``; ``decode_ms`` and ``prefill_ms`` for gpt) and energy where measured.
+
+    ``latency`` is the primary metric's predictor, ``latencies`` every metric's by name.
+    """
 
     profile: DeviceProfile
     space: SearchSpace
     latency: Any
     energy: Any | None = None
+    latencies: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        every = latency_metrics(self.space)
+        if not self.latencies:
+            self.latencies = {every[0].name: self.latency}
+        self.metrics: tuple[LatencyMetric, ...] = tuple(m for m in every if m.name in self.latencies)
+
+    @property
+    def primary(self) -> str:
+        """The primary metric's name (``latency_ms``; ``decode_ms`` for gpt)."""
+        return self.metrics[0].name
 
     def predict(self, archs: Sequence[Any]) -> dict[str, np.ndarray]:
         fewshot = self.profile.predictor == "fewshot"
-        nets = [self.space.blocks(a) for a in archs] if not fewshot or self.energy is not None else []
+        primary = self.metrics[0]
+        nets = [primary.blocks(self.space, a) for a in archs] if not fewshot or self.energy is not None else []
         inputs = list(archs) if fewshot else nets
-        out = {"latency_ms": np.asarray(self.latency.predict(inputs), dtype=float)}
+        out = {primary.name: np.asarray(self.latency.predict(inputs), dtype=float)}
+        for metric in self.metrics[1:]:
+            more = [metric.blocks(self.space, a) for a in archs]
+            out[metric.name] = np.asarray(self.latencies[metric.name].predict(more), dtype=float)
         if self.energy is not None:
             out["energy_mj"] = np.asarray(self.energy.predict(nets), dtype=float)
         return out
@@ -190,8 +226,10 @@ class CostModel:
         for blocks, ks in zip(nets, ks_all):
             if np.any((ks < 0) | (ks > len(blocks))):
                 raise InputError(f"cuts must lie in 0..{len(blocks)} for an arch of {len(blocks)} blocks, got {list(ks)}")
+        name = default_metric(self.space).name
+        latency = self.latencies[name]
         if self.profile.predictor != "block_sum":
-            wholes = self.predict(list(archs))["latency_ms"] if archs else []
+            wholes = self.predict(list(archs))[name] if archs else []
             out = []
             for blocks, ks, whole in zip(nets, ks_all, wholes):
                 n = len(blocks)
@@ -199,7 +237,7 @@ class CostModel:
                             np.where(ks == n, 0.0, np.where(ks == 0, whole, np.nan))))
             return out
         unique = list(dict.fromkeys(b for blocks in nets for b in blocks))
-        known = dict(zip(unique, np.asarray(self.latency.block_model_.predict(unique), dtype=float)))
+        known = dict(zip(unique, np.asarray(latency.block_model_.predict(unique), dtype=float)))
         prefixes = [np.concatenate([[0.0], np.cumsum([known[b] for b in blocks])]) for blocks in nets]
         sums_before = np.concatenate([p[ks] for p, ks in zip(prefixes, ks_all)])
         sums_after = np.concatenate([p[-1] - p[ks] for p, ks in zip(prefixes, ks_all)])
@@ -208,11 +246,11 @@ class CostModel:
         if correction == "none":
             before, after = sums_before, sums_after
         elif correction == "per_part":
-            before = self.latency.correct(sums_before, counts)
-            after = self.latency.correct(sums_after, sizes - counts)
+            before = latency.correct(sums_before, counts)
+            after = latency.correct(sums_after, sizes - counts)
         else:
             totals = sums_before + sums_after
-            wholes = self.latency.correct(totals, sizes)
+            wholes = latency.correct(totals, sizes)
             share = np.divide(sums_before, totals, out=counts / np.maximum(sizes, 1), where=totals > 0)
             before, after = wholes * share, wholes * (1.0 - share)
         before = np.where(counts == 0, 0.0, before)
@@ -242,36 +280,55 @@ def fit_cost_model(
     exclude_holdout: bool = True,
     space: SearchSpace | None = None,
 ) -> CostModel:
-    """Refit ``profile``'s predictors from its stored measurements (never the holdout):
-    blocks, and whole networks measured for training, imported, or measured by a search's
-    verification (``verify``: the networks near a budget, where accuracy matters most)."""
+    """Refit ``profile``'s predictors from its stored measurements (never the holdout), one
+    per latency metric of its space: blocks, and whole networks measured for training,
+    imported, or measured by a search's verification (``verify``: the networks near a
+    budget, where accuracy matters most). A metric nothing was measured for (a gpt device
+    known only by its prefill) is left out of the model, as long as one metric is fitted."""
     space = space or profile.build_space()
     params = dict(profile.predictor_params)
-    nets_m = [m for role in ("train", "import", "verify") for m in measurements_for(profile, store, role)]
-    nets = [space.blocks(space.arch_from_json(m.item)) for m in nets_m]
-    y = [m.median_ms for m in nets_m]
-    if profile.predictor == "block_sum":
-        blocks_m = measurements_for(profile, store, "block")
-        if not blocks_m:
-            raise InputError(f"device {profile.name!r} has no block measurements; re-run `edgenas profile`")
-        latency: Any = BlockSumRegressor(**params).fit(
-            nets,
-            y,
-            block_X=[BlockSpec.from_json(json.loads(m.item)) for m in blocks_m],
-            block_y=[m.median_ms for m in blocks_m],
-        )
-    elif profile.predictor == "whole_network":
-        if len(nets) < 2:
-            raise InputError(f"device {profile.name!r} has {len(nets)} whole-network measurements; need 2 or more")
-        latency = WholeNetworkRegressor(**params).fit(nets, y)
-    else:
-        from latency_predictors.fewshot_adapter import fit_fewshot
+    metrics = latency_metrics(space)
+    if profile.predictor == "fewshot" and len(metrics) > 1:
+        raise InputError(f"the fewshot predictor prices one latency; space {space.name!r} has "
+                         f"{', '.join(m.name for m in metrics)}: use block_sum or whole_network")
+    blocks_m = measurements_for(profile, store, "block") if profile.predictor == "block_sum" else []
+    block_specs = [BlockSpec.from_json(json.loads(m.item)) for m in blocks_m]
+    latencies: dict[str, Any] = {}
+    primary_nets: tuple[list[Any], list[Measurement]] = ([], [])
+    skipped: list[str] = []
+    for metric in metrics:
+        what = "" if len(metrics) == 1 else f" of {metric.name}"
+        nets_m = [m for role in ("train", "import", "verify") for m in measurements_for(profile, store, metric.role(role))]
+        if len(metrics) > 1 and not nets_m and not any(metric.owns(b) for b in block_specs):
+            skipped.append(metric.name)  # never measured: the model predicts the other metrics
+            continue
+        nets = [metric.blocks(space, space.arch_from_json(m.item)) for m in nets_m]
+        y = [m.median_ms for m in nets_m]
+        if not latencies:
+            primary_nets = (nets, nets_m)
+        if profile.predictor == "block_sum":
+            mine = [(b, m.median_ms) for b, m in zip(block_specs, blocks_m) if metric.owns(b)]
+            if not mine:
+                raise InputError(f"device {profile.name!r} has no block measurements{what}; re-run `edgenas profile`")
+            latencies[metric.name] = BlockSumRegressor(**params).fit(
+                nets, y, block_X=[b for b, _ in mine], block_y=[t for _, t in mine])
+        elif profile.predictor == "whole_network":
+            if len(nets) < 2:
+                raise InputError(f"device {profile.name!r} has {len(nets)} whole-network measurements{what}; "
+                                 "need 2 or more")
+            latencies[metric.name] = WholeNetworkRegressor(**params).fit(nets, y)
+        else:
+            from latency_predictors.fewshot_adapter import fit_fewshot
 
-        latency = fit_fewshot(space, nets_m, params)
+            latencies[metric.name] = fit_fewshot(space, nets_m, params)
+    if not latencies:
+        raise InputError(f"device {profile.name!r} has no measurements of {', '.join(skipped)}; re-run `edgenas profile`")
+    latency = next(iter(latencies.values()))
+    nets, nets_m = primary_nets
     with_energy = [(n, m.energy_mj) for n, m in zip(nets, nets_m) if m.energy_mj is not None]
     energy = None
     if len(with_energy) >= 2:
         energy = WholeNetworkRegressor(random_state=params.get("random_state", 0)).fit(
             [n for n, _ in with_energy], [e for _, e in with_energy]
         )
-    return CostModel(profile, space, latency, energy)
+    return CostModel(profile, space, latency, energy, latencies)

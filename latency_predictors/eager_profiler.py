@@ -15,7 +15,14 @@ import torch
 from torch import nn
 
 from latency_predictors.errors import InputError
-from latency_predictors.timing import TimerFn, Timing, TimingConfig, time_calls
+from latency_predictors.timing import (
+    ExampleInput,
+    TimerFn,
+    Timing,
+    TimingConfig,
+    example_tensor,
+    time_calls,
+)
 
 
 @dataclass
@@ -40,22 +47,22 @@ class EagerProfiler:
             "session": {"kind": "local"},
         }
 
-    def measure(self, module: nn.Module, input_shape: tuple[int, ...]) -> Timing:
+    def measure(self, module: nn.Module, input_shape: ExampleInput) -> Timing:
         return self.prepare(module, input_shape)()
 
-    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> TimerFn:
+    def prepare(self, module: nn.Module, input_shape: ExampleInput) -> TimerFn:
         """Nothing to compile: the returned function times ``module`` each time it is called."""
         return lambda cfg=None: self._time(module, input_shape, cfg or self.timing)
 
-    def prepare_many(self, items: list[tuple[nn.Module, tuple[int, ...]]]) -> list[TimerFn]:
+    def prepare_many(self, items: list[tuple[nn.Module, ExampleInput]]) -> list[TimerFn]:
         return [self.prepare(module, shape) for module, shape in items]
 
-    def _time(self, module: nn.Module, input_shape: tuple[int, ...], cfg: TimingConfig) -> Timing:
+    def _time(self, module: nn.Module, input_shape: ExampleInput, cfg: TimingConfig) -> Timing:
         before = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         clock = time.thread_time if cfg.clock == "cpu" else time.perf_counter
         try:
-            x = torch.randn(1, *input_shape)
+            x = example_tensor(input_shape)
             module = module.eval()
             with torch.inference_mode():
                 return time_calls(lambda: module(x), cfg, clock)

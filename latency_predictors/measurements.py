@@ -49,7 +49,11 @@ ROLES = ("block", "train", "holdout", "noise", "reference", "import", "verify")
 or kept out for validation; ``noise``: the same network timed again and again;
 ``reference``: a calibration reading of the reference network; ``import``: a whole network
 measured elsewhere (CSV); ``verify``: a whole network a search measured on the device to
-check its candidates (``edgenas search --verify``), used for fitting."""
+check its candidates (``edgenas search --verify``), used for fitting. Whole networks of a
+space's non-default phase carry ``PHASE:ROLE`` (``decode:holdout``; see
+:mod:`latency_predictors.cost_metrics`)."""
+
+NETWORK_ROLES = ("train", "holdout", "import", "verify")
 
 _CHUNK = 5000
 """Rows per ``executemany`` in :meth:`MeasurementStore.add_many` (bounds memory of one statement)."""
@@ -108,7 +112,8 @@ class Measurement:
     reference_ms: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.role not in ROLES:
+        phase, _, base = self.role.rpartition(":")
+        if self.role not in ROLES and not (phase.isidentifier() and base in NETWORK_ROLES):
             raise InputError(f"measurement role {self.role!r} is unknown; use one of {ROLES}")
         if not self.median_ms > 0:
             raise InputError(f"latency must be positive, got {self.median_ms} ms for {self.item[:80]}")
@@ -256,4 +261,4 @@ def _from_row(row: Any) -> Measurement:
     return Measurement(**data)
 
 
-__all__ = ["ROLES", "Measurement", "MeasurementStore", "sqlite_url"]
+__all__ = ["NETWORK_ROLES", "ROLES", "Measurement", "MeasurementStore", "sqlite_url"]

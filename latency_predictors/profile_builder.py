@@ -45,13 +45,19 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from latency_predictors.cost_metrics import (
+    LatencyMetric,
+    block_timing_input,
+    default_metric,
+    latency_metrics,
+)
 from latency_predictors.device_profile import DeviceProfile, fit_cost_model, validate_device_name
 from latency_predictors.errors import InputError
 from latency_predictors.measurements import Measurement, MeasurementStore
 from latency_predictors.metrics import validation_figures
 from latency_predictors.reference import Reference, ReferencedProfiler
 from latency_predictors.sampling import expected_errors
-from latency_predictors.timing import Profiler, TimerFn, Timing
+from latency_predictors.timing import ExampleInput, Profiler, TimerFn, Timing, input_shape_of
 from latency_predictors.tvm_profiler import tvm_version
 from search_spaces import BlockSpec, SearchSpace
 
@@ -144,15 +150,17 @@ class ProfileBuilder:
         space = self.space
         n_holdout, note = self.plan.holdout_count()
         n_train = self.plan.train_count()
-        holdout = _unique_archs(space, random.Random(rng.random()), n_holdout)
-        train = _unique_archs(space, random.Random(rng.random()), n_train, exclude=holdout)
-        pool, freq = _block_pool(space, random.Random(rng.random()), self.plan.pool_archs)
+        holdout = unique_archs(space, random.Random(rng.random()), n_holdout)
+        train = unique_archs(space, random.Random(rng.random()), n_train, exclude=holdout)
+        self._metrics = latency_metrics(space)
+        self._default = default_metric(space)
+        pool, freq = _block_pool(space, random.Random(rng.random()), self.plan.pool_archs, self._metrics)
         self.profile.plan = {"budget_minutes": self.plan.budget_minutes, "holdout": len(holdout),
                              "holdout_from_budget": note is not None, "train": len(train),
                              "pool_blocks": len(pool), "notes": [note] if note else []}
         if note:
             self.log(note)
-        networks = _interleave(holdout, train)
+        networks = _per_metric(_interleave(holdout, train), self._metrics, self._default)
         total = self.plan.reference_readings + self.plan.noise_repeats + len(networks) + len(pool)
         with tqdm(total=total, desc=f"profile {self.profile.name}", unit="meas", disable=not self.progress) as bar:
             self._bar = bar
@@ -183,13 +191,14 @@ class ProfileBuilder:
             return
         arch = space.smallest()
         key = space.arch_key(arch)
-        referenced = ReferencedProfiler(self.profiler, space.build_static(arch), space.input_shape(arch), item=key)
+        example = self._default.timing_input(space, arch)
+        referenced = ReferencedProfiler(self.profiler, self._default.build(space, arch), example, item=key)
         items = [f"{key}#{i}" for i in range(self.plan.reference_readings)]
         done = self._existing("reference")
         self._bar.set_postfix_str("reference")
         for item in items:
             if item not in done:
-                self._save("reference", item, space.input_shape(arch), referenced.time_reference())
+                self._save("reference", item, example, referenced.time_reference())
             self._bar.update(1)
         readings = [m.median_ms for m in self._query("reference") if m.item in items]
         referenced.baseline_ms = float(np.median(readings))
@@ -201,7 +210,7 @@ class ProfileBuilder:
         """Networks whenever they have had less than ``network_share`` of the time, blocks
         between them, the noise probe at evenly spaced times, until the budget is spent
         (and the minimums are measured)."""
-        done = {role: self._existing(role) for role in ("holdout", "train")}
+        done = {role: self._existing(role) for role in dict.fromkeys(r for r, _ in networks)}
         todo = [(r, a) for r, a in networks if space.arch_key(a) not in done[r]]
         self._bar.update(len(networks) - len(todo))
         blocks = self._block_order(pool, freq)
@@ -217,13 +226,13 @@ class ProfileBuilder:
             if noise_todo and clock.fraction() >= taken / len(noise_items) and self._probe_ready(space, networks, done):
                 self._retime_probe(space, networks[0][1], noise_todo.pop(0))
                 continue
-            need = {r for r, minimum in (("holdout", MIN_HOLDOUT), ("train", MIN_TRAIN)) if len(done[r]) < minimum}
+            need = {r for r in done if len(done[r]) < (MIN_HOLDOUT if r.endswith("holdout") else MIN_TRAIN)}
             if clock.left() <= 0:
                 if not any(r in need for r, _ in todo):
                     if todo:
                         note = (f"budget reached with {len(todo)} of {len(networks)} planned networks unmeasured "
-                                f"({sum(r == 'train' for r, _ in todo)} training, "
-                                f"{sum(r == 'holdout' for r, _ in todo)} held-out); a longer --budget-minutes "
+                                f"({sum(r.endswith('train') for r, _ in todo)} training, "
+                                f"{sum(r.endswith('holdout') for r, _ in todo)} held-out); a longer --budget-minutes "
                                 "resumes and measures them")
                         self.profile.plan["notes"].append(note)
                         self.log(note)
@@ -243,10 +252,15 @@ class ProfileBuilder:
         while noise_todo and clock.left() > 0 and self._probe_ready(space, networks, done):
             self._retime_probe(space, networks[0][1], noise_todo.pop(0))  # blocks and networks ended early
 
+    def _metric_of(self, role: str) -> LatencyMetric:
+        return next(m for m in self._metrics if m.role(role.rpartition(":")[2]) == role)
+
     def _network(self, space: SearchSpace, role: str, arch: Any) -> None:
         self._bar.set_postfix_str(role)
-        timer = self.profiler.prepare(space.build_static(arch), space.input_shape(arch))
-        self._save(role, space.arch_key(arch), space.input_shape(arch), timer())
+        metric = self._metric_of(role)
+        example = metric.timing_input(space, arch)
+        timer = self.profiler.prepare(metric.build(space, arch), example)
+        self._save(role, space.arch_key(arch), example, timer())
         if role == "holdout" and self._probe is None and space.arch_key(arch) == self._probe_key:
             self._probe = timer  # the first held-out network is the noise probe
         self._bar.update(1)
@@ -262,9 +276,10 @@ class ProfileBuilder:
 
     def _retime_probe(self, space: SearchSpace, arch: Any, item: str) -> None:
         self._bar.set_postfix_str("noise probe")
+        example = self._default.timing_input(space, arch)
         if self._probe is None:  # resumed after the probe was measured: compile it again
-            self._probe = self.profiler.prepare(space.build_static(arch), space.input_shape(arch))
-        self._save("noise", item, space.input_shape(arch), self._probe())
+            self._probe = self.profiler.prepare(self._default.build(space, arch), example)
+        self._save("noise", item, example, self._probe())
         self._bar.update(1)
 
     def _block_order(self, pool: list[BlockSpec], freq: list[float]) -> Iterator[bool]:
@@ -288,7 +303,7 @@ class ProfileBuilder:
             # compiled a round at a time: one torch export for all of them (see to_relax_many)
             batch, queue = queue[: min(max(self.plan.round_size, 1), room)], queue[min(max(self.plan.round_size, 1), room):]
             self._bar.set_postfix_str("blocks")
-            items = [(self.space.build_block(pool[i]), pool[i].in_shape) for i in batch]
+            items = [(self.space.build_block(pool[i]), block_timing_input(self.space, pool[i])) for i in batch]
             timers = many(items) if many else [self.profiler.prepare(m, shape) for m, shape in items]
             for i, timer in zip(batch, timers):
                 self._bar.set_postfix_str("blocks")
@@ -310,17 +325,25 @@ class ProfileBuilder:
             [b for b, _ in known], [measured[b.key()] for b, _ in known],
             [pool[i] for i in todo], [freq[i] for i in todo], random_state=self.plan.seed,
         )  # fmt: skip
-        average_net = sum(f * measured[b.key()] for b, f in known) + float(np.dot(cost, [freq[i] for i in todo]))
-        if errors.sum() / average_net < self.plan.stop_error:
-            self.log(
-                f"block predictor converged after {len(known)} of {len(pool)} blocks "
-                f"(estimated error left {100 * errors.sum() / average_net:.2f} % of a network)"
-            )
+        # each metric's blocks against its own average network: a decode network costs a
+        # fraction of a prefill one, and must converge as well
+        owner = [_owner(self._metrics, pool[i]) for i in todo]
+        average_net = {}
+        for k in range(len(self._metrics)):
+            average_net[k] = sum(f * measured[b.key()] for b, f in known if _owner(self._metrics, b) == k) + float(
+                sum(c * freq[i] for c, i, o in zip(cost, todo, owner) if o == k))
+        rel = np.asarray([e / average_net[o] if average_net[o] > 0 else e for e, o in zip(errors, owner)])
+        left = {self._metrics[k].name: float(rel[[o == k for o in owner]].sum()) for k in average_net}
+        if max(left.values()) < self.plan.stop_error:
+            figures = ", ".join(f"{100 * v:.2f} % of a {n} network" for n, v in left.items()) if len(left) > 1 \
+                else f"{100 * next(iter(left.values())):.2f} % of a network"
+            self.log(f"block predictor converged after {len(known)} of {len(pool)} blocks (estimated error left {figures})")
             return []
-        return [todo[j] for j in np.argsort(-errors)[: self.plan.round_size]]
+        return [todo[j] for j in np.argsort(-rel)[: self.plan.round_size]]
 
     def _seed_blocks(self, pool: list[BlockSpec], todo: list[int]) -> list[int]:
-        keys = {b.key() for a in (self.space.smallest(), self.space.largest()) for b in self.space.blocks(a)}
+        keys = {b.key() for a in (self.space.smallest(), self.space.largest()) for m in latency_metrics(self.space)
+                for b in m.blocks(self.space, a)}
         first = [i for i in todo if pool[i].key() in keys]
         rest = [i for i in todo if i not in first]
         random.Random(self.plan.seed).shuffle(rest)
@@ -342,7 +365,7 @@ class ProfileBuilder:
         reference = Reference.from_json(self.profile.reference)
         if reference is not None:
             drift = [float(np.median(m.reference_ms)) / reference.baseline_ms
-                     for role in ("block", "train", "holdout", "noise") for m in self._query(role) if m.reference_ms]
+                     for role in self._drift_roles() for m in self._query(role) if m.reference_ms]
             if drift:
                 out["drift_range_pct"] = 100 * (max(drift) - min(drift))
                 out["drift_min"], out["drift_max"] = min(drift), max(drift)
@@ -351,30 +374,45 @@ class ProfileBuilder:
                       "network's speed moved over all measurements" if reference else ""))
         return out
 
+    def _drift_roles(self) -> list[str]:
+        """Every role whose measurements were paired with the reference (all metrics')."""
+        nets = [m.role(r) for m in latency_metrics(self.space) for r in ("train", "holdout")]
+        return ["block", *nets, "noise"]
+
     def finish(self, space: SearchSpace) -> DeviceProfile:
-        """Fit both predictors, validate them on the holdout, save the profile JSON."""
+        """Fit both predictors of every metric, validate them on the holdout, save the
+        profile JSON (``validation``: the primary metric's figures; ``metric_validation``:
+        every metric's, when the space has several)."""
         profile = self.profile
-        holdout = self._query("holdout")
-        profile.counts = {role: len(self._query(role)) for role in ("block", "train", "holdout", "noise", "reference")}
+        metrics = latency_metrics(space)
+        roles = ["block"] + [m.role(r) for m in metrics for r in ("train", "holdout")] + ["noise", "reference"]
+        profile.counts = {role: len(self._query(role)) for role in dict.fromkeys(roles)}
         profile.noise_floor = self.noise_floor()
         corrected = ", drift corrected by the reference network" if profile.reference else ""
-        profile.validation = {}
+        by_metric: dict[str, dict[str, Any]] = {m.name: {} for m in metrics}
         for kind in ("block_sum", "whole_network"):
             profile.predictor = kind
             try:
                 model = fit_cost_model(profile, self.store, space=space)
             except ValueError as exc:
-                profile.validation[kind] = {"error": str(exc)}
+                for figures in by_metric.values():
+                    figures[kind] = {"error": str(exc)}
                 continue
-            if len(holdout) >= 2:
+            for metric in metrics:
+                holdout = self._query(metric.role("holdout"))
+                if len(holdout) < 2:
+                    continue
                 archs = [space.arch_from_json(m.item) for m in holdout]
-                pred = model.predict(archs)["latency_ms"]
+                pred = model.predict(archs)[metric.name]
                 figures = validation_figures([m.median_ms for m in holdout], pred)
+                what = "" if metric.phase is None else f" ({metric.name}: {metric.phase} phase)"
                 figures["how"] = (
-                    f"{len(holdout)} random whole networks never used for fitting, compiled and "
+                    f"{len(holdout)} random whole networks{what} never used for fitting, compiled and "
                     f"timed end to end ({profile.backend}, {profile.schedule_label}, median of repeats{corrected})"
                 )
-                profile.validation[kind] = figures
+                by_metric[metric.name][kind] = figures
+        profile.validation = by_metric[metrics[0].name]
+        profile.metric_validation = by_metric if len(metrics) > 1 else {}
         profile.predictor = "block_sum" if profile.counts["block"] else "whole_network"
         profile.tvm_version = tvm_version()
         profile.save(self.profiles_dir / f"{profile.name}.json")
@@ -390,7 +428,7 @@ class ProfileBuilder:
     def _existing(self, role: str) -> set[str]:
         return {m.item for m in self._query(role)}
 
-    def _save(self, role: str, item: str, shape: tuple[int, ...], timing: Timing) -> None:
+    def _save(self, role: str, item: str, shape: ExampleInput, timing: Timing) -> None:
         p = self.profile
         self.store.add(
             Measurement(
@@ -402,7 +440,7 @@ class ProfileBuilder:
                 schedule=p.schedule_label,
                 target=p.target,
                 tvm_version=tvm_version() if p.backend == "tvm" else "n/a",
-                input_shape=tuple(shape),
+                input_shape=input_shape_of(shape),
                 number=timing.number,
                 repeat=timing.repeat,
                 median_ms=timing.median_ms,
@@ -433,7 +471,8 @@ def _pop_first(todo: list[tuple[str, Any]], roles: set[str]) -> tuple[str, Any]:
     return todo.pop(i)
 
 
-def _unique_archs(space: SearchSpace, rng: random.Random, n: int, exclude: list[Any] | None = None) -> list[Any]:
+def unique_archs(space: SearchSpace, rng: random.Random, n: int, exclude: list[Any] | None = None) -> list[Any]:
+    """Up to ``n`` distinct archs sampled with ``rng``, none of ``exclude``."""
     seen = {space.arch_key(a) for a in exclude or []}
     out: list[Any] = []
     for _ in range(n * 50):
@@ -447,14 +486,28 @@ def _unique_archs(space: SearchSpace, rng: random.Random, n: int, exclude: list[
     return out
 
 
-def _block_pool(space: SearchSpace, rng: random.Random, n_archs: int) -> tuple[list[BlockSpec], list[float]]:
-    """Distinct blocks of ``n_archs`` sampled networks (plus the extremes), with how often
-    each occurs per network on average."""
+def _per_metric(networks: list[tuple[str, Any]], metrics: tuple[LatencyMetric, ...],
+                default: LatencyMetric) -> list[tuple[str, Any]]:
+    """Each network once per metric (its role named for the metric), the default metric's
+    first (the first held-out one is the noise probe)."""
+    ordered = [default] + [m for m in metrics if m != default]
+    return [(m.role(role), arch) for role, arch in networks for m in ordered]
+
+
+def _owner(metrics: tuple[LatencyMetric, ...], block: BlockSpec) -> int:
+    return next((k for k, m in enumerate(metrics) if m.owns(block)), 0)
+
+
+def _block_pool(space: SearchSpace, rng: random.Random, n_archs: int,
+                metrics: tuple[LatencyMetric, ...] | None = None) -> tuple[list[BlockSpec], list[float]]:
+    """Distinct blocks of ``n_archs`` sampled networks (plus the extremes), every metric's
+    (phase's) blocks, with how often each occurs per network of its metric on average."""
     counts: Counter[str] = Counter()
     specs: dict[str, BlockSpec] = {}
     archs = [space.smallest(), space.largest()] + [space.sample(rng) for _ in range(n_archs)]
+    metrics = metrics or latency_metrics(space)
     for arch in archs:
-        for b in space.blocks(arch):
+        for b in (b for m in metrics for b in m.blocks(space, arch)):
             counts[b.key()] += 1
             specs[b.key()] = b
     keys = sorted(specs)

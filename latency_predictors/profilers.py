@@ -166,9 +166,12 @@ def profiler_for_profile(profile: Any, reach: Reach | None = None) -> Any:
     reference = Reference.from_json(getattr(profile, "reference", None))
     if reference is None:
         return inner
+    from latency_predictors.cost_metrics import default_metric
+
     space = profile.build_space()
     arch = space.arch_from_json(reference.item)
-    return ReferencedProfiler(inner, space.build_static(arch), space.input_shape(arch), reference.baseline_ms,
+    metric = default_metric(space)
+    return ReferencedProfiler(inner, metric.build(space, arch), metric.timing_input(space, arch), reference.baseline_ms,
                               reference.item)
 
 

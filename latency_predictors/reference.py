@@ -27,10 +27,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from latency_predictors.errors import ProfilingError
-from latency_predictors.timing import Profiler, TimerFn, Timing, TimingConfig, time_paired
+from latency_predictors.timing import (
+    ExampleInput,
+    Profiler,
+    TimerFn,
+    Timing,
+    TimingConfig,
+    input_shape_of,
+    time_paired,
+)
 
 
 @dataclass(frozen=True)
@@ -63,12 +72,14 @@ class ReferencedProfiler:
     :meth:`measure`.
     """
 
-    def __init__(self, inner: Profiler, module: nn.Module, input_shape: tuple[int, ...],
+    def __init__(self, inner: Profiler, module: nn.Module, input_shape: ExampleInput,
                  baseline_ms: float | None = None, item: str = "") -> None:
         self.inner = inner
         self.backend = inner.backend
         self.timing: TimingConfig = getattr(inner, "timing", TimingConfig())
-        self.module, self.input_shape, self.item = module, tuple(input_shape), item
+        self.module, self.item = module, item
+        self.input: ExampleInput = input_shape if isinstance(input_shape, torch.Tensor) else tuple(input_shape)
+        self.input_shape = input_shape_of(input_shape)
         self.baseline_ms = baseline_ms
         self._reference: TimerFn | None = None
 
@@ -78,7 +89,7 @@ class ReferencedProfiler:
 
     def reference_timer(self) -> TimerFn:
         if self._reference is None:
-            self._reference = self.inner.prepare(self.module, self.input_shape)
+            self._reference = self.inner.prepare(self.module, self.input)
         return self._reference
 
     def time_reference(self) -> Timing:
@@ -90,15 +101,15 @@ class ReferencedProfiler:
         out["reference"] = {"item": self.item, "baseline_ms": self.baseline_ms}
         return out
 
-    def measure(self, module: nn.Module, input_shape: tuple[int, ...]) -> Timing:
+    def measure(self, module: nn.Module, input_shape: ExampleInput) -> Timing:
         return self.prepare(module, input_shape)()
 
-    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> TimerFn:
+    def prepare(self, module: nn.Module, input_shape: ExampleInput) -> TimerFn:
         """Compile ``module`` once; each call of the returned function is one paired,
         drift-corrected measurement (``timer(cfg)``: with other settings)."""
         return self.prepare_many([(module, input_shape)])[0]
 
-    def prepare_many(self, items: list[tuple[nn.Module, tuple[int, ...]]]) -> list[TimerFn]:
+    def prepare_many(self, items: list[tuple[nn.Module, ExampleInput]]) -> list[TimerFn]:
         """:meth:`prepare` for several modules (compiled together where the profiler can)."""
         if not self.baseline_ms:
             raise ProfilingError("the reference network has no baseline yet: calibrate it first")

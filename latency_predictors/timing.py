@@ -1,6 +1,7 @@
 """What every profiler returns and how it is asked to time: warm-up, repeats, median, spread.
 
-A :class:`Profiler` times a plain ``nn.Module`` on one input shape and returns a
+A :class:`Profiler` times a plain ``nn.Module`` on one input (a float input's shape, or an
+example tensor such as token ids: :data:`ExampleInput`) and returns a
 :class:`Timing`. Implementations: :class:`~latency_predictors.tvm_profiler.TVMProfiler`
 (local or RPC) and :class:`~latency_predictors.eager_profiler.EagerProfiler` (the torch
 baseline); :class:`~latency_predictors.reference.ReferencedProfiler` wraps either and
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 from torch import nn
 
 from latency_predictors.errors import InputError
@@ -179,6 +181,24 @@ def time_calls(call: Callable[[], None], cfg: TimingConfig, clock: Callable[[], 
     return Timing(results_ms=tuple(results), number=cfg.number)
 
 
+ExampleInput = tuple[int, ...] | torch.Tensor
+"""What a profiler times a module on: the shape of one float32 input without the batch
+dimension (timed on standard-normal values), or an example input of batch 1 of any dtype
+(int64 token ids), timed as it is (:func:`latency_predictors.cost_metrics.timing_input`)."""
+
+
+def input_shape_of(example: ExampleInput) -> tuple[int, ...]:
+    """The input's shape without the batch dimension (what a measurement records)."""
+    if isinstance(example, torch.Tensor):
+        return tuple(int(d) for d in example.shape[1:])
+    return tuple(example)
+
+
+def example_tensor(example: ExampleInput) -> torch.Tensor:
+    """The batch-1 input a module is exported or run eagerly on."""
+    return example if isinstance(example, torch.Tensor) else torch.randn(1, *example)
+
+
 TimerFn = Callable[..., Timing]
 """What ``Profiler.prepare`` returns: ``timer()`` takes one measurement with the profiler's
 settings, ``timer(cfg)`` with ``cfg`` instead (energy is measured only by ``timer()``)."""
@@ -225,9 +245,9 @@ class Profiler(Protocol):
 
     def describe(self) -> dict[str, Any]: ...
 
-    def measure(self, module: nn.Module, input_shape: tuple[int, ...]) -> Timing: ...
+    def measure(self, module: nn.Module, input_shape: ExampleInput) -> Timing: ...
 
-    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> TimerFn:
+    def prepare(self, module: nn.Module, input_shape: ExampleInput) -> TimerFn:
         """Compile once; the returned function takes one measurement each call
         (``timer()``: with the profiler's settings; ``timer(cfg)``: with ``cfg``)."""
         ...

@@ -34,7 +34,15 @@ from torch import nn
 from latency_predictors.energy import NOT_MEASURED, EnergyMeter, measure_energy
 from latency_predictors.errors import InputError, ProfilingError
 from latency_predictors.kernel_cache import CompileStats, KernelCache
-from latency_predictors.timing import TimerFn, Timing, TimingConfig, more_repeats, time_calls
+from latency_predictors.timing import (
+    ExampleInput,
+    TimerFn,
+    Timing,
+    TimingConfig,
+    example_tensor,
+    more_repeats,
+    time_calls,
+)
 from latency_predictors.tuning import Schedule
 from latency_predictors.tvm_install import require_tvm
 
@@ -80,16 +88,16 @@ def target_threads(target: dict[str, Any]) -> int:
     return int(target.get("num-cores", 1))
 
 
-def to_relax(module: nn.Module, input_shape: tuple[int, ...], stats: CompileStats | None = None,
-             shapes: list[tuple[int, ...]] | None = None) -> Any:
-    """``module`` (batch 1, float32 input of ``input_shape``, or one input per shape of
-    ``shapes``) as a Relax ``IRModule`` (``stats``: where the seconds went, ``export`` and
-    ``import``)."""
+def to_relax(module: nn.Module, input_shape: ExampleInput, stats: CompileStats | None = None,
+             shapes: list[ExampleInput] | None = None) -> Any:
+    """``module`` (batch 1: a float32 input of shape ``input_shape`` or the example tensor
+    ``input_shape``, e.g. int64 token ids; or one input per entry of ``shapes``) as a Relax
+    ``IRModule`` (``stats``: where the seconds went, ``export`` and ``import``)."""
     from tvm.relax.frontend.torch import from_exported_program
 
     stats = stats if stats is not None else CompileStats()
     t0 = time.perf_counter()
-    examples = tuple(torch.randn(1, *shape) for shape in (shapes or [input_shape]))
+    examples = tuple(example_tensor(shape) for shape in (shapes or [input_shape]))
     with torch.no_grad():
         exported = torch.export.export(module.eval(), examples)
     t1 = time.perf_counter()
@@ -110,7 +118,7 @@ class _Side(nn.Module):
         return tuple(m(x) for m, x in zip(self.parts, xs))
 
 
-def to_relax_many(modules: list[nn.Module], input_shapes: list[tuple[int, ...]],
+def to_relax_many(modules: list[nn.Module], input_shapes: list[ExampleInput],
                   stats: CompileStats | None = None) -> list[Any]:
     """Each of ``modules`` as its own Relax ``IRModule``, exported and imported in one go.
 
@@ -257,21 +265,21 @@ class TVMProfiler:
             "energy": self.meter.name if self.meter else NOT_MEASURED,
         }
 
-    def measure(self, module: nn.Module, input_shape: tuple[int, ...]) -> Timing:
+    def measure(self, module: nn.Module, input_shape: ExampleInput) -> Timing:
         return self.prepare(module, input_shape)()
 
-    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> TimerFn:
+    def prepare(self, module: nn.Module, input_shape: ExampleInput) -> TimerFn:
         """Compile and load ``module`` once; the returned function times it (again and
         again, for the noise floor; ``timer(cfg)`` with other settings, no energy)."""
         return self._prepare_relax(to_relax(module, input_shape, self.stats), input_shape)
 
-    def prepare_many(self, items: list[tuple[nn.Module, tuple[int, ...]]]) -> list[TimerFn]:
+    def prepare_many(self, items: list[tuple[nn.Module, ExampleInput]]) -> list[TimerFn]:
         """:meth:`prepare` for several modules, exported and imported together
         (:func:`to_relax_many`; each is still compiled and timed on its own)."""
         mods = to_relax_many([m for m, _ in items], [shape for _, shape in items], self.stats)
         return [self._prepare_relax(mod, shape) for mod, (_, shape) in zip(mods, items)]
 
-    def _prepare_relax(self, mod: Any, input_shape: tuple[int, ...]) -> TimerFn:
+    def _prepare_relax(self, mod: Any, input_shape: ExampleInput) -> TimerFn:
         t0 = time.perf_counter()
         executable = None
         if self.kernels is not None:
@@ -318,7 +326,7 @@ class TVMProfiler:
             ) from None
 
 
-def time_vm(vm: Any, dev: Any, input_shape: tuple[int, ...], cfg: TimingConfig) -> Timing:
+def time_vm(vm: Any, dev: Any, input_shape: ExampleInput, cfg: TimingConfig) -> Timing:
     """Warm up, then time ``vm["main"]`` (thread CPU time, or ``time_evaluator``'s elapsed
     time in batches of repeats) until the median is stable."""
     data = _input(dev, input_shape)
@@ -337,8 +345,11 @@ def time_vm(vm: Any, dev: Any, input_shape: tuple[int, ...], cfg: TimingConfig) 
     return Timing(results_ms=tuple(results), number=cfg.number)
 
 
-def _input(dev: Any, input_shape: tuple[int, ...]) -> Any:
+def _input(dev: Any, input_shape: ExampleInput) -> Any:
+    """The timed input on ``dev``: an example tensor as it is, a shape as standard-normal float32."""
     tvm = require_tvm()
+    if isinstance(input_shape, torch.Tensor):
+        return tvm.runtime.tensor(input_shape.detach().cpu().numpy(), dev)
     rng = np.random.default_rng(0)
     return tvm.runtime.tensor(rng.standard_normal((1, *input_shape), dtype=np.float32), dev)
 

@@ -68,6 +68,7 @@ def import_device(workspace: Workspace, name: str, space: str | Any | None, meas
     if space is None:
         raise EdgenasError("--space is required for a new import (the space of the archs in the CSV)")
     built = build_space(space, preset=preset) if isinstance(space, str) else space
+    _one_latency(built, "devices import")
     check_replaceable(workspace.profile_path(name), name, built, replace=replace)  # before reading the file
     rows = read_measurements_csv(measurements, built)
     profile = store_import(name, built, rows, workspace.measurements(), workspace.profiles_dir, str(measurements),
@@ -104,6 +105,7 @@ def add_measurements(workspace: Workspace, name: str, measurements: str | Path, 
         built = profile.build_space()
     else:
         built = build_space(space, preset=preset) if isinstance(space, str) else space
+    _one_latency(built, "devices import --add")
     blank: list[int] = []
     rows = read_measurements_csv(measurements, built, skipped=blank)
     done = store_add(name, built, rows, workspace.measurements(), workspace.profiles_dir, str(measurements),
@@ -142,6 +144,7 @@ def suggest_measurements(workspace: Workspace, name: str, budget_ms: float, n: i
         raise EdgenasError(f"--budget must be a positive number of milliseconds, got {budget_ms}")
     profile = workspace.load_profile(name)
     space = profile.build_space()
+    _one_latency(space, "devices suggest")
     cost = workspace.cost_model(name, space)
     if study is not None:
         from nas.search.study import open_edgenas_study
@@ -191,6 +194,16 @@ def write_todo(path: str | Path, suggestions: Sequence[Suggestion], space: Any) 
             w.writerow([json.dumps(space.arch_to_json(s.arch), separators=(",", ":")), "", f"{s.predicted_ms:.6g}",
                         f"{s.chance:.3f}", f"{s.accuracy:.4g}"])
     return path
+
+
+def _one_latency(space: Any, what: str) -> None:
+    """CSV measurements carry one ``latency_ms`` column: refuse a space with several metrics."""
+    from latency_predictors.cost_metrics import metric_names
+
+    names = metric_names(space)
+    if names != ("latency_ms",):
+        raise EdgenasError(f"{what} reads one latency_ms column; space {space.name} has {', '.join(names)}: "
+                           f"profile the device through TVM instead (edgenas profile --space {space.name} ...)")
 
 
 def _latency_error(profile: Any) -> float | None:

@@ -71,22 +71,16 @@ def finetune_subnet(
 
     ``out_dir`` holds the fine-tune's checkpoint; it must belong to the same arch, config
     and supernet checkpoint, or the call stops with an error rather than mixing runs.
+    Language models (text tasks) are fine-tuned by :mod:`nas.finetune_text`.
     """
     from nas.data import EvalBatches, Normalizer, train_batches
     from nas.tasks import ImageTask
-    from nas.training.checkpoint import (
-        find_checkpoint,
-        read_checkpoint,
-        restore_optimizer,
-        restore_rng,
-        save_checkpoint,
-    )
+    from nas.training.checkpoint import resume_matching, save_checkpoint
 
     if not isinstance(trained.task, ImageTask):
-        raise EdgenasError(
-            f"fine-tuning is for image spaces; {trained.space.name} sub-networks are used as extracted "
-            "from the supernet (edgenas eval / edgenas generate)"
-        )
+        from nas.finetune_text import finetune_text_subnet
+
+        return FinetuneResult(*finetune_text_subnet(trained, arch, config, out_dir, progress=progress))
     out = Path(out_dir)
     space, supernet, splits, device = trained.space, trained.supernet, trained.splits, trained.device
     identity = {
@@ -108,20 +102,7 @@ def finetune_subnet(
     total = config.epochs * per_epoch
     optimizer = torch.optim.SGD(student.parameters(), lr=config.lr, momentum=0.9, nesterov=True,
                                 weight_decay=config.weight_decay)
-    start = 0
-    previous = find_checkpoint(out)
-    if previous is not None:
-        ckpt = read_checkpoint(out)
-        saved = {k: ckpt.meta.get(k) for k in identity}
-        if saved != identity:
-            raise EdgenasError(
-                f"{out} holds a fine-tune of another arch, config or supernet; use another output "
-                "directory or delete it"
-            )
-        student.load_state_dict(ckpt.model_state())
-        restore_optimizer(optimizer, ckpt)
-        restore_rng(ckpt)
-        start = ckpt.step
+    start = resume_matching(out, student, optimizer, identity)
     began = time.perf_counter()
     if start < total:
         teacher_arch = space.largest()

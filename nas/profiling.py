@@ -117,14 +117,17 @@ def noise_text(noise: dict[str, Any] | None) -> str:
 def summary_line(profile: Any) -> str:
     """One line: predictor, held-out accuracy, noise floor as figures, energy, what was
     measured, and why it measured less than usual (a short budget)."""
-    figures = profile.validation.get(profile.predictor, {})
     parts = [f"{profile.name}: predictor {profile.predictor}"]
-    if "within_10pct" in figures:
-        few = " (few: short budget)" if profile.plan.get("holdout_from_budget") else ""
-        parts.append(
-            f"{100 * figures['within_10pct']:.0f}% within ±10% on {figures['n']} held-out networks{few} "
-            f"(MAPE {figures['mape_pct']:.1f}%, Spearman {figures['spearman']:.3f})"
-        )
+    few = " (few: short budget)" if profile.plan.get("holdout_from_budget") else ""
+    per_metric = getattr(profile, "metric_validation", None) or {None: profile.validation}
+    for metric, table in per_metric.items():
+        figures = table.get(profile.predictor, {})
+        if "within_10pct" in figures:
+            parts.append(
+                ("" if metric is None else f"{metric} ") +
+                f"{100 * figures['within_10pct']:.0f}% within ±10% on {figures['n']} held-out networks{few} "
+                f"(MAPE {figures['mape_pct']:.1f}%, Spearman {figures['spearman']:.3f})"
+            )
     noise = noise_text(profile.noise_floor)
     if noise:
         parts.append(noise)

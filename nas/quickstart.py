@@ -9,6 +9,12 @@ in the workspace: write the training config, build the digits data set, train a 
 knee of the front (:func:`nas.ship.ship`), and write the report
 (:func:`nas.report.write_report`). Progress lines go to the ``edgenas`` logger.
 
+``space="gpt"`` runs the same flow for a language model: a tiny ``gpt`` supernet on the
+built-in pydoc corpus (CPython's own documentation topics), profiled for both of its
+latencies (decode of one token after a KV cache, prefill of the context), searched under a
+decode budget, and ends with a short text written by the largest and by each registered
+sub-network. Its files live in ``quickstart/gpt`` and its device is ``this-cpu-gpt``.
+
 Example::
 
     from nas.quickstart import QuickstartOptions, quickstart
@@ -49,8 +55,31 @@ QUICKSTART_CONFIG: dict[str, Any] = {
     },
     "checkpoint": {"every_steps": 25},
 }
+GPT_QUICKSTART_CONFIG: dict[str, Any] = {
+    "seed": 0,
+    "log_every": 10,
+    "space": {"name": "gpt", "options": {"preset": "tiny", "contexts": [32, 64]}},
+    "data": {"name": "pydoc", "eval_tokens": 8192},
+    "train": {
+        "steps": 150,
+        "batch_size": 16,
+        "num_random": 2,
+        "optimizer": "adamw",
+        "lr": 0.003,
+        "warmup_steps": 10,
+        "label_smoothing": 0.0,
+        "device": "cpu",
+        "threads": 1,
+    },
+    "checkpoint": {"every_steps": 25},
+}
+CONFIGS = {"mbv3": QUICKSTART_CONFIG, "gpt": GPT_QUICKSTART_CONFIG}
 DEVICE = "this-cpu"
+DEVICES = {"mbv3": DEVICE, "gpt": "this-cpu-gpt"}
 TARGET = {"kind": "llvm", "num-cores": 1}
+FINETUNE_EPOCHS = {"mbv3": 2, "gpt": 1}
+SAMPLE_PROMPT = "def "
+SAMPLE_TOKENS = 80
 
 
 @dataclass(frozen=True)
@@ -59,14 +88,17 @@ class QuickstartOptions:
 
     steps: int | None = None
     trials: int = 60
-    finetune_epochs: int = 2
+    finetune_epochs: int | None = None  # None: 2 for mbv3, 1 for gpt
     profile_minutes: float = 3.0
     progress: bool = True
+    space: str = "mbv3"
 
     def __post_init__(self) -> None:
+        if self.space not in CONFIGS:
+            raise EdgenasError(f"--space {self.space!r}: the quickstart runs {' or '.join(CONFIGS)}")
         if self.steps is not None and self.steps < 1:
             raise EdgenasError(f"--steps must be at least 1, got {self.steps}")
-        if self.trials < 1 or self.finetune_epochs < 0 or self.profile_minutes <= 0:
+        if self.trials < 1 or (self.finetune_epochs or 0) < 0 or self.profile_minutes <= 0:
             raise EdgenasError("--trials must be at least 1, --finetune-epochs at least 0, --profile-minutes positive")
 
 
@@ -81,15 +113,16 @@ class QuickstartSummary:
     registered: list[Any] = field(default_factory=list)
     report: Path | None = None
     seconds: float = 0.0
+    samples: dict[str, str] = field(default_factory=dict)  # gpt: text written by each sub-network
 
 
-def write_config(directory: Path, steps: int | None) -> Path:
+def write_config(directory: Path, steps: int | None, space: str = "mbv3") -> Path:
     """Step 1: ``train.yaml`` in the quickstart directory (kept if it exists: edit it to experiment)."""
     import yaml
 
     path = directory / "train.yaml"
     if not path.exists() or steps is not None:
-        config = json.loads(json.dumps(QUICKSTART_CONFIG))
+        config = json.loads(json.dumps(CONFIGS[space]))
         config["output_dir"] = str(directory / "supernet")
         if steps is not None:
             config["train"]["steps"] = steps
@@ -105,6 +138,10 @@ def prepare_data(config: Any) -> Any:
 
     _, splits, _ = space_and_data(config)
     d = splits.describe()
+    if d.get("kind") == "text":
+        log.info("[2/9] data: %s, %d train / %d validation bytes, windows of %d", d["name"], d["train"],
+                 d["validation"], d["context"])
+        return splits
     log.info("[2/9] data: %s, %d train / %d validation / %d calibration images at %dx%d, %d classes",
              d["name"], d["train"], d["validation"], d["calibration"], d["image_size"], d["image_size"], d["num_classes"])
     return splits
@@ -146,60 +183,70 @@ def evaluate_subnets(output: Path, seed: int = 0) -> list[dict[str, Any]]:
     archs = parse_arch_specs(trained.space, ["min", "max", "random:3"], seed)
     rows = evaluate(trained, archs, "validation", 256)
     cache.write_text(json.dumps({"checkpoint_sha256": digest, "rows": rows}, indent=1))
-    log.info("[4/9] sub-networks: accuracy on %d validation images (%s)", rows[0]["samples"], cache)
+    what = "loss and perplexity on %d validation tokens" if "perplexity" in rows[0] else "accuracy on %d validation images"
+    log.info("[4/9] sub-networks: " + what + " (%s)", rows[0]["samples"], cache)
     return rows
 
 
-def profile_cpu(workspace: Workspace, minutes: float, progress: bool) -> None:
-    """Step 5: this CPU through TVM (blocks and whole networks, predictors fitted and validated)."""
+def profile_cpu(workspace: Workspace, minutes: float, progress: bool, space: Any = None) -> None:
+    """Step 5: this CPU through TVM (blocks and whole networks, predictors fitted and validated;
+    for ``space`` gpt, both latencies)."""
     from nas.profiling import profile_device, summary_line
 
-    path = workspace.profile_path(DEVICE)
+    name = space.name if space is not None else "mbv3"
+    device = DEVICES[name]
+    path = workspace.profile_path(device)
     if path.is_file():
-        log.info("[5/9] device: %s profiled before, reusing %s", DEVICE, path)
+        log.info("[5/9] device: %s profiled before, reusing %s", device, path)
         return
-    profile = profile_device(workspace, DEVICE, TARGET, space="mbv3", preset="small", budget_minutes=minutes,
-                             progress=progress)
+    profile = profile_device(workspace, device, TARGET, space=space or "mbv3", preset=None if space else "small",
+                             budget_minutes=minutes, progress=progress)
     log.info("%s", summary_line(profile))
-    log.info("[5/9] device: %s profiled through TVM (%s)", DEVICE, path)
+    log.info("[5/9] device: %s profiled through TVM (%s)", device, path)
 
 
 def latency_budget(workspace: Workspace, space: Any, seed: int = 0) -> float:
-    """The median predicted latency of 200 random sub-networks: a budget that rules out half."""
+    """The median predicted latency (the primary metric: decode for gpt) of 200 random
+    sub-networks: a budget that rules out half."""
     import random
 
     import numpy as np
 
-    model = workspace.cost_model(DEVICE, space)
+    model = workspace.cost_model(DEVICES[space.name], space)
     rng = random.Random(seed)
-    predicted = model.predict([space.sample(rng) for _ in range(200)])["latency_ms"]
+    predicted = model.predict([space.sample(rng) for _ in range(200)])[model.primary]
     return float(np.round(np.median(predicted), 3))
 
 
-def search_subnets(workspace: Workspace, output: Path, budget_ms: float, trials: int, progress: bool) -> dict[str, Any]:
-    """Step 6: the search over accuracy (BN-recalibrated, cached) and predicted latency."""
+def search_subnets(workspace: Workspace, output: Path, budget_ms: float, trials: int, progress: bool,
+                   space: str = "mbv3", directory: Path | None = None) -> dict[str, Any]:
+    """Step 6: the search over accuracy (BN-recalibrated, cached; negative validation loss
+    for gpt) and predicted latency (decode latency for gpt)."""
     from nas.search import Budget, SearchSettings, SearchSpec, search, write_json
 
-    spec = SearchSpec(space="mbv3", space_options={}, devices=(DEVICE,), budget=Budget(max_latency_ms=budget_ms),
+    budget = Budget(max_decode_ms=budget_ms) if space == "gpt" else Budget(max_latency_ms=budget_ms)
+    spec = SearchSpec(space=space, space_options={}, devices=(DEVICES[space],), budget=budget,
                       checkpoint=str(output), workspace=str(workspace.root), eval_device="cpu")
     result, _ = search(spec, SearchSettings(trials=trials, seed=0, buffered=True), quiet=not progress)
-    path = workspace.quickstart_dir / "search.json"
+    path = (directory or workspace.quickstart_dir) / "search.json"
     write_json(path, result)
     log.info("[6/9] search: study %s, %d trials, %d within %s ms (%s)", result["study"],
              result["trials"]["complete"], result["trials"]["feasible"], budget_ms, path)
     return result
 
 
-def ship_picks(workspace: Workspace, study: str, output: Path, epochs: int, progress: bool) -> list[Any]:
+def ship_picks(workspace: Workspace, study: str, output: Path, epochs: int, progress: bool,
+               space: str = "mbv3") -> list[Any]:
     """Steps 7-8: the best and the knee, fine-tuned, measured on this CPU, exported, registered."""
     from nas.ship import ShipOptions, ship
 
     entries = []
+    prefix = "quickstart" if space == "mbv3" else f"quickstart-{space}"
     for step, pick in (("7/9", "best"), ("8/9", "knee")):
         log.info("[%s] %s: fine-tune, measure, export, register", step, pick)
-        shipped = ship(workspace, study, DEVICE, ShipOptions(pick=pick, checkpoint=str(output), epochs=epochs,
-                                                             name=f"quickstart-{pick}", torch_device="cpu",
-                                                             progress=progress))
+        shipped = ship(workspace, study, DEVICES[space], ShipOptions(pick=pick, checkpoint=str(output), epochs=epochs,
+                                                                     name=f"{prefix}-{pick}", torch_device="cpu",
+                                                                     progress=progress))
         if shipped.already_registered:
             log.info("%s: already registered as %s", pick, shipped.entry.ref)
         entries.append(shipped.entry)
@@ -214,24 +261,48 @@ def quickstart(workspace: Workspace, options: QuickstartOptions = QuickstartOpti
     from nas.training import TrainConfig, load_trained
 
     started = time.perf_counter()
-    directory = workspace.quickstart_dir
-    config_path = write_config(directory, options.steps)
+    name = options.space
+    directory = workspace.quickstart_dir if name == "mbv3" else workspace.quickstart_dir / name
+    config_path = write_config(directory, options.steps, name)
     config = load_config(TrainConfig, config_path)
     prepare_data(config)
     output = Path(config.output_dir or directory / "supernet")
     train_supernet(config, output, options.progress)
     rows = evaluate_subnets(output, config.seed)
     log.info("\n%s\n", format_table(rows))
-    profile_cpu(workspace, options.profile_minutes, options.progress)
     space = load_trained(output, "cpu").space
+    profile_cpu(workspace, options.profile_minutes, options.progress, space if name != "mbv3" else None)
     budget = latency_budget(workspace, space)
-    result = search_subnets(workspace, output, budget, options.trials, options.progress)
+    result = search_subnets(workspace, output, budget, options.trials, options.progress, name, directory)
     if result.get("recommended") is None:
         raise EdgenasError(f"no arch met the {budget} ms budget in {options.trials} trials; run again with more --trials")
-    entries = ship_picks(workspace, result["study"], output, options.finetune_epochs, options.progress)
+    epochs = options.finetune_epochs if options.finetune_epochs is not None else FINETUNE_EPOCHS[name]
+    entries = ship_picks(workspace, result["study"], output, epochs, options.progress, name)
     page, _ = write_report(workspace, result["study"], out=directory / "report.html")
     log.info("[9/9] report: %s", page.resolve())
-    return QuickstartSummary(output, rows, budget, result["study"], entries, page, time.perf_counter() - started)
+    samples = write_samples(workspace, output, entries) if name == "gpt" else {}
+    return QuickstartSummary(output, rows, budget, result["study"], entries, page, time.perf_counter() - started,
+                             samples)
 
 
-__all__ = ["DEVICE", "QUICKSTART_CONFIG", "TARGET", "QuickstartOptions", "QuickstartSummary", "quickstart"]
+def write_samples(workspace: Workspace, output: Path, entries: list[Any]) -> dict[str, str]:
+    """A short greedy continuation of :data:`SAMPLE_PROMPT` by the largest sub-network of the
+    supernet and by each registered one (what a user of each would read)."""
+    from nas.data.text import decode, encode
+    from nas.generate import generate
+    from nas.training import load_trained
+
+    trained = load_trained(output, "cpu")
+    models = {"largest": trained.supernet.extract(trained.space.largest()).eval()}
+    registry = workspace.registry()
+    for entry in entries:
+        models[entry.ref] = registry.load_model(entry.ref)
+    out = {}
+    for label, model in models.items():
+        ids = generate(model, encode(SAMPLE_PROMPT), SAMPLE_TOKENS)
+        out[label] = SAMPLE_PROMPT + decode(ids)
+        log.info("sample from %s: %r", label, out[label])
+    return out
+
+
+__all__ = ["DEVICE", "DEVICES", "GPT_QUICKSTART_CONFIG", "QUICKSTART_CONFIG", "TARGET", "QuickstartOptions", "QuickstartSummary", "quickstart"]

@@ -159,7 +159,7 @@ class ModelRegistry:
             staging.mkdir(parents=True)
             (staging / OWNER_FILE).write_text(self.registry_id + "\n")
             written = export_model(
-                model, space.input_shape(arch), staging, formats, stem="model", tvm_target=tvm_target
+                model, _export_input(space, arch), staging, formats, stem="model", tvm_target=tvm_target
             )
             artifacts = {fmt: {"file": p.name, "sha256": sha256_file(p)} for fmt, p in written.items()}
             staging.rename(final)
@@ -320,3 +320,10 @@ class ModelRegistry:
 
     def to_json(self, entry: RegistryEntry) -> dict[str, Any]:
         return {**asdict(entry), "ref": entry.ref}
+
+
+def _export_input(space: SearchSpace, arch: Any) -> Any:
+    """What exporters trace ``arch``'s model on: a float input's shape, or an example input
+    of another kind (token ids) itself."""
+    example = space.example_input(arch)
+    return space.input_shape(arch) if example.is_floating_point() else example

@@ -81,7 +81,7 @@ def pick_point(view: Any, pick: str) -> tuple[Any, str]:
 def ship(workspace: Workspace, study_name: str, device: str, options: ShipOptions = ShipOptions()) -> Shipped:
     """Pick, fine-tune, measure, export and register one arch of ``study_name`` for ``device``."""
     from nas.finetune import FinetuneConfig, finetune_subnet
-    from nas.measure import measure_model
+    from nas.measure import measure_metrics
     from nas.report.collect import device_view
     from nas.search import open_edgenas_study
 
@@ -121,20 +121,30 @@ def ship(workspace: Workspace, study_name: str, device: str, options: ShipOption
         raise EdgenasError(f"checkpoint {checkpoint} is not the one study {study_name!r} searched (sha256 differs)")
     space = trained.space
     arch = space.arch_from_json(point.arch)
-    log.info("[1/4] picked trial %d for %s: %s; accuracy %.2f %%, predicted %.3f ms",
-             point.number, device, why, point.accuracy, point.latency_ms)
+    text = trained.task.__class__.__name__ == "TextTask"
+    score = f"validation loss {-point.accuracy:.3f}" if text else f"accuracy {point.accuracy:.2f} %"
+    log.info("[1/4] picked trial %d for %s: %s; %s, predicted %.3f ms (%s)",
+             point.number, device, why, score, point.latency_ms, view.metric)
     out_dir = workspace.finetune_dir(study_name, device, point.number)
     result = finetune_subnet(trained, arch, config, out_dir, progress=options.progress)
-    log.info("[2/4] fine-tuned %d steps: accuracy %.2f %% -> %.2f %% on %d validation images",
-             result.steps, result.inherited.accuracy, result.finetuned.accuracy, result.finetuned.samples)
-    measured = measure_model(profile, result.model, space.input_shape(arch), options.reach)
-    error = 100 * (point.latency_ms - measured.latency_ms) / measured.latency_ms
+    if text:
+        log.info("[2/4] fine-tuned %d steps: validation loss %.3f -> %.3f (perplexity %.2f -> %.2f) on %d tokens",
+                 result.steps, result.inherited.loss, result.finetuned.loss, result.inherited.perplexity,
+                 result.finetuned.perplexity, result.finetuned.samples)
+    else:
+        log.info("[2/4] fine-tuned %d steps: accuracy %.2f %% -> %.2f %% on %d validation images",
+                 result.steps, result.inherited.accuracy, result.finetuned.accuracy, result.finetuned.samples)
+    every = measure_metrics(profile, space, arch, result.model, options.reach)
+    measured = every[view.metric]
     energy = f"; energy {measured.energy_mj:.2f} mJ" if measured.energy_mj is not None else "; energy not measured"
-    log.info("[3/4] measured on %s: %.3f ms (IQR %.3f, %d repeats); predicted %.3f ms (%+.1f %%)%s",
-             device, measured.latency_ms, measured.spread_ms, measured.repeats, point.latency_ms, error, energy)
+    for name, m in every.items():
+        predicted = point.latencies.get(name, point.latency_ms if name == view.metric else None)
+        versus = "" if predicted is None else f"; predicted {predicted:.3f} ms ({100 * (predicted - m.latency_ms) / m.latency_ms:+.1f} %)"
+        log.info("[3/4] measured %s on %s: %.3f ms (IQR %.3f, %d repeats)%s%s", name, device, m.latency_ms,
+                 m.spread_ms, m.repeats, versus, energy if name == view.metric else "")
     metrics = {
-        "accuracy": result.finetuned.accuracy,
-        "accuracy_inherited": result.inherited.accuracy,
+        "accuracy": -result.finetuned.loss if text else result.finetuned.accuracy,
+        "accuracy_inherited": -result.inherited.loss if text else result.inherited.accuracy,
         "accuracy_searched": point.accuracy,
         "predicted_latency_ms": point.latency_ms,
         "measured_latency_ms": measured.latency_ms,
@@ -145,6 +155,15 @@ def ship(workspace: Workspace, study_name: str, device: str, options: ShipOption
         "params_m": space.params(arch) / 1e6,
         "measured_how": measured.how,
     }
+    if view.metric != "latency_ms":  # every metric, measured and predicted (gpt: decode_ms, prefill_ms)
+        metrics["latency_metric"] = view.metric
+        for name, m in every.items():
+            metrics[f"predicted_{name}"] = point.latencies.get(name)
+            metrics[f"measured_{name}"] = m.latency_ms
+            metrics[f"measured_{name.removesuffix('_ms')}_iqr_ms"] = m.spread_ms
+    if text:
+        metrics.update(loss=result.finetuned.loss, perplexity=result.finetuned.perplexity,
+                       loss_inherited=result.inherited.loss, memory_mb=space.memory_bytes(arch) / 1e6)
     entry = registry.register(name, result.model, space, arch, device=device, metrics=metrics,
                               lineage={**lineage, "checkpoint": str(checkpoint), "pick_reason": why},
                               formats=options.formats,

@@ -192,11 +192,23 @@ def check_profile_space(profile: Any, space: Any) -> None:
     if profile.space.get("name") != space.name or any(
         k in described and described[k] != v for k, v in profile.space.items()
     ):
+        was, now = _short(profile.space), _short(described)
+        if was == now:  # same name and preset, other settings: show them
+            was, now = str(profile.space), str(described)
         raise EdgenasError(
-            f"device {profile.name!r} was profiled on space {profile.space}, not on {described}; "
-            f"profile it on this space (edgenas profile --device {profile.name} --space {space.name} ...) "
-            f"or use the space it was profiled on"
+            f"device {profile.name!r} was profiled on space {was}, not on {now}; "
+            f"profile this space under another name (edgenas profile --device {profile.name}-{space.name} "
+            f"--space {space.name} ...) or use the space it was profiled on"
         )
+
+
+def _short(described: dict[str, Any]) -> str:
+    """A space description in a few words: its name and preset, or its settings when short."""
+    if "preset" in described:
+        text = f"{described.get('name')} (preset {described['preset']})"
+    else:
+        text = str(described)
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 __all__ = ["DEFAULT", "ENV_VAR", "Workspace", "check_device_name", "check_profile_space"]

@@ -124,6 +124,14 @@ class SearchSpace(abc.ABC):
 
     name: str = ""
 
+    #: Phases whose latency is profiled and predicted separately, the first the one a search
+    #: budgets by default: ``()`` for a space whose networks run one way (one metric,
+    #: ``latency_ms``); ``("decode", "prefill")`` for a language model (metrics ``decode_ms``
+    #: and ``prefill_ms``). A space with phases accepts ``phase=`` in :meth:`blocks`,
+    #: :meth:`build_static` and :meth:`example_input` (its blocks name their phase in
+    #: ``extra``); without it they describe the space's default network.
+    cost_phases: tuple[str, ...] = ()
+
     # --- architectures ------------------------------------------------------------
     @abc.abstractmethod
     def sample(self, rng: random.Random | None = None) -> Any:

@@ -140,6 +140,41 @@ def gpt_throughput_cpu() -> str:
     return head + _table(["figure", "measured", "target"], body) + _source("gpt_throughput_cpu.json")
 
 
+def gpt_predictor_accuracy() -> str:
+    """A gpt profile's two latency predictors on whole sub-networks it never measured."""
+    r = Results("gpt_predictor_accuracy.json")
+    body = []
+    first = None
+    for metric in ("decode_ms", "prefill_ms"):
+        for kind in ("block_sum", "whole_network"):
+            if not r.has(f"{metric}_{kind}_within_10pct"):
+                continue
+            rec = r.record(f"{metric}_{kind}_within_10pct")
+            first = first or rec
+            c = rec["config"]
+            within = rec["value"]
+            lo, hi = c["measured_ms_range"]
+            body.append([f"`{metric}`", kind + (" (the profile's)" if c["chosen_predictor"] else ""),
+                         f"{within:.0f} %", f"{r.value(f'{metric}_{kind}_within_5pct'):.0f} %",
+                         f"{r.value(f'{metric}_{kind}_mape'):.1f} %", f"{r.value(f'{metric}_{kind}_spearman'):.3f}",
+                         f"{c['worst_rel_error_pct']:.0f} %", f"{lo:.2f}-{hi:.2f}",
+                         _target(within, ">=", 95, "%") if c["chosen_predictor"] else ""])
+    assert first is not None, "gpt_predictor_accuracy.json holds no within_10pct figure"
+    c = first["config"]
+    wall = f"{r.value('profile_wall_time'):.1f} min" if r.has("profile_wall_time") else "not recorded"
+    load = c["validation_load_average"]
+    head = (f"{first['device']}: `{c['space']}`, {c['validation_networks']} random sub-networks the profile never "
+            f"measured, each timed end to end in both phases. Profile: budget {c['budget_minutes']:g} min, wall "
+            f"time {wall}, {sum(c['profile_counts'].values())} measurements ({c['profile_counts'].get('block', 0)} "
+            f"blocks); load average (1 min) {load[0][0]:.1f} before and {load[1][0]:.1f} after the validation "
+            f"networks ({c['validation_minutes']:.0f} min), on a 2-core machine shared with other jobs.\n\n")
+    noise = (f"\n\nNoise floor of the profile: CV {r.value('noise_floor_cv'):.1f} %; median IQR / median of the "
+             f"validation timings: decode {r.value('decode_ms_validation_iqr_over_median'):.1f} %, prefill "
+             f"{r.value('prefill_ms_validation_iqr_over_median'):.1f} %." if r.has("noise_floor_cv") else "")
+    return head + _table(["metric", "predictor", "within ±10 %", "within ±5 %", "MAPE", "Spearman", "worst",
+                          "measured ms", "target"], body) + noise + _source("gpt_predictor_accuracy.json")
+
+
 # ------------------------------------------------------------------ latency predictors
 
 
@@ -773,7 +808,7 @@ def split_speculative() -> str:
 
 
 TABLES: dict[str, Callable[[], str]] = {fn.__name__: fn for fn in (
-    supernet_gpu, supernet_cpu, gpt_rank_fidelity, gpt_throughput_cpu, predictor_quiet, predictor_loaded,
+    supernet_gpu, supernet_cpu, gpt_rank_fidelity, gpt_throughput_cpu, gpt_predictor_accuracy, predictor_quiet, predictor_loaded,
     profile_cost_replay_before, profile_cost_replay, profile_breakdown, profile_noise, predictor_runs, search_speed,
     search_scaling, search_nb201_protocols, search_nb201_devices, fewshot_mean, fewshot_devices, fewshot_targets,
     adapt_methods, adapt_margins, adapt_targets, adapt_elastic, adapt_side_runs, split_search,

@@ -26,7 +26,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("--steps", type=positive_int("--steps"), default=None, help="training steps (default: 150)")
     parser.add_argument("--trials", type=positive_int("--trials"), default=60, help="search trials (default: 60)")
-    parser.add_argument("--finetune-epochs", type=int, default=2, help="fine-tuning epochs per pick (default: 2)")
+    parser.add_argument("--space", choices=("mbv3", "gpt"), default="mbv3",
+                        help="mbv3 (default): digits and a CNN; gpt: the pydoc corpus and a tiny language model, "
+                        "searched under a decode-latency budget, ending with text each registered model writes")
+    parser.add_argument("--finetune-epochs", type=int, default=None,
+                        help="fine-tuning epochs per pick (default: 2 for mbv3, 1 for gpt)")
     parser.add_argument("--profile-minutes", type=float, default=3.0,
                         help="time budget of the TVM profile of this CPU (default: 3)")
     add_quiet(parser)
@@ -38,8 +42,12 @@ def run(args: argparse.Namespace) -> int:
     from nas.quickstart import QuickstartOptions, quickstart
     from nas.workspace import Workspace
 
-    options = QuickstartOptions(args.steps, args.trials, args.finetune_epochs, args.profile_minutes, not args.quiet)
+    options = QuickstartOptions(args.steps, args.trials, args.finetune_epochs, args.profile_minutes, not args.quiet,
+                                args.space)
     summary = quickstart(Workspace.resolve(args.workspace), options)
+    for label, text in summary.samples.items():
+        print(f"{label} writes: {text!r}")
     print(f"\nquickstart done in {summary.seconds:.0f} s. Open {summary.report}")
-    print("next: `edgenas registry list`, `edgenas registry export quickstart-knee --format onnx --out-dir dist/`")
+    knee = "quickstart-knee" if args.space == "mbv3" else f"quickstart-{args.space}-knee"
+    print(f"next: `edgenas registry list`, `edgenas registry export {knee} --format onnx --out-dir dist/`")
     return 0

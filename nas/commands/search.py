@@ -77,12 +77,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Multi-objective search (accuracy against predicted latency/energy per device) "
         "with hard budgets; resumable; several workers may share one --storage.",
     )
-    p.add_argument("--space", required=True, help="search space: nb201 or mbv3 (with --checkpoint)")
-    p.add_argument("--checkpoint", metavar="DIR", help="trained supernet (edgenas train output) for mbv3")
+    p.add_argument("--space", required=True, help="search space: nb201, or mbv3 or gpt (with --checkpoint)")
+    p.add_argument("--checkpoint", metavar="DIR", help="trained supernet (edgenas train output) for mbv3 and gpt")
     p.add_argument("--device", action="append", default=[], metavar="NAME",
                    help="profiled/imported device (repeatable); for nb201 also table:COLUMN (measured)")
     p.add_argument("--max-latency-ms", type=_amount("--max-latency-ms", "milliseconds"), metavar="MS",
                    help="latency budget per device, in milliseconds")
+    p.add_argument("--max-decode-ms", type=_amount("--max-decode-ms", "milliseconds"), metavar="MS",
+                   help="gpt: budget of decoding one token after a KV cache of the context, in milliseconds")
+    p.add_argument("--max-prefill-ms", type=_amount("--max-prefill-ms", "milliseconds"), metavar="MS",
+                   help="gpt: budget of a prefill of the whole context, in milliseconds")
+    p.add_argument("--max-memory-mb", type=_amount("--max-memory-mb", "megabytes (10^6 bytes)"), metavar="MB",
+                   help="gpt: inference memory budget (weights + KV cache at the context), in MB")
     p.add_argument("--max-energy-mj", type=_amount("--max-energy-mj", "millijoules"), metavar="MJ",
                    help="energy budget per device, in millijoules")
     p.add_argument("--max-params-m", type=_amount("--max-params-m", "millions of parameters"), metavar="M",
@@ -155,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
         raise EdgenasError(f"--out {args.out} is a directory; name a JSON file")
     workspace = Workspace.resolve(args.workspace).root
     budget = Budget(args.max_latency_ms, args.max_energy_mj, args.max_params_m, args.max_mflops,
-                    max_e2e_ms=args.max_e2e_ms)
+                    max_e2e_ms=args.max_e2e_ms, max_decode_ms=args.max_decode_ms,
+                    max_prefill_ms=args.max_prefill_ms, max_memory_mb=args.max_memory_mb)
     split = None
     if args.cloud or args.link:
         if not (args.cloud and args.link):
@@ -218,8 +225,9 @@ def summary(result: dict[str, Any]) -> str:
         costs = _costs(rec["predicted"])
         measured = f" | measured {_costs(rec['measured'])}" if rec.get("measured") else ""
         tag = "" if not check else (" (verified)" if rec.get("verified") else " (UNVERIFIED)")
-        lines.append(f"recommended{tag}: trial {rec['trial']} accuracy {rec['accuracy']:.2f} % | predicted {costs}"
-                     f"{measured}")
+        score = (f"validation loss {rec['loss']:.3f} (perplexity {rec['perplexity']:.2f})" if "perplexity" in rec
+                 else f"accuracy {rec['accuracy']:.2f} %")
+        lines.append(f"recommended{tag}: trial {rec['trial']} {score} | predicted {costs}{measured}")
         lines.append(f"  arch {json.dumps(rec['arch'], separators=(',', ':'))}")
         if rec.get("split"):
             lines.append(f"  split at point {rec['split']['position']} ({rec['split']['kind']}, {rec['split']['label']})")

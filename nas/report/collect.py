@@ -31,6 +31,7 @@ class TrialPoint:
     mflops: float | None
     params_m: float | None
     feasible: bool
+    latencies: dict[str, float] = field(default_factory=dict)  # every latency metric (gpt: decode_ms, prefill_ms)
 
 
 @dataclass
@@ -46,6 +47,12 @@ class DeviceView:
     safety_margin: float = 0.0  # predictions must stay within budget / (1 + margin)
     profile: dict[str, Any] | None = None  # DeviceProfile.to_json(), when the device was profiled
     validation_pairs: list[tuple[float, float]] = field(default_factory=list)  # (measured, predicted) ms
+    metric: str = "latency_ms"  # the latency the points' latency_ms holds (gpt: decode_ms)
+
+    @property
+    def metric_label(self) -> str:
+        """How the latency axis is named: ``latency``, or ``decode latency`` for gpt."""
+        return "latency" if self.metric == "latency_ms" else f"{self.metric.removesuffix('_ms')} latency"
 
     @property
     def trust_warning(self) -> str | None:
@@ -114,43 +121,55 @@ class ReportData:
     generated: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %Z"))
 
 
-def study_points(study: Any, device: str) -> list[TrialPoint]:
-    """Finished trials of ``study`` with their accuracy and ``device``'s predicted cost."""
+def primary_metric(identity: dict[str, Any], device: str) -> str:
+    """The latency metric a study ranks ``device`` by (``latency_ms``; ``decode_ms`` for gpt)."""
+    described = (identity.get("devices") or {}).get(device) or {}
+    return (described.get("metrics") or ["latency_ms"])[0]
+
+
+def study_points(study: Any, device: str, metric: str = "latency_ms") -> list[TrialPoint]:
+    """Finished trials of ``study`` with their accuracy and ``device``'s predicted cost
+    (``metric`` is the latency they are ranked by)."""
     from optuna.trial import TrialState
+
+    from nas.search.objectives import LATENCY_BUDGETS
 
     points = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         metrics = t.user_attrs.get("metrics", {})
-        if f"latency_ms@{device}" not in metrics:
+        if f"{metric}@{device}" not in metrics:
             continue
         points.append(
             TrialPoint(
                 number=t.number,
                 arch=t.user_attrs.get("arch", {}),
                 accuracy=float(metrics["accuracy"]),
-                latency_ms=float(metrics[f"latency_ms@{device}"]),
+                latency_ms=float(metrics[f"{metric}@{device}"]),
                 energy_mj=metrics.get(f"energy_mj@{device}"),
                 mflops=metrics.get("mflops"),
                 params_m=metrics.get("params_m"),
                 feasible=feasible(t),
+                latencies={m: float(metrics[f"{m}@{device}"]) for m in LATENCY_BUDGETS if f"{m}@{device}" in metrics},
             )
         )
     return points
 
 
 def device_view(study: Any, device: str, budget: dict[str, Any]) -> DeviceView:
-    points = study_points(study, device)
+    metric = primary_metric(study.user_attrs.get("edgenas") or {}, device)
+    points = study_points(study, device, metric)
     feasible = [p for p in points if p.feasible]
     front_idx = pareto_front([(p.accuracy, p.latency_ms) for p in feasible])
     front = sorted((feasible[i] for i in front_idx), key=lambda p: p.latency_ms)
     knee = front[knee_index([(p.accuracy, p.latency_ms) for p in front])] if front else None
     best = max(feasible, key=lambda p: (p.accuracy, -p.number), default=None)
-    return DeviceView(device, points, front, knee, best, budget.get("max_latency_ms"),
-                      float(budget.get("safety_margin") or 0.0))
+    return DeviceView(device, points, front, knee, best, budget.get(f"max_{metric}"),
+                      float(budget.get("safety_margin") or 0.0), metric=metric)
 
 
 def attach_profile(view: DeviceView, workspace: Workspace) -> None:
     """Add the device profile and its held-out validation pairs (refitted from measurements)."""
+    from latency_predictors.cost_metrics import metric_named
     from latency_predictors.device_profile import fit_cost_model, measurements_for
 
     if view.name not in workspace.device_names():
@@ -161,13 +180,13 @@ def attach_profile(view: DeviceView, workspace: Workspace) -> None:
         return
     try:
         store = workspace.measurements()
-        holdout = measurements_for(profile, store, "holdout")
+        space = profile.build_space()
+        holdout = measurements_for(profile, store, metric_named(space, view.metric).role("holdout"))
         if len(holdout) < 2:
             return
-        model = fit_cost_model(profile, store, exclude_holdout=True)
-        space = model.space
+        model = fit_cost_model(profile, store, exclude_holdout=True, space=space)
         archs = [space.arch_from_json(m.item) for m in holdout]
-        predicted = model.predict(archs)["latency_ms"]
+        predicted = model.predict(archs)[view.metric]
         view.validation_pairs = [(m.median_ms, float(p)) for m, p in zip(holdout, predicted)]
     except Exception as exc:  # the report still renders; the section says why it is empty
         view.profile = {**(view.profile or {}), "validation_unavailable": str(exc).splitlines()[0]}

@@ -33,7 +33,7 @@ def write_figures(views: list[DeviceView], out_dir: Path) -> list[Path]:
             if view.safety_margin:
                 ax.axvline(view.max_latency_ms / (1 + view.safety_margin), ls=":", c="#888", lw=1,
                            label=f"budget less {100 * view.safety_margin:.0f} % margin")
-        ax.set_xlabel("predicted latency (ms)")
+        ax.set_xlabel(f"predicted {view.metric_label} (ms)")
         ax.set_ylabel("accuracy (%)")
         ax.set_title(view.name)
         ax.legend(fontsize=7)

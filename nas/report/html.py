@@ -153,7 +153,8 @@ def _scatter(view: DeviceView, cost: str) -> str:
             allowed = view.max_latency_ms / (1 + view.safety_margin)
             fig.add_vline(x=allowed, line_dash="dot", line_color="#888", annotation_position="bottom left",
                           annotation_text=f"allowed for predictions ({100 * view.safety_margin:.0f} % margin)")
-    fig.update_layout(title=f"{view.name}: accuracy against predicted {cost}", xaxis_title=f"{cost} ({unit}, predicted)",
+    what = view.metric_label if cost == "latency" else cost
+    fig.update_layout(title=f"{view.name}: accuracy against predicted {what}", xaxis_title=f"{what} ({unit}, predicted)",
                       yaxis_title="accuracy (%)", height=460, margin=dict(l=60, r=20, t=50, b=50))
     return fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"pareto-{cost}-{element_id(view.name)}")
 

@@ -29,11 +29,20 @@ TABLE_PREFIX = "table:"
 
 
 class DeviceCost(Protocol):
-    """Predicted cost of archs on one device."""
+    """Predicted cost of archs on one device.
+
+    ``metrics``: the latency metrics it predicts, the primary first (``("latency_ms",)``;
+    ``("decode_ms", "prefill_ms")`` for gpt); ``predict_latency_ms`` is the primary one.
+    """
 
     name: str
+    metrics: tuple[str, ...]
 
     def predict_latency_ms(self, archs: Sequence[Any]) -> np.ndarray: ...
+
+    def predict_metrics(self, archs: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Every latency metric of ``archs``, by name."""
+        ...
 
     def predict_energy_mj(self, archs: Sequence[Any]) -> np.ndarray | None: ...
 
@@ -55,9 +64,13 @@ class TableLatency:
     name: str
     column: str
     latency_ms: np.ndarray
+    metrics: tuple[str, ...] = ("latency_ms",)
 
     def predict_latency_ms(self, archs: Sequence[Any]) -> np.ndarray:
         return self.latency_ms[[a.index for a in archs]]
+
+    def predict_metrics(self, archs: Sequence[Any]) -> dict[str, np.ndarray]:
+        return {"latency_ms": self.predict_latency_ms(archs)}
 
     def predict_energy_mj(self, archs: Sequence[Any]) -> np.ndarray | None:
         return None
@@ -78,8 +91,24 @@ class ProfileCost:
     model: Any
     profile_json: dict[str, Any]
 
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.model.metrics)
+
     def predict_latency_ms(self, archs: Sequence[Any]) -> np.ndarray:
-        return np.asarray(self.model.predict(list(archs))["latency_ms"], dtype=float)
+        return np.asarray(self.model.predict(list(archs))[self.model.primary], dtype=float)
+
+    def predict_metrics(self, archs: Sequence[Any]) -> dict[str, np.ndarray]:
+        out = self.model.predict(list(archs))
+        return {m: np.asarray(out[m], dtype=float) for m in self.metrics}
+
+    def metric_error(self, metric: str) -> float | None:
+        """Like :attr:`latency_error`, for ``metric``."""
+        if metric == self.metrics[0]:
+            return self.latency_error
+        table = (self.profile_json.get("metric_validation") or {}).get(metric, {})
+        mape = (table.get(self.profile_json.get("predictor", ""), {}) or {}).get("mape_pct")
+        return None if mape is None or not math.isfinite(mape) else float(mape) / 100.0
 
     def predict_energy_mj(self, archs: Sequence[Any]) -> np.ndarray | None:
         if getattr(self.model, "energy", None) is None:
@@ -94,8 +123,11 @@ class ProfileCost:
 
     def describe(self) -> dict[str, Any]:
         p = self.profile_json
-        return {"kind": "profile", "predictor": p.get("predictor"), "created": p.get("created"),
-                "counts": p.get("counts", {})}
+        out = {"kind": "profile", "predictor": p.get("predictor"), "created": p.get("created"),
+               "counts": p.get("counts", {})}
+        if self.metrics != ("latency_ms",):  # studies of one-metric spaces keep their identity
+            out["metrics"] = list(self.metrics)
+        return out
 
 
 def load_device(name: str, space: Any, workspace: Workspace) -> DeviceCost:
@@ -112,6 +144,28 @@ def load_device(name: str, space: Any, workspace: Workspace) -> DeviceCost:
         )
     model = workspace.cost_model(name, space)
     return ProfileCost(name, model, model.profile.to_json())
+
+
+def check_budget_units(budget: Any, space: Any, devices: Sequence[DeviceCost]) -> None:
+    """Refuse, in one line naming the fix, a budget the space or a device has no metric for:
+    ``--max-latency-ms`` on gpt (it has ``decode_ms`` and ``prefill_ms``), ``--max-decode-ms``
+    on an image space, ``--max-memory-mb`` on a space that does not count inference memory."""
+    from nas.search.objectives import LATENCY_BUDGETS, flag
+
+    for d in devices:
+        for metric in budget.latency_limits():
+            if metric in d.metrics:
+                continue
+            given = flag(LATENCY_BUDGETS[metric])
+            fixes = " or ".join(flag(LATENCY_BUDGETS[m]) for m in d.metrics if m in LATENCY_BUDGETS)
+            what = {"decode_ms": "one token after a KV cache of the context",
+                    "prefill_ms": "the whole context at once"}
+            hint = "".join(f" ({what[m]})" for m in d.metrics[:1] if m in what)
+            raise EdgenasError(f"{given}: device {d.name!r} predicts {', '.join(d.metrics)} for space {space.name}, "
+                               f"not {metric}; use {fixes}{hint}")
+    if budget.max_memory_mb is not None and not hasattr(space, "memory_bytes"):
+        raise EdgenasError(f"--max-memory-mb: space {space.name} does not count inference memory; "
+                           "bound its size with --max-params-m")
 
 
 def _table_device(name: str, space: Any) -> TableLatency:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nas.errors import EdgenasError
+from nas.search.objectives import LATENCY_BUDGETS
+from nas.search.objectives import flag as flag_of
 from nas.search.params import ParamRecorder
 
 if TYPE_CHECKING:
@@ -86,8 +88,8 @@ def check_budget(problem: SearchProblem) -> dict[str, Cheapest]:
     budget = problem.spec.budget
     limits: dict[str, tuple[float, float, str]] = {}
     for d in problem.devices:
-        if budget.max_latency_ms is not None:
-            limits[f"latency_ms@{d.name}"] = (budget.max_latency_ms, budget.allowed(budget.max_latency_ms), "--max-latency-ms")
+        for metric, value in budget.latency_limits().items():
+            limits[f"{metric}@{d.name}"] = (value, budget.allowed(value), flag_of(LATENCY_BUDGETS[metric]))
         if budget.max_energy_mj is not None:
             limits[f"energy_mj@{d.name}"] = (budget.max_energy_mj, budget.allowed(budget.max_energy_mj), "--max-energy-mj")
     if budget.max_e2e_ms is not None and problem.split is not None:
@@ -96,6 +98,8 @@ def check_budget(problem: SearchProblem) -> dict[str, Cheapest]:
         limits["params_m"] = (budget.max_params_m, budget.max_params_m, "--max-params-m")
     if budget.max_mflops is not None:
         limits["mflops"] = (budget.max_mflops, budget.max_mflops, "--max-mflops")
+    if budget.max_memory_mb is not None:
+        limits["memory_mb"] = (budget.max_memory_mb, budget.max_memory_mb, "--max-memory-mb")
     found: dict[str, Cheapest] = {}
     for metric, (given, allowed, flag) in limits.items():
         if metric.startswith("energy") and not problem._energy[metric.split("@", 1)[1]]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from nas.errors import EdgenasError
-from nas.search.costs import DeviceCost, load_device
+from nas.search.costs import DeviceCost, check_budget_units, load_device
 from nas.search.objectives import (
     DEFAULT_OBJECTIVES,
     Budget,
@@ -77,7 +77,8 @@ class SearchProblem:
 
     def __post_init__(self) -> None:
         has_energy = {d.name: d.predict_energy_mj([self.space.smallest()]) is not None for d in self.devices}
-        self.names = objective_names(self.spec.objectives, [d.name for d in self.devices], has_energy)
+        primary = {d.name: d.metrics[0] for d in self.devices}
+        self.names = objective_names(self.spec.objectives, [d.name for d in self.devices], has_energy, primary)
         self._energy = has_energy
 
     @property
@@ -98,16 +99,21 @@ class SearchProblem:
         return identity
 
     def costs(self, archs: Sequence[Any]) -> dict[str, np.ndarray]:
-        """Predicted latency/energy per device, FLOPs (M) and params (M) for ``archs``
-        (one predictor call per device for the whole batch)."""
+        """Predicted latency (every metric: ``latency_ms``, or ``decode_ms`` and ``prefill_ms``)
+        and energy per device, FLOPs (M), params (M) and, for spaces that count it, inference
+        memory (MB, 10^6 bytes: weights and KV cache) for ``archs`` (one predictor call per
+        device for the whole batch)."""
         out: dict[str, np.ndarray] = {}
         archs = list(archs)
         for d in self.devices:
-            out[f"latency_ms@{d.name}"] = np.asarray(d.predict_latency_ms(archs), dtype=float)
+            for metric, values in d.predict_metrics(archs).items():
+                out[f"{metric}@{d.name}"] = np.asarray(values, dtype=float)
             if self._energy[d.name]:
                 out[f"energy_mj@{d.name}"] = np.asarray(d.predict_energy_mj(archs), dtype=float)
         out["mflops"] = np.array([self.space.flops(a) / 1e6 for a in archs], dtype=float)
         out["params_m"] = np.array([self.space.params(a) / 1e6 for a in archs], dtype=float)
+        if hasattr(self.space, "memory_bytes"):
+            out["memory_mb"] = np.array([self.space.memory_bytes(a) / 1e6 for a in archs], dtype=float)
         if self.split is not None:
             from nas.split.objective import E2E, POSITION
 
@@ -227,6 +233,7 @@ def build_problem(spec: SearchSpec) -> SearchProblem:
     space = build_space(spec)
     accuracy = build_accuracy(spec, space)
     devices = [load_device(name, space, Workspace(Path(spec.workspace))) for name in spec.devices]
+    check_budget_units(spec.budget, space, devices)
     return SearchProblem(spec, space, accuracy, devices, split=build_split(spec, space))
 
 

@@ -61,9 +61,13 @@ class SearchSettings:
             raise EdgenasError(f"--verify must be 0 or more measurements, got {self.verify}")
 
 
-def auto_margin(devices: list[Any]) -> float:
-    """Headroom from the predictors' own validation error (largest over devices)."""
-    errors = [d.latency_error for d in devices]
+def auto_margin(devices: list[Any], metrics: list[str] | None = None) -> float:
+    """Headroom from the predictors' own validation error (largest over devices and over
+    the budgeted latency ``metrics``; the primary metric's when none is named)."""
+    errors = []
+    for d in devices:
+        named = [m for m in metrics or [] if m in getattr(d, "metrics", ()) and hasattr(d, "metric_error")]
+        errors += [d.metric_error(m) for m in named] if named else [d.latency_error]
     if any(e is None for e in errors):
         return 0.10  # a predictor without validation figures: assume the few-shot 10 %
     return min(MAX_AUTO_MARGIN, MARGIN_PER_ERROR * max(errors, default=0.0))
@@ -75,7 +79,7 @@ def prepare(spec: SearchSpec, margin: float | str = "auto") -> SearchProblem:
     :func:`nas.search.verify.exploration_band`)."""
     problem = build_problem(spec)
     if margin == "auto":
-        value = auto_margin(problem.devices)
+        value = auto_margin(problem.devices, list(spec.budget.latency_limits()))
     elif margin == "verify":
         from nas.search.verify import exploration_band
 

@@ -28,9 +28,7 @@ def choose_sampler(name: str, problem: Any) -> str:
     if name != "auto":
         return name
     budget = problem.spec.budget
-    limited = any(v is not None for v in (budget.max_latency_ms, budget.max_energy_mj,
-                                          budget.max_params_m, budget.max_mflops))
-    return "screened" if limited and len(problem.devices) == 1 else "nsga2"
+    return "screened" if budget.limited and len(problem.devices) == 1 else "nsga2"
 
 
 def make_sampler(name: str, seed: int | None, population_size: int = 50, problem: Any = None) -> Any:

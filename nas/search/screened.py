@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from optuna.samplers import BaseSampler
 
-from nas.search.objectives import constraint_values
+from nas.search.objectives import LATENCY_BUDGETS, constraint_values
 from nas.search.params import ParamRecorder
 
 
@@ -73,7 +73,7 @@ class ScreenedSampler(BaseSampler):
         problem.space.suggest(probe)
         self.choices = probe.choices
         self._acc_index = problem.names.index("accuracy")
-        self._lat_name = next((n for n in problem.names if n.startswith("latency_ms@")), None)
+        self._lat_name = next((n for n in problem.names if n.split("@")[0] in LATENCY_BUDGETS and "@" in n), None)
         self._queue: list[dict[str, Any]] = []
         self._fitted_at = -1
         self._proposals: dict[int, dict[str, Any]] = {}

@@ -97,6 +97,10 @@ def exploration_band(devices: Sequence[Any]) -> float:
 
 def check_verifiable(problem: Any) -> None:
     """Refuse ``--verify`` before the search when it cannot work (one line each)."""
+    other = [m for m in problem.spec.budget.latency_limits() if m != "latency_ms"]
+    if other:
+        raise EdgenasError(f"--verify measures one latency (latency_ms); this search budgets {', '.join(other)}: "
+                           "drop --verify and measure the pick with `edgenas finetune` (it measures every metric)")
     if problem.spec.budget.max_latency_ms is None:
         raise EdgenasError("--verify measures candidates against a latency budget: add --max-latency-ms")
     for d in problem.devices:

@@ -102,12 +102,15 @@ def _compile_tvm(part: Part, profile: Any) -> CompiledPart:
 
     tvm = require_tvm()
     schedule = Schedule(**{k: v for k, v in profile.schedule.items() if k in ("kind", "trials", "database")})
-    executable = compile_relax(to_relax(part.module, part.input_shape), profile.target, schedule)
+    # a part fed token ids is compiled for int64 ids (an embedding gathers with them)
+    example = torch.zeros((1, *part.input_shape), dtype=torch.int64) if part.integer_input else part.input_shape
+    dtype = np.int64 if part.integer_input else np.float32
+    executable = compile_relax(to_relax(part.module, example), profile.target, schedule)
     vm, dev = LocalSession(profile.target).load(executable)
     main = vm["main"]
 
     def run(x: np.ndarray) -> np.ndarray:
-        out = main(tvm.runtime.tensor(np.ascontiguousarray(x, dtype=np.float32), dev))
+        out = main(tvm.runtime.tensor(np.ascontiguousarray(x, dtype=dtype), dev))
         while not hasattr(out, "numpy"):  # a tuple of one output
             out = out[0]
         return out.numpy()

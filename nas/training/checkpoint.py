@@ -184,6 +184,23 @@ def save_checkpoint(
     return meta_path
 
 
+def resume_matching(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    identity: dict[str, Any], what: str = "fine-tune") -> int:
+    """Restore ``model``, ``optimizer`` and the RNGs from the checkpoint in ``directory`` and
+    return its step (0 when there is none). A checkpoint whose metadata differs from
+    ``identity`` in any of its keys belongs to another run: refused in one line."""
+    if find_checkpoint(directory) is None:
+        return 0
+    ckpt = read_checkpoint(directory)
+    if {k: ckpt.meta.get(k) for k in identity} != identity:
+        raise EdgenasError(f"{directory} holds a {what} of another arch, config or supernet; use another output "
+                           "directory or delete it")
+    model.load_state_dict(ckpt.model_state())
+    restore_optimizer(optimizer, ckpt)
+    restore_rng(ckpt)
+    return ckpt.step
+
+
 def find_checkpoint(path: str | Path) -> Path | None:
     """The ``checkpoint.json`` of a directory, a JSON path, or a weights file's directory."""
     path = Path(path)

@@ -63,6 +63,8 @@ class GPTSpace(SearchSpace):
     """
 
     name = "gpt"
+    #: decode first: the per-token latency a user of an on-device assistant feels
+    cost_phases = ("decode", "prefill")
 
     def __init__(self, preset: str = "tiny", **overrides: Any) -> None:
         if preset not in PRESETS:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -83,7 +85,6 @@ def test_eager_baseline_times_and_restores_threads():
 def test_timing_stays_on_the_cores_the_process_is_allowed(tmp_path):
     """TVM binds its threads to the "big" cores by frequency (core 0 here), ignoring
     ``taskset``: two profiling runs pinned apart would both land on core 0."""
-    import os
     import subprocess
     import sys
 

@@ -40,3 +40,26 @@ def test_quickstart_runs_the_whole_flow_and_reuses_it(tmp_path: Path, capsys: py
     assert main([*args, "--quiet"]) == 0  # only the result: no step lines
     quiet = capsys.readouterr().out
     assert "[1/9]" not in quiet and "quickstart done" in quiet
+
+
+def test_quickstart_of_a_language_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ws = tmp_path / "ws"
+    args = ["quickstart", "--space", "gpt", "--workspace", str(ws), "--steps", "4", "--trials", "6",
+            "--profile-minutes", "0.2", "--finetune-epochs", "0"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for step in range(1, 10):
+        assert f"[{step}/9]" in out
+    assert "perplexity" in out and "decode_ms" in out
+    registry = ModelRegistry(ws / "registry")
+    entries = {e.name: e for e in registry.list()}
+    assert set(entries) == {"quickstart-gpt-best", "quickstart-gpt-knee"}
+    for entry in entries.values():
+        assert {"safetensors", "onnx", "torch_export", "tvm"} <= set(entry.artifacts)
+        m = entry.metrics
+        assert m["measured_decode_ms"] > 0 and m["measured_prefill_ms"] > 0 and m["predicted_decode_ms"] > 0
+        assert entry.lineage["device"] == "this-cpu-gpt"
+    # a short text from the largest sub-network and from each registered one
+    samples = [line for line in out.splitlines() if " writes: 'def " in line]
+    assert len(samples) == 3 and samples[0].startswith("largest writes")
+    assert (ws / "quickstart" / "gpt" / "report.html").is_file()

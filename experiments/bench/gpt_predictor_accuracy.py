@@ -1,0 +1,195 @@
+"""How well a ``gpt`` device profile predicts both latencies of whole sub-networks it never saw.
+
+On this machine's CPU via TVM (untuned, one thread), for the ``tiny`` gpt preset:
+``edgenas profile --space gpt`` builds the profile (unless the workspace has it): blocks
+and whole networks of both phases, **prefill** of ``context`` tokens and **decode** of one
+token after a KV cache of ``context`` tokens. Then ``--archs`` random sub-networks the
+profile never measured are compiled and timed end to end in both phases, the way the
+profile measures (``profiler_for_profile``: same clock, paired with the profile's
+reference network), stored so an interrupted run resumes, and each metric's predictions
+are scored: share within ±10 % (target: 95 % or more per metric), ±5 %, MAPE, Spearman,
+beside the profile's wall time, its noise floor and the machine's load average.
+
+Full size (pin it to one core; the validation networks take 20-40 minutes on a shared core)::
+
+    taskset -c 1 python experiments/bench/gpt_predictor_accuracy.py --out experiments/results/gpt_predictor_accuracy.json
+
+CI size::
+
+    python experiments/bench/gpt_predictor_accuracy.py --smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import device_name, emit, write_results  # noqa: E402
+
+BENCH = "gpt_predictor_accuracy"
+TARGET = {"kind": "llvm", "num-cores": 1}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="a tiny profile and 3 validation networks")
+    parser.add_argument("--workspace", default=None, help="default: a fresh temporary directory")
+    parser.add_argument("--device", default="bench-gpt-cpu")
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--archs", type=int, default=50, help="validation networks (each timed in both phases)")
+    parser.add_argument("--budget-minutes", type=float, default=15.0)
+    parser.add_argument("--holdout", type=int, default=4, help="the profile's own held-out networks per metric")
+    parser.add_argument("--train", type=int, default=8, help="the profile's training networks per metric")
+    parser.add_argument("--seed", type=int, default=2024, help="seed of the validation networks")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    if args.workspace is None:
+        import tempfile
+
+        args.workspace = tempfile.mkdtemp(prefix="edgenas-bench-gpt-")
+    if args.smoke:
+        args.archs, args.budget_minutes = 3, 1.0
+    return args
+
+
+def ensure_profile(args: argparse.Namespace) -> tuple[float | None, dict[str, Any]]:
+    """Build the profile with the real command unless the workspace has it; its wall time
+    and the load average around it."""
+    from nas.cli import main as edgenas
+
+    if (Path(args.workspace) / "profiles" / f"{args.device}.json").is_file():
+        return None, {"note": "profile found in the workspace"}
+    cmd = ["profile", "--device", args.device, "--target", json.dumps(TARGET), "--space", "gpt",
+           "--preset", args.preset, "--budget-minutes", str(args.budget_minutes), "--workspace", args.workspace,
+           "--quiet"]
+    if args.smoke:
+        cmd += ["--holdout", "2", "--train", "3", "--repeat", "5", "--max-blocks", "12"]
+    else:
+        cmd += ["--holdout", str(args.holdout), "--train", str(args.train)]
+    before = os.getloadavg()
+    t0 = time.monotonic()
+    rc = edgenas(cmd)
+    spent = time.monotonic() - t0
+    if rc != 0:
+        raise SystemExit(f"edgenas profile failed with exit code {rc}")
+    return spent, {"command": "edgenas " + " ".join(cmd), "load_average_before": before, "load_average_after": os.getloadavg()}
+
+
+def validation_set(space: Any, store: Any, device: str, n: int, seed: int) -> list[Any]:
+    """The first ``n`` distinct archs of the seeded sequence that the profile never measured."""
+    from latency_predictors.profile_builder import unique_archs
+
+    used = [space.arch_from_json(m.item) for m in store.query(device, space=space.name)
+            if m.role.rpartition(":")[2] in ("train", "holdout")]
+    return unique_archs(space, random.Random(seed), n, exclude=used)
+
+
+def measure_validation(args: argparse.Namespace, space: Any, profile: Any, store: Any) -> dict[str, list[Any]]:
+    """Every validation network in every phase, timed as the profile measures (stored under
+    device ``NAME#validation``, so a rerun only times what is missing)."""
+    from latency_predictors.cost_metrics import latency_metrics
+    from latency_predictors.measurements import Measurement
+    from latency_predictors.profilers import profiler_for_profile
+    from latency_predictors.timing import input_shape_of
+    from latency_predictors.tvm_profiler import tvm_version
+
+    archs = validation_set(space, store, args.device, args.archs, args.seed)
+    vdev = f"{args.device}#validation"
+    profiler = None
+    out: dict[str, list[Any]] = {}
+    for metric in latency_metrics(space):
+        role = metric.role("holdout")
+        done = {m.item: m for m in store.query(vdev, role=role)}
+        out[metric.name] = []
+        for arch in tqdm(archs, desc=f"validation {metric.name}", unit="net", disable=args.quiet):
+            key = space.arch_key(arch)
+            if key not in done:
+                profiler = profiler or profiler_for_profile(profile)
+                example = metric.timing_input(space, arch)
+                t = profiler.measure(metric.build(space, arch), example)
+                done[key] = Measurement(
+                    device=vdev, space=space.name, role=role, item=key, backend="tvm", schedule="untuned",
+                    target=profile.target, tvm_version=tvm_version(), input_shape=input_shape_of(example),
+                    number=t.number, repeat=t.repeat, median_ms=t.median_ms, spread_ms=t.spread_ms,
+                    results_ms=t.results_ms, reference_ms=t.reference_ms,
+                )  # fmt: skip
+                store.add(done[key])
+            out[metric.name].append(done[key])
+    return out
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = parse(argv)
+    from latency_predictors.device_profile import DeviceProfile, fit_cost_model
+    from latency_predictors.measurements import MeasurementStore
+    from latency_predictors.metrics import validation_figures
+
+    build_s, conditions = ensure_profile(args)
+    ws = Path(args.workspace)
+    profile = DeviceProfile.load(ws / "profiles" / f"{args.device}.json")
+    space = profile.build_space()
+    store = MeasurementStore(f"sqlite:///{ws / 'measurements.db'}")
+    before = os.getloadavg()
+    t0 = time.monotonic()
+    measured = measure_validation(args, space, profile, store)
+    validation_s = time.monotonic() - t0
+    clock = profile.timing.get("clock", "wall")
+    device = device_name("cpu") + f" TVM llvm 1 thread, untuned, {clock} clock" + (
+        ", drift corrected" if profile.reference else "")
+    config = {"space": f"gpt/{args.preset}", "target": TARGET, "clock": clock,
+              "budget_minutes": profile.plan.get("budget_minutes", args.budget_minutes),
+              "validation_networks": args.archs, "profile_counts": profile.counts, "profile_plan": profile.plan,
+              "profile_conditions": conditions, "validation_load_average": [before, os.getloadavg()],
+              "validation_minutes": validation_s / 60, "workspace": str(ws), "smoke": args.smoke,
+              "affinity": sorted(os.sched_getaffinity(0))}
+    records: list[dict[str, Any]] = []
+    chosen = profile.predictor
+    for kind in ("block_sum", "whole_network"):
+        profile.predictor = kind
+        try:
+            model = fit_cost_model(profile, store, space=space)
+        except ValueError:
+            continue
+        for name, rows in measured.items():
+            if len(rows) < 2:
+                continue
+            truth = np.asarray([m.median_ms for m in rows])
+            pred = model.predict([space.arch_from_json(m.item) for m in rows])[name]
+            f = validation_figures(truth, pred)
+            cfg = {**config, "predictor": kind, "chosen_predictor": kind == chosen, "metric": name,
+                   "n": f["n"], "measured_ms_range": [float(truth.min()), float(truth.max())],
+                   "worst_rel_error_pct": float(100 * np.max(np.abs(pred - truth) / truth))}
+            emit(records, BENCH, f"{name}_{kind}_within_10pct", 100 * f["within_10pct"], "%", device, cfg)
+            emit(records, BENCH, f"{name}_{kind}_within_5pct", 100 * f["within_5pct"], "%", device, cfg)
+            emit(records, BENCH, f"{name}_{kind}_mape", f["mape_pct"], "%", device, cfg)
+            emit(records, BENCH, f"{name}_{kind}_spearman", f["spearman"], "rho", device, cfg)
+    noise = profile.noise_floor or {}
+    if "cv_pct" in noise:
+        emit(records, BENCH, "noise_floor_cv", noise["cv_pct"], "%", device, {**config, "how": noise.get("how")})
+    for name, rows in measured.items():
+        iqr = np.asarray([m.spread_ms / m.median_ms for m in rows])
+        emit(records, BENCH, f"{name}_validation_iqr_over_median", 100 * float(np.median(iqr)), "%", device, config)
+    if build_s is not None:
+        emit(records, BENCH, "profile_wall_time", build_s / 60, "min", device, config)
+    emit(records, BENCH, "profile_measurements", sum(profile.counts.values()), "count", device, config)
+    emit(records, BENCH, "load_average_1min", os.getloadavg()[0], "load", device, config)
+    if args.out:
+        write_results(records, BENCH, args.out)
+    return records
+
+
+if __name__ == "__main__":
+    main()
