@@ -16,8 +16,9 @@ Set-up, all real (nothing invented):
   here in torch eager (1 thread, batch 1, median), imported with ``edgenas devices import``.
 
 Phases, each a new study (``nas.search.runner``, the code behind ``edgenas search``),
-sampler NSGA-II with the same seed, ``--trials`` trials, latency budget at the median
-predicted latency of 200 random archs:
+the default sampler (``auto``: screened, for one device under a budget; NSGA-II before
+issue 12) with the same seed, ``--trials`` trials, latency budget at the median predicted
+latency of 200 random archs:
 
 1. ``cold``: device A, empty cache: every new arch is evaluated (BN recalibration on the
    calibration split, then the validation split, on the CPU) -> sub-networks per second.
@@ -235,7 +236,7 @@ def main() -> None:
             print(json.dumps({name: p}), file=sys.stderr, flush=True)
         ckpt_meta = json.loads((ckpt / "checkpoint.json").read_text()) if (ckpt / "checkpoint.json").is_file() else {}
     config = {
-        "space": "mbv3 small preset (width 0.5, resolutions 24-32)", "trials": trials, "sampler": "nsga2",
+        "space": "mbv3 small preset (width 0.5, resolutions 24-32)", "trials": trials, "sampler": "auto (screened for one device under a budget)",
         "seed": args.seed, "torch_threads": args.threads,
         "checkpoint": str(args.checkpoint) if args.checkpoint else f"tiny, trained here: 4 steps on digits ({train_s:.0f} s)",
         "eval_data": "digits: 32 calibration + 48 validation images",
