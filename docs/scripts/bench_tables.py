@@ -412,14 +412,18 @@ def search_scaling() -> str:
 
 
 NB201_RUNS = (
-    ("fewshot", "nsga2", "few-shot predictor, auto margin, NSGA-II (default sampler)"),
-    ("fewshot", "screened", "few-shot predictor, auto margin, `screened`"),
+    ("fewshot", "nsga2", "few-shot predictor, auto margin, NSGA-II (the default before issue 12)"),
+    ("fewshot", "screened", "few-shot predictor, auto margin, `screened` (the default now: `auto`)"),
     ("fewshot", "random", "few-shot predictor, auto margin, random"),
     ("exact", "screened", "measured latency (`table:DEVICE`), margin 0, `screened`"),
     ("exact", "nsga2", "measured latency, margin 0, NSGA-II"),
     ("floor", "none", "no search: best of all 15,625 cells by the few-shot predictor, auto margin"),
     ("verified", "screened", "`screened`, margin 0, then up to {verify} winners measured "
-                             "(mean {measured:.1f} measured, {fallbacks} fallbacks)"),
+                             "(mean {measured:.1f} measured, {fallbacks} fallbacks; table protocol)"),
+    ("loop", "screened", "`edgenas search --verify {verify}`: device in the loop, two rounds "
+                         "(mean {measured:.1f} measured, {unverified} unverified)"),
+    ("suggest", "screened", "`devices suggest -n {verify}`, measured, `import --add`, then search, auto margin "
+                            "(predicted pick)"),
 )
 
 
@@ -437,8 +441,9 @@ def search_nb201_protocols() -> str:
         hv = f"{r.value(f'mean_hypervolume_{tag}'):.3f}" if r.has(f"mean_hypervolume_{tag}") else "-"
         zero = 100 * sum(s["regret"] == 0 for s in sel) / len(sel)
         label = label.format(verify=r.records[0]["config"]["verify"],
-                             measured=r.value(f"mean_measurements_{tag}") if protocol == "verified" else 0,
-                             fallbacks=sum(bool(s.get("fallback")) for s in sel))
+                             measured=r.value(f"mean_measurements_{tag}") if protocol in ("verified", "loop") else 0,
+                             fallbacks=sum(bool(s.get("fallback")) for s in sel),
+                             unverified=r.value(f"unverified_{tag}") if protocol == "loop" else 0)
         body.append([label, str(len(sel)), f"{mean:.2f}", f"{r.value(f'max_regret_{tag}'):.2f}", f"{zero:.0f} %",
                      str(r.value(f"violations_{tag}")), hv, f"{r.value(f'mean_seconds_{tag}'):.0f}"])
     c = r.records[0]["config"]
