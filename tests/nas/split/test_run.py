@@ -168,6 +168,7 @@ def test_a_tvm_part_fed_token_ids_is_compiled_for_int64():
     edge_part, _ = split_network(space, arch, model, 2)  # embedding and the first attention block
     assert edge_part.integer_input
     compiled = compile_part(edge_part, profile)
+    assert compiled.how.startswith("TVM")
     ids = space.example_input(arch)
     with torch.no_grad():
         expected = edge_part.module(ids).numpy()
