@@ -75,10 +75,9 @@ def compile_part(part: Part, profile: Any) -> CompiledPart:
     if part.module is None:
         return CompiledPart(lambda x: x, "nothing to run")
     threads = target_threads(profile.target) if isinstance(profile.target, dict) else 1
-    if profile.backend == "tvm" and not part.integer_input:
+    if profile.backend == "tvm":
         return _compile_tvm(part, profile)
-    why = "" if profile.backend == "eager" else f" (TVM cannot take integer inputs here; {profile.name} is a TVM profile)"
-    return _eager(part.module, threads, f"torch eager, {threads} thread(s){why}")
+    return _eager(part.module, threads, f"torch eager, {threads} thread(s)")
 
 
 def _eager(module: nn.Module, threads: int, how: str) -> CompiledPart:

@@ -144,3 +144,24 @@ def test_a_language_model_splits_too(tmp_path):
         assert np.allclose(reply.array, expected, atol=1e-4)
         assert sent == (4 * tokens.numel() if position == 0 else 4 * space.cuts(arch)[3].elements)
     assert not _workers()
+
+
+def test_a_tvm_part_fed_token_ids_is_compiled_for_int64():
+    """gpt's edge part starts at the embedding: TVM compiles it for int64 ids, not floats."""
+    pytest.importorskip("tvm")
+    from latency_predictors.device_profile import DeviceProfile
+    from search_spaces import get_space
+
+    space = get_space("gpt", preset="tiny", contexts=(16,), embeds=(32,), depths=(1,), heads=(1,), mlp_ratios=(2,))
+    arch = space.smallest()
+    model = space.build_static(arch).eval()
+    profile = DeviceProfile(name="tvm-cpu", space=space.describe(), target={"kind": "llvm", "num-cores": 1},
+                            reached={"kind": "local"}, backend="tvm")
+    edge_part, _ = split_network(space, arch, model, 2)  # embedding and the first attention block
+    assert edge_part.integer_input
+    compiled = compile_part(edge_part, profile)
+    assert compiled.how.startswith("TVM")
+    ids = space.example_input(arch)
+    with torch.no_grad():
+        expected = edge_part.module(ids).numpy()
+    assert np.allclose(compiled.run(ids.numpy()), expected, atol=1e-4)
