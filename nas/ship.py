@@ -137,11 +137,11 @@ def ship(workspace: Workspace, study_name: str, device: str, options: ShipOption
     every = measure_metrics(profile, space, arch, result.model, options.reach)
     measured = every[view.metric]
     energy = f"; energy {measured.energy_mj:.2f} mJ" if measured.energy_mj is not None else "; energy not measured"
-    for name, m in every.items():
-        predicted = point.latencies.get(name, point.latency_ms if name == view.metric else None)
+    for metric, m in every.items():
+        predicted = point.latencies.get(metric, point.latency_ms if metric == view.metric else None)
         versus = "" if predicted is None else f"; predicted {predicted:.3f} ms ({100 * (predicted - m.latency_ms) / m.latency_ms:+.1f} %)"
-        log.info("[3/4] measured %s on %s: %.3f ms (IQR %.3f, %d repeats)%s%s", name, device, m.latency_ms,
-                 m.spread_ms, m.repeats, versus, energy if name == view.metric else "")
+        log.info("[3/4] measured %s on %s: %.3f ms (IQR %.3f, %d repeats)%s%s", metric, device, m.latency_ms,
+                 m.spread_ms, m.repeats, versus, energy if metric == view.metric else "")
     metrics = {
         "accuracy": -result.finetuned.loss if text else result.finetuned.accuracy,
         "accuracy_inherited": -result.inherited.loss if text else result.inherited.accuracy,
@@ -157,10 +157,10 @@ def ship(workspace: Workspace, study_name: str, device: str, options: ShipOption
     }
     if view.metric != "latency_ms":  # every metric, measured and predicted (gpt: decode_ms, prefill_ms)
         metrics["latency_metric"] = view.metric
-        for name, m in every.items():
-            metrics[f"predicted_{name}"] = point.latencies.get(name)
-            metrics[f"measured_{name}"] = m.latency_ms
-            metrics[f"measured_{name.removesuffix('_ms')}_iqr_ms"] = m.spread_ms
+        for metric, m in every.items():
+            metrics[f"predicted_{metric}"] = point.latencies.get(metric)
+            metrics[f"measured_{metric}"] = m.latency_ms
+            metrics[f"measured_{metric.removesuffix('_ms')}_iqr_ms"] = m.spread_ms
     if text:
         metrics.update(loss=result.finetuned.loss, perplexity=result.finetuned.perplexity,
                        loss_inherited=result.inherited.loss, memory_mb=space.memory_bytes(arch) / 1e6)

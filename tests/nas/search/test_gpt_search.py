@@ -129,6 +129,7 @@ def test_gpt_pick_is_measured_for_both_metrics_exported_and_registered(gpt_works
                   "--workspace", str(ws), "--quiet"]) == 0
     registry = Workspace(ws).registry()
     (entry,) = registry.list()
+    assert entry.name == f"{study}-g"  # the registry name, whatever the metrics are called
     m = entry.metrics
     assert m["latency_metric"] == "decode_ms" and m["measured_latency_ms"] == m["measured_decode_ms"]
     assert m["measured_decode_ms"] > 0 and m["measured_prefill_ms"] > 0 and m["predicted_prefill_ms"] > 0
