@@ -32,7 +32,7 @@ test: install
 	$(PY) -m pytest -q
 
 # The edit-run loop: lint and every test not marked slow (servers, subprocesses, Chromium,
-# TVM builds, the quickstart, > ~5 s), in under 2 minutes on a 2-core machine.
+# TVM builds, the quickstart, > ~5 s): about 2.5 minutes on an idle 2-core machine.
 test-fast:
 	$(MAKE) lint
 	$(PY) -m pytest -q -m "not slow"
