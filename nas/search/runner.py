@@ -86,7 +86,12 @@ def prepare(spec: SearchSpec, margin: float | str = "auto") -> SearchProblem:
         value = -exploration_band(problem.devices)
     else:
         value = float(margin)
-    spec = replace(spec, budget=replace(spec.budget, safety_margin=round(value, 4)))
+    return with_margin(problem, value)
+
+
+def with_margin(problem: SearchProblem, value: float) -> SearchProblem:
+    """``problem`` with the safety margin ``value`` (validated), its predictors reused."""
+    spec = replace(problem.spec, budget=replace(problem.spec.budget, safety_margin=round(value, 4)))
     Budget(**spec.budget.to_json())  # validates the margin
     return SearchProblem(spec, problem.space, problem.accuracy, problem.devices, split=problem.split)
 
@@ -126,17 +131,17 @@ def search(spec: SearchSpec, settings: SearchSettings = SearchSettings(), margin
     if left <= 0 or check["status"] in ("unreachable", "interrupted"):
         return first, study
     # Second round: the first measurements calibrated the predictor where the decision is;
-    # search again with it (a new study: the profile's counts and the margin changed; no
-    # band now, the refitted predictor and the device decide), then spend the rest on the
-    # new candidates and those measured already.
+    # search again with it (a new study: the profile's counts and the margin changed), the
+    # margin set by the bias measured at the edge, then spend the rest on the new
+    # candidates and those measured already.
     if not quiet:
         import sys
 
         print(f"verify: searching again with the predictor refitted on {check['measurements']} measurement(s)",
               file=sys.stderr, flush=True)
-    again = prepare(spec, 0.0 if margin == "auto" else margin)
+    again = prepare(spec, 0.0 if margin == "auto" else margin)  # with the refitted predictor
     if margin == "auto":  # search where the measurements say the edge is
-        again = prepare(spec, edge_margin(again, first))
+        again = with_margin(again, edge_margin(again, first))
     settings2 = replace(settings, study=f"{settings.study}-refit" if settings.study else None)
     study2, trials2, display2, cheapest2 = _run(again, settings2, quiet)
     result2 = build_result(study2, again, display2, cheapest2, trials2)
@@ -179,16 +184,10 @@ def merge_verifications(first: dict[str, Any], second: dict[str, Any], k: int) -
     check["requested"] = k
     check["rounds"] = 2
     out["verification"] = check
-    seen = {(r["trial"], json_key(r["arch"])) for r in second.get("verified", [])}
-    out["verified"] = [r for r in first.get("verified", []) if (r["trial"], json_key(r["arch"])) not in seen] \
-        + list(second.get("verified", []))
+    # the second round never measures an arch the first did (measured archs cost nothing)
+    out["verified"] = list(first.get("verified", [])) + list(second.get("verified", []))
     return out
 
-
-def json_key(value: Any) -> str:
-    import json
-
-    return json.dumps(value, sort_keys=True)
 
 
 def device_loops(problem: SearchProblem, reach: Any = None) -> dict[str, Any]:

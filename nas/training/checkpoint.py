@@ -216,20 +216,11 @@ def find_checkpoint(path: str | Path) -> Path | None:
 def checkpoint_meta(path: str | Path) -> dict[str, Any]:
     """The metadata (``checkpoint.json``) of the checkpoint at ``path``, without reading or
     verifying its weights (:func:`read_checkpoint` does both)."""
-    meta_path = find_checkpoint(path)
-    if meta_path is None:
-        raise EdgenasError(f"no checkpoint at {path}: give a training output directory or its {META_NAME}")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EdgenasError(f"{meta_path} is corrupt or truncated ({exc.__class__.__name__}): restore it or retrain") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise EdgenasError(f"{meta_path} is not an edgenas supernet checkpoint")
-    return meta
+    return _read_meta(path)[1]
 
 
-def read_checkpoint(path: str | Path) -> Checkpoint:
-    """Read and verify a checkpoint (sha256 first, then safetensors); one-line errors."""
+def _read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """Where the checkpoint's metadata lies and what it says (format checked; one-line errors)."""
     meta_path = find_checkpoint(path)
     if meta_path is None:
         raise EdgenasError(f"no checkpoint at {path}: give a training output directory or its {META_NAME}")
@@ -239,6 +230,12 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise EdgenasError(f"{meta_path} is corrupt or truncated ({exc.__class__.__name__}): restore it or retrain") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise EdgenasError(f"{meta_path} is not an edgenas supernet checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    return meta_path, meta
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and verify a checkpoint (sha256 first, then safetensors); one-line errors."""
+    meta_path, meta = _read_meta(path)
     if meta.get("version") != VERSION:
         raise EdgenasError(f"{meta_path} has checkpoint version {meta.get('version')}; this edgenas reads version {VERSION}")
     weights = meta_path.parent / str(meta.get("weights", ""))
