@@ -27,7 +27,7 @@ from nas.errors import EdgenasError
 from nas.search.objectives import Outcome
 from nas.search.problem import SearchProblem, cached_problem, record
 from nas.search.progress import Progress
-from nas.search.study import count_complete, mark_worker, recover_dead_trials, worker_identity
+from nas.search.study import ask_marked, count_complete, recover_dead_trials, worker_identity
 
 OUTCOME_KEY = "edgenas_outcome"
 
@@ -108,10 +108,9 @@ def _searcher_class() -> type:
             self._edgenas_progress = progress
 
         def suggest(self, trial_id: str) -> dict[str, Any] | None:
-            params = super().suggest(trial_id)
-            ot_trial = self._ot_trials[trial_id]
-            mark_worker(self._ot_study, ot_trial, self._edgenas_worker)
-            return params
+            if trial_id not in self._ot_trials:  # marked before sampling: a kill leaves nothing unmarked
+                self._ot_trials[trial_id] = ask_marked(self._ot_study, self._edgenas_worker)
+            return super().suggest(trial_id)
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             ot_trial = self._ot_trials.get(trial_id)

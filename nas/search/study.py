@@ -9,7 +9,8 @@ Every trial records the worker that runs it (host, pid, process start time). On 
 a running trial whose worker is a dead process on this host is failed at once and its
 parameters queued again (as Optuna's heartbeat retry does), so ``kill -9`` loses
 nothing and repeats nothing; workers on other hosts are recovered by the RDB heartbeat
-after its grace period.
+after its grace period, and so is a running trial that no worker marked (its worker died
+between creating and marking it).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from typing import Any
 
 from nas.errors import EdgenasError
-from nas.search.storage import MAX_RETRY, StorageSpec, require_optuna
+from nas.search.storage import GRACE_S, MAX_RETRY, StorageSpec, require_optuna
 from nas.workspace import Workspace
 
 IDENTITY_ATTR = "edgenas"
@@ -112,16 +113,25 @@ def _alive(worker: dict[str, Any]) -> bool:
     return start is not None and start == worker.get("start")
 
 
-def recover_dead_trials(study: Any) -> list[int]:
-    """Fail running trials whose worker process on this host is dead, and queue them again."""
+def recover_dead_trials(study: Any, now: float | None = None) -> list[int]:
+    """Fail running trials whose worker process on this host is dead, and queue them again.
+
+    A trial is marked by its worker within milliseconds of being created
+    (:func:`ask_marked`); one still unmarked after the heartbeat's grace period belongs to
+    a worker killed in that gap (or to an Optuna ``ask`` that never marks), and is
+    recovered the same way."""
     require_optuna()
     from optuna.trial import TrialState
 
+    now = time.time() if now is None else now
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.system_attrs.get(WORKER_ATTR)
         # A retried trial carries its dead worker's record until a new worker marks it.
-        if worker is None or worker.get("trial") != trial.number or _alive(worker):
+        if worker is None or worker.get("trial") != trial.number:
+            if not _orphaned(trial, now):
+                continue
+        elif _alive(worker):
             continue
         if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
             if _retry(study, trial):
@@ -143,6 +153,28 @@ def _retry(study: Any, trial: Any) -> bool:
     study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.WAITING, params=trial.params,
                                         distributions=trial.distributions, system_attrs=keep))
     return True
+
+
+def _orphaned(trial: Any, now: float) -> bool:
+    start = trial.datetime_start
+    return start is not None and now - start.timestamp() > GRACE_S
+
+
+def ask_marked(study: Any, worker: dict[str, Any]) -> Any:
+    """``study.ask()`` that marks the trial with ``worker`` *before* the sampler runs.
+
+    ``ask`` creates the running trial and then samples (seconds for a model-based sampler);
+    a worker killed in between would leave an unmarked running trial behind. Here the
+    trial is created (or a queued one taken), marked, and only then sampled."""
+    import optuna
+
+    study._thread_local.cached_all_trials = None
+    trial_id = study._pop_waiting_trial_id()
+    if trial_id is None:
+        trial_id = study._storage.create_new_trial(study._study_id)
+    number = study._storage.get_trial_number_from_id(trial_id)
+    study._storage.set_trial_system_attr(trial_id, WORKER_ATTR, {**worker, "trial": number})
+    return optuna.Trial(study, trial_id)
 
 
 def mark_worker(study: Any, trial: Any, worker: dict[str, Any]) -> None:
