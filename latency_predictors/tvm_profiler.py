@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
@@ -197,12 +198,30 @@ class LocalSession:
         return dev
 
     def load(self, executable: Any) -> tuple[Any, Any]:
+        """Load ``executable``; its runs are timed inside :meth:`pinned`."""
         from tvm import relax
 
         dev = self.device()
+        return relax.VirtualMachine(executable, dev), dev
+
+    def pin(self) -> None:
+        """Bind TVM's threads (the calling thread among them) to this process's first cores,
+        for good: for a process that only runs the compiled code (a split part's server)."""
         if self.target["kind"] != "cuda":
             _pin_threads(require_tvm().get_global_func, target_threads(self.target), self.cpus)
-        return relax.VirtualMachine(executable, dev), dev
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Bound as :meth:`pin` while timing, and the calling thread's own cores restored
+        after: TVM would otherwise leave it on one core, and a fine-tuning or search that
+        follows a profile in the same process would run on that core alone."""
+        saved = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        self.pin()
+        try:
+            yield
+        finally:
+            if saved is not None:
+                os.sched_setaffinity(0, saved)
 
 
 def _pin_threads(get_function: Any, threads: int, cpus: Sequence[int] | None = None) -> None:
@@ -297,6 +316,10 @@ class TVMProfiler:
         self.stats.add("load", time.perf_counter() - t0)
 
         def timer(cfg: TimingConfig | None = None) -> Timing:
+            with self._pinned():
+                return timed(cfg)
+
+        def timed(cfg: TimingConfig | None) -> Timing:
             t0 = time.perf_counter()
             timing = self._guard(lambda: time_vm(vm, dev, input_shape, cfg or self.timing))
             self.stats.add("time", time.perf_counter() - t0)
@@ -312,6 +335,10 @@ class TVMProfiler:
             return replace(timing, energy_mj=mj if mj > 0 else None, energy_method=self.meter.name)
 
         return timer
+
+    def _pinned(self) -> AbstractContextManager[None]:
+        """Local sessions bind TVM's threads while timing (remote ones did in ``load``)."""
+        return self.session.pinned() if isinstance(self.session, LocalSession) else nullcontext()
 
     @staticmethod
     def _guard(call: Callable[[], T]) -> T:

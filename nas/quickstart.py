@@ -114,6 +114,11 @@ class QuickstartSummary:
     report: Path | None = None
     seconds: float = 0.0
     samples: dict[str, str] = field(default_factory=dict)  # gpt: text written by each sub-network
+    step_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each step, in order
+
+    def timing_line(self) -> str:
+        """``train 283 s, profile 180 s, ...``: where the time went (a reused step takes ~0 s)."""
+        return ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.step_seconds.items())
 
 
 def write_config(directory: Path, steps: int | None, space: str = "mbv3") -> Path:
@@ -236,13 +241,15 @@ def search_subnets(workspace: Workspace, output: Path, budget_ms: float, trials:
 
 
 def ship_picks(workspace: Workspace, study: str, output: Path, epochs: int, progress: bool,
-               space: str = "mbv3") -> list[Any]:
-    """Steps 7-8: the best and the knee, fine-tuned, measured on this CPU, exported, registered."""
+               space: str = "mbv3", seconds: dict[str, float] | None = None) -> list[Any]:
+    """Steps 7-8: the best and the knee, fine-tuned, measured on this CPU, exported, registered
+    (the wall time of each is put in ``seconds``, by pick)."""
     from nas.ship import ShipOptions, ship
 
     entries = []
     prefix = "quickstart" if space == "mbv3" else f"quickstart-{space}"
     for step, pick in (("7/9", "best"), ("8/9", "knee")):
+        start = time.perf_counter()
         log.info("[%s] %s: fine-tune, measure, export, register", step, pick)
         shipped = ship(workspace, study, DEVICES[space], ShipOptions(pick=pick, checkpoint=str(output), epochs=epochs,
                                                                      name=f"{prefix}-{pick}", torch_device="cpu",
@@ -250,6 +257,8 @@ def ship_picks(workspace: Workspace, study: str, output: Path, epochs: int, prog
         if shipped.already_registered:
             log.info("%s: already registered as %s", pick, shipped.entry.ref)
         entries.append(shipped.entry)
+        if seconds is not None:
+            seconds[pick] = time.perf_counter() - start
     return entries
 
 
@@ -261,28 +270,46 @@ def quickstart(workspace: Workspace, options: QuickstartOptions = QuickstartOpti
     from nas.training import TrainConfig, load_trained
 
     started = time.perf_counter()
+    steps: dict[str, float] = {}
+    mark = [started]
+
+    def lap(step: str) -> None:
+        now = time.perf_counter()
+        steps[step] = now - mark[0]
+        mark[0] = now
+
     name = options.space
     directory = workspace.quickstart_dir if name == "mbv3" else workspace.quickstart_dir / name
     config_path = write_config(directory, options.steps, name)
     config = load_config(TrainConfig, config_path)
     prepare_data(config)
+    lap("data")
     output = Path(config.output_dir or directory / "supernet")
     train_supernet(config, output, options.progress)
+    lap("train")
     rows = evaluate_subnets(output, config.seed)
     log.info("\n%s\n", format_table(rows))
+    lap("evaluate")
     space = load_trained(output, "cpu").space
     profile_cpu(workspace, options.profile_minutes, options.progress, space if name != "mbv3" else None)
+    lap("profile")
     budget = latency_budget(workspace, space)
     result = search_subnets(workspace, output, budget, options.trials, options.progress, name, directory)
     if result.get("recommended") is None:
         raise EdgenasError(f"no arch met the {budget} ms budget in {options.trials} trials; run again with more --trials")
+    lap("search")
     epochs = options.finetune_epochs if options.finetune_epochs is not None else FINETUNE_EPOCHS[name]
-    entries = ship_picks(workspace, result["study"], output, epochs, options.progress, name)
+    picks: dict[str, float] = {}
+    entries = ship_picks(workspace, result["study"], output, epochs, options.progress, name, picks)
+    lap("ship")
+    steps.pop("ship")
+    steps.update({f"ship {pick}": s for pick, s in picks.items()})
     page, _ = write_report(workspace, result["study"], out=directory / "report.html")
     log.info("[9/9] report: %s", page.resolve())
     samples = write_samples(workspace, output, entries) if name == "gpt" else {}
+    lap("report")
     return QuickstartSummary(output, rows, budget, result["study"], entries, page, time.perf_counter() - started,
-                             samples)
+                             samples, steps)
 
 
 def write_samples(workspace: Workspace, output: Path, entries: list[Any]) -> dict[str, str]:

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     summary = quickstart(Workspace.resolve(args.workspace), options)
     for label, text in summary.samples.items():
         print(f"{label} writes: {text!r}")
-    print(f"\nquickstart done in {summary.seconds:.0f} s. Open {summary.report}")
+    print(f"\nquickstart done in {summary.seconds:.0f} s ({summary.timing_line()}). Open {summary.report}")
     knee = "quickstart-knee" if args.space == "mbv3" else f"quickstart-{args.space}-knee"
     print(f"next: `edgenas registry list`, `edgenas registry export {knee} --format onnx --out-dir dist/`")
     return 0

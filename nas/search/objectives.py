@@ -133,7 +133,8 @@ def direction(name: str) -> str:
 
 
 def constraint_values(budget: Budget, metrics: dict[str, float], devices: list[str]) -> dict[str, float]:
-    """Relative excess over each budget (<= 0 is feasible), by constraint name."""
+    """Relative excess over each budget (<= 0 is feasible), by constraint name (of one arch
+    from floats, or of a batch from arrays)."""
     out: dict[str, float] = {}
     for d in devices:
         for metric, limit in budget.latency_limits().items():

@@ -72,6 +72,7 @@ class ScreenedSampler(BaseSampler):
         probe = ParamRecorder()
         problem.space.suggest(probe)
         self.choices = probe.choices
+        self._names = tuple(self.choices)
         self._acc_index = problem.names.index("accuracy")
         self._lat_name = next((n for n in problem.names if n.split("@")[0] in LATENCY_BUDGETS and "@" in n), None)
         self._queue: list[dict[str, Any]] = []
@@ -129,7 +130,7 @@ class ScreenedSampler(BaseSampler):
     def _resolve(self, params: dict[str, Any]) -> tuple[str, Any]:
         """(arch key, arch) of a parameter set, remembered: neighbours and parents of one
         round come back in the next."""
-        values = tuple(params.get(n) for n in self.choices)
+        values = tuple(map(params.get, self._names))
         hit = self._memo.get(values)
         if hit is None:
             if len(self._memo) >= 200_000:
@@ -140,6 +141,13 @@ class ScreenedSampler(BaseSampler):
 
     def _random_params(self) -> dict[str, Any]:
         return {name: self._rng.choice(options) for name, options in self.choices.items()}
+
+    def _random_batch(self, n: int) -> list[dict[str, Any]]:
+        """``n`` random parameter sets, drawn a column at a time (a pool is hundreds)."""
+        draw = np.random.default_rng(self._rng.getrandbits(63))
+        columns = [[options[k] for k in draw.integers(0, len(options), size=n).tolist()]
+                   for options in self.choices.values()]
+        return [dict(zip(self._names, row)) for row in zip(*columns)]
 
     def _screen(self, candidates: list[dict[str, Any]], seen: set[str]) -> tuple[list[dict[str, Any]], list[Any], np.ndarray, np.ndarray]:
         """Unseen, distinct candidates with their archs, predicted excess (<= 0: fits) and latency."""
@@ -155,11 +163,10 @@ class ScreenedSampler(BaseSampler):
             return [], [], np.zeros(0), np.zeros(0)
         costs = self.problem.costs(archs)
         devices = [d.name for d in self.problem.devices]
-        excess = np.array([
-            max(constraint_values(self.problem.spec.budget, {k: float(v[i]) for k, v in costs.items()}, devices).values(),
-                default=-1.0)
-            for i in range(len(archs))
-        ])
+        # the relative excess over every budget, for the whole batch at once (arrays in, arrays out)
+        excess_by_budget = constraint_values(self.problem.spec.budget, costs, devices)
+        excess = (np.max(np.vstack([np.asarray(v, dtype=float) for v in excess_by_budget.values()]), axis=0)
+                  if excess_by_budget else np.full(len(archs), -1.0))
         latency = costs[self._lat_name] if self._lat_name else np.zeros(len(archs))
         return kept, archs, excess, np.asarray(latency, dtype=float)
 
@@ -234,7 +241,7 @@ class ScreenedSampler(BaseSampler):
                 return params
         best: tuple[float, dict[str, Any]] | None = None
         for _ in range(tries):
-            params, _archs, excess, _lat = self._screen([self._random_params() for _ in range(draw)], seen)
+            params, _archs, excess, _lat = self._screen(self._random_batch(draw), seen)
             fits = [int(i) for i in np.flatnonzero(excess <= 0)]
             if fits:
                 self._rng.shuffle(fits)
@@ -304,7 +311,7 @@ class ScreenedSampler(BaseSampler):
 
         feasible = [t for t in done if all(v <= 0 for v in t.constraints.values())]
         top = sorted(feasible or done, key=lambda t: -t.values[self._acc_index])[: self.parents]
-        candidates = [self._random_params() for _ in range(self.pool)]
+        candidates = self._random_batch(self.pool)
         for t in top:
             for name, options in self.choices.items():
                 candidates += [{**t.params, name: o} for o in options if o != t.params.get(name)]

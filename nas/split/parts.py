@@ -105,7 +105,9 @@ def _compile_tvm(part: Part, profile: Any) -> CompiledPart:
     example = torch.zeros((1, *part.input_shape), dtype=torch.int64) if part.integer_input else part.input_shape
     dtype = np.int64 if part.integer_input else np.float32
     executable = compile_relax(to_relax(part.module, example), profile.target, schedule)
-    vm, dev = LocalSession(profile.target).load(executable)
+    session = LocalSession(profile.target)
+    vm, dev = session.load(executable)
+    session.pin()  # this part's process runs nothing else: bound as its device was timed
     main = vm["main"]
 
     def run(x: np.ndarray) -> np.ndarray:

@@ -78,13 +78,17 @@ def train(
     """Train (or resume) the supernet of ``cfg`` into ``output_dir``.
 
     An existing checkpoint there is resumed automatically; ``resume=True`` insists on one.
-    ``max_steps`` stops early (the run resumes later as if never stopped).
+    ``max_steps`` stops early (the run resumes later as if never stopped). ``train.threads``
+    holds for the run only: the caller's thread count is restored after (the quickstart
+    evaluates and fine-tunes in the same process).
     """
+    threads = torch.get_num_threads()
     ctx = setup(cfg.train.device)
     try:
         return _train(cfg, Path(output_dir), ctx, resume, max_steps, progress)
     finally:
         teardown(ctx)
+        torch.set_num_threads(threads)
 
 
 def _train(

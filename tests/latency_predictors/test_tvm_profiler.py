@@ -84,23 +84,31 @@ def test_eager_baseline_times_and_restores_threads():
                     reason="needs a process allowed on two or more cores")
 def test_timing_stays_on_the_cores_the_process_is_allowed(tmp_path):
     """TVM binds its threads to the "big" cores by frequency (core 0 here), ignoring
-    ``taskset``: two profiling runs pinned apart would both land on core 0."""
+    ``taskset``: two profiling runs pinned apart would both land on core 0. And it leaves
+    the calling thread bound after: work after a profile (fine-tuning) ran on one core."""
     import subprocess
     import sys
 
-    last = max(os.sched_getaffinity(0))
+    allowed = sorted(os.sched_getaffinity(0))
     script = tmp_path / "pin.py"
     script.write_text(
         "import os\n"
         "from torch import nn\n"
-        "from latency_predictors.tvm_profiler import LocalSession, compile_relax, to_relax\n"
+        "from latency_predictors.tvm_profiler import LocalSession, TVMProfiler\n"
+        "from latency_predictors.timing import TimingConfig\n"
         f"target = {CPU_TARGET!r}\n"
-        "ex = compile_relax(to_relax(nn.Sequential(nn.Conv2d(3, 4, 3)).eval(), (3, 8, 8)), target)\n"
-        "LocalSession(target).load(ex)\n"
-        "print(sorted(os.sched_getaffinity(0)))\n"
+        "profiler = TVMProfiler(target, timing=TimingConfig(warmup=1, repeat=3, min_repeat_ms=1))\n"
+        "timer = profiler.prepare(nn.Sequential(nn.Conv2d(3, 4, 3)).eval(), (3, 8, 8))\n"
+        "with profiler.session.pinned():\n"
+        "    print('timing', sorted(os.sched_getaffinity(0)))\n"
+        "timer()\n"
+        "print('after', sorted(os.sched_getaffinity(0)))\n"
+        f"os.sched_setaffinity(0, {{{allowed[-1]}}})\n"
+        "with LocalSession(target).pinned():\n"
+        "    print('restricted', sorted(os.sched_getaffinity(0)))\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300,
-                         preexec_fn=lambda: os.sched_setaffinity(0, {last}))  # noqa: PLW1509
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == f"[{last}]"
+    lines = out.stdout.strip().splitlines()[-3:]
+    assert lines == [f"timing [{allowed[0]}]", f"after {allowed}", f"restricted [{allowed[-1]}]"]

@@ -45,6 +45,19 @@ def test_round_trip_holds_weights_optimizer_and_metadata(tiny_config, tmp_path: 
     assert [p.name for p in (tmp_path / "run").glob("step-*.safetensors")] == ["step-00000002.safetensors"]
 
 
+def test_training_threads_hold_for_the_run_only(tiny_config, tmp_path: Path) -> None:
+    """``train.threads: 1`` must not leave the caller (the quickstart, which evaluates and
+    fine-tunes after training in the same process) on one thread."""
+    before = torch.get_num_threads()
+    other = 3 if before != 3 else 2
+    torch.set_num_threads(other)
+    try:
+        train(_cfg(tiny_config(train={"steps": 1, "threads": 1})), tmp_path / "run", progress=False)
+        assert torch.get_num_threads() == other
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.slow  # three training runs, ~8 s
 def test_resume_after_stops_is_bit_identical(tiny_config, tmp_path: Path) -> None:
     cfg = _cfg(tiny_config(**PROGRESSIVE))

@@ -21,6 +21,9 @@ def test_quickstart_runs_the_whole_flow_and_reuses_it(tmp_path: Path, capsys: py
     for step in range(1, 10):
         assert f"[{step}/9]" in out
     assert "top-1 (%)" in out
+    done = next(line for line in out.splitlines() if line.startswith("quickstart done in"))
+    for step in ("train", "profile", "search", "ship best", "ship knee", "report"):
+        assert f"{step} " in done  # where the time went, step by step
     registry = ModelRegistry(ws / "registry")
     entries = {e.name: e for e in registry.list()}
     assert set(entries) == {"quickstart-best", "quickstart-knee"}
