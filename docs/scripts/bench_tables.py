@@ -816,7 +816,7 @@ TABLES: dict[str, Callable[[], str]] = {fn.__name__: fn for fn in (
     supernet_gpu, supernet_cpu, gpt_rank_fidelity, gpt_throughput_cpu, gpt_predictor_accuracy, predictor_quiet, predictor_loaded,
     profile_cost_replay_before, profile_cost_replay, profile_breakdown, profile_noise, predictor_runs, search_speed,
     search_scaling, search_nb201_protocols, search_nb201_devices, fewshot_mean, fewshot_devices, fewshot_targets,
-    adapt_methods, adapt_margins, adapt_targets, adapt_elastic, adapt_side_runs, split_search,
+    adapt_methods, adapt_margins, adapt_targets, adapt_elastic, adapt_side_runs, split_inference, split_search,
     split_cascade, split_speculative,
 )}
 """Every table a page may name in a ``<!-- table: NAME -->`` marker."""
