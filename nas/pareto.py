@@ -4,6 +4,8 @@ The knee is the front's point farthest above the straight line joining its cheap
 its most accurate points, both axes scaled to [0, 1] over the front: where one more unit
 of cost stops buying much accuracy (the "Kneedle" idea). A front of one or two points
 has no bend; there the point closest to the ideal (top accuracy at the lowest cost) wins.
+A front that sags (no point above the line) has no knee either: it gets its cheapest
+point, the other end of the trade-off, rather than the most accurate point a second time.
 """
 
 from __future__ import annotations
@@ -43,4 +45,10 @@ def knee_index(front: Sequence[tuple[float, float]]) -> int:
             return a - a0
         return a - (a0 + (a1 - a0) * (c - c0) / (c1 - c0))
 
-    return max(range(len(front)), key=lambda i: (height(i), norm[i][0]))
+    knee = max(range(len(front)), key=lambda i: (height(i), norm[i][0]))
+    if height(knee) <= 1e-12:
+        # no point above the chord: the front does not bend, and the "knee" would be the
+        # most accurate point itself; the other end of the trade-off is the distinct choice
+        # (as for two points)
+        return cheap
+    return knee

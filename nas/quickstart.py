@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,7 @@ class QuickstartOptions:
     profile_minutes: float = 3.0
     progress: bool = True
     space: str = "mbv3"
+    parallel_profile: bool = True  # profile beside training when two cores are free (ParallelProfile)
 
     def __post_init__(self) -> None:
         if self.space not in CONFIGS:
@@ -193,21 +195,110 @@ def evaluate_subnets(output: Path, seed: int = 0) -> list[dict[str, Any]]:
     return rows
 
 
-def profile_cpu(workspace: Workspace, minutes: float, progress: bool, space: Any = None) -> None:
+def profile_cpu(workspace: Workspace, minutes: float, progress: bool, space: Any = None, quiet: bool = False) -> None:
     """Step 5: this CPU through TVM (blocks and whole networks, predictors fitted and validated;
     for ``space`` gpt, both latencies)."""
-    from nas.profiling import profile_device, summary_line
+    from nas.profiling import profile_device
 
     name = space.name if space is not None else "mbv3"
     device = DEVICES[name]
     path = workspace.profile_path(device)
     if path.is_file():
-        log.info("[5/9] device: %s profiled before, reusing %s", device, path)
+        if not quiet:
+            log.info("[5/9] device: %s profiled before, reusing %s", device, path)
         return
-    profile = profile_device(workspace, device, TARGET, space=space or "mbv3", preset=None if space else "small",
-                             budget_minutes=minutes, progress=progress)
-    log.info("%s", summary_line(profile))
+    profile_device(workspace, device, TARGET, space=space or "mbv3", preset=None if space else "small",
+                   budget_minutes=minutes, progress=progress)
+    if not quiet:
+        log_profile(workspace, device)
+
+
+def log_profile(workspace: Workspace, device: str) -> None:
+    """The profile's one-line summary and where it is."""
+    from latency_predictors.device_profile import DeviceProfile
+    from nas.profiling import summary_line
+
+    path = workspace.profile_path(device)
+    log.info("%s", summary_line(DeviceProfile.load(path)))
     log.info("[5/9] device: %s profiled through TVM (%s)", device, path)
+
+
+def _profile_child(root: str, config_path: str, minutes: float, cpus: list[int], results: Any) -> None:
+    """Step 5 in a process of its own, on ``cpus``: what :func:`profile_cpu` does, quietly
+    (the parent logs the outcome). Runs in a spawned process: module level, picklable."""
+    try:
+        os.sched_setaffinity(0, cpus)
+        from nas.config import load_config
+        from nas.training import TrainConfig
+        from nas.training.build import space_and_task
+
+        config = load_config(TrainConfig, Path(config_path))
+        space = space_and_task(config)[0] if config.space.name != "mbv3" else None
+        profile_cpu(Workspace(Path(root)), minutes, progress=False, space=space, quiet=True)
+        results.put(("ok", ""))
+    except BaseException as exc:  # noqa: BLE001 - reported by the parent, in one line
+        results.put((type(exc).__name__, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+
+
+class ParallelProfile:
+    """The profile (step 5) running beside training (steps 3-4) on a core of its own.
+
+    Training runs on one thread, and a profile times one core; on a machine with two or
+    more cores the two need not wait for each other. The profile is drift corrected
+    (every reading paired with a reference network), and so is every later measurement of
+    the device, against the same baseline, so profiling while the other core trains does
+    not bias what is measured later on a quiet machine. The parent stays off the
+    profile's core while training; :meth:`wait` gives it its cores back.
+    """
+
+    def __init__(self, workspace: Workspace, config_path: Path, minutes: float) -> None:
+        import multiprocessing
+
+        self.cpus = sorted(os.sched_getaffinity(0))
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+        self.results = ctx.Queue()
+        self.process = ctx.Process(target=_profile_child, name="edgenas-quickstart-profile",
+                                   args=(str(workspace.root), str(config_path), minutes, self.cpus[-1:], self.results))
+        self.process.start()
+        import torch
+
+        self.threads = torch.get_num_threads()
+        os.sched_setaffinity(0, self.cpus[:-1])
+        torch.set_num_threads(min(self.threads, len(self.cpus) - 1))  # no more threads than cores left
+        log.info("[5/9] device: profiling this CPU on core %d while the supernet trains on the other%s",
+                 self.cpus[-1], "s" if len(self.cpus) > 2 else "")
+
+    @staticmethod
+    def possible(workspace: Workspace, device: str) -> bool:
+        """Two or more cores this process may use, and no profile of ``device`` yet."""
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        return cores >= 2 and not workspace.profile_path(device).is_file()
+
+    def wait(self) -> None:
+        """Join the profile (raising its error, in one line) and restore this process's cores
+        and threads."""
+        try:
+            self.process.join()
+            kind, message = self.results.get(timeout=5) if not self.results.empty() else ("died", "")
+        finally:
+            self.stop()
+        if kind != "ok":
+            raise EdgenasError(f"profiling this CPU failed ({kind}: {message or 'exit code ' + str(self.process.exitcode)}); "
+                               "run `edgenas quickstart` again to resume it")
+
+    def stop(self) -> None:
+        """Stop the profile if it still runs (an interrupted quickstart) and restore the cores;
+        measurements it stored are kept and a later run resumes from them."""
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(10)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join()
+        import torch
+
+        os.sched_setaffinity(0, self.cpus)
+        torch.set_num_threads(self.threads)
 
 
 def latency_budget(workspace: Workspace, space: Any, seed: int = 0) -> float:
@@ -285,14 +376,25 @@ def quickstart(workspace: Workspace, options: QuickstartOptions = QuickstartOpti
     prepare_data(config)
     lap("data")
     output = Path(config.output_dir or directory / "supernet")
-    train_supernet(config, output, options.progress)
-    lap("train")
-    rows = evaluate_subnets(output, config.seed)
-    log.info("\n%s\n", format_table(rows))
-    lap("evaluate")
-    space = load_trained(output, "cpu").space
-    profile_cpu(workspace, options.profile_minutes, options.progress, space if name != "mbv3" else None)
-    lap("profile")
+    beside = (ParallelProfile(workspace, config_path, options.profile_minutes)
+              if options.parallel_profile and ParallelProfile.possible(workspace, DEVICES[name]) else None)
+    try:
+        train_supernet(config, output, options.progress)
+        lap("train")
+        rows = evaluate_subnets(output, config.seed)
+        log.info("\n%s\n", format_table(rows))
+        lap("evaluate")
+        space = load_trained(output, "cpu").space
+        if beside is not None:
+            beside.wait()
+            log_profile(workspace, DEVICES[name])
+            lap("profile (after training)")
+        else:
+            profile_cpu(workspace, options.profile_minutes, options.progress, space if name != "mbv3" else None)
+            lap("profile")
+    finally:
+        if beside is not None:
+            beside.stop()
     budget = latency_budget(workspace, space)
     result = search_subnets(workspace, output, budget, options.trials, options.progress, name, directory)
     if result.get("recommended") is None:

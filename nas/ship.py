@@ -68,7 +68,7 @@ def pick_point(view: Any, pick: str) -> tuple[Any, str]:
         if view.knee is None:
             raise EdgenasError(f"no feasible trial for {view.name}: run more trials or relax the budget")
         return view.knee, ("knee: the feasible front's point farthest above the line from its cheapest to "
-                           "its most accurate point (both axes scaled over the front)")
+                           "its most accurate point (both axes scaled over the front; its cheapest point when none is above that line)")
     if pick.startswith("trial:") and pick[6:].isdigit():
         number = int(pick[6:])
         for p in view.points:

@@ -33,6 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="fine-tuning epochs per pick (default: 2 for mbv3, 1 for gpt)")
     parser.add_argument("--profile-minutes", type=float, default=3.0,
                         help="time budget of the TVM profile of this CPU (default: 3)")
+    parser.add_argument("--no-parallel-profile", dest="parallel_profile", action="store_false",
+                        help="profile after training instead of beside it on a core of its own (the default "
+                        "when this process may use two or more cores)")
     add_quiet(parser)
     add_workspace(parser)
     return parser
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from nas.workspace import Workspace
 
     options = QuickstartOptions(args.steps, args.trials, args.finetune_epochs, args.profile_minutes, not args.quiet,
-                                args.space)
+                                args.space, args.parallel_profile)
     summary = quickstart(Workspace.resolve(args.workspace), options)
     for label, text in summary.samples.items():
         print(f"{label} writes: {text!r}")

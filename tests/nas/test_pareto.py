@@ -22,5 +22,9 @@ def test_knee_is_where_the_front_bends():
     assert front[knee_index(front)] == (80.0, 3.0)
     assert knee_index([(60.0, 1.0), (90.0, 5.0)]) in (0, 1)
     assert knee_index([(60.0, 1.0)]) == 0
+    # a front that sags below the line between its ends has no knee: the cheap end, not the
+    # most accurate point again (the quickstart registered the same arch twice)
+    sagging = [(60.0, 1.0), (62.0, 4.0), (90.0, 5.0)]
+    assert knee_index(sagging) == 0
     with pytest.raises(ValueError):
         knee_index([])

@@ -66,3 +66,33 @@ def test_quickstart_of_a_language_model(tmp_path: Path, capsys: pytest.CaptureFi
     samples = [line for line in out.splitlines() if " writes: 'def " in line]
     assert len(samples) == 3 and samples[0].startswith("largest writes")
     assert (ws / "quickstart" / "gpt" / "report.html").is_file()
+
+
+@pytest.mark.skipif(len(getattr(__import__("os"), "sched_getaffinity", lambda _: ())(0)) < 2,
+                    reason="the profile runs beside training only with two or more cores")
+def test_the_profile_beside_training_stops_and_reports_in_one_line(tmp_path: Path) -> None:
+    """Stopped while it runs (an interrupted quickstart): the process is gone and this
+    process has its cores and threads back; a profile that fails is one line."""
+    import os
+
+    import torch
+
+    from nas.errors import EdgenasError
+    from nas.quickstart import ParallelProfile, write_config
+    from nas.workspace import Workspace
+
+    cores, threads = os.sched_getaffinity(0), torch.get_num_threads()
+    ws = Workspace(tmp_path / "ws")
+    config = write_config(tmp_path / "qs", steps=1)
+    assert ParallelProfile.possible(ws, "this-cpu")
+    beside = ParallelProfile(ws, config, minutes=5.0)
+    assert len(os.sched_getaffinity(0)) == len(cores) - 1
+    beside.stop()
+    assert not beside.process.is_alive()
+    assert os.sched_getaffinity(0) == cores and torch.get_num_threads() == threads
+
+    broken = ParallelProfile(ws, tmp_path / "missing.yaml", minutes=0.1)
+    with pytest.raises(EdgenasError, match="profiling this CPU failed") as err:
+        broken.wait()
+    assert "\n" not in str(err.value)
+    assert os.sched_getaffinity(0) == cores and torch.get_num_threads() == threads
