@@ -26,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -227,6 +228,7 @@ def _profile_child(root: str, config_path: str, minutes: float, cpus: list[int],
     """Step 5 in a process of its own, on ``cpus``: what :func:`profile_cpu` does, quietly
     (the parent logs the outcome). Runs in a spawned process: module level, picklable."""
     try:
+        os.setsid()  # a group of its own: stopping it stops whatever it started (TVM workers)
         os.sched_setaffinity(0, cpus)
         from nas.config import load_config
         from nas.training import TrainConfig
@@ -289,12 +291,17 @@ class ParallelProfile:
     def stop(self) -> None:
         """Stop the profile if it still runs (an interrupted quickstart) and restore the cores;
         measurements it stored are kept and a later run resumes from them."""
-        if self.process.is_alive():
-            self.process.terminate()
+        import signal
+
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if not self.process.is_alive():
+                break
+            try:
+                os.killpg(self.process.pid, sig)
+            except (ProcessLookupError, PermissionError):  # not yet its own group: the process alone
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.process.pid, sig)
             self.process.join(10)
-            if self.process.is_alive():
-                self.process.kill()
-                self.process.join()
         import torch
 
         os.sched_setaffinity(0, self.cpus)
