@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     for r in doc.get("runs", []):
         s, pred = r["summary"], r["predicted"]
         print(f"ran point {r['position']} ({pred['kind']}): measured e2e median {s['e2e_ms']['median']:.2f} ms "
-              f"(p95 {s['e2e_ms']['p95']:.2f}; {s['e2e_cpu_ms']['median']:.2f} with compute on the CPU clock) | "
+              f"(p95 {s['e2e_ms']['p95']:.2f}; {s['e2e_cpu_ms']['median']:.2f} with compute on the CPU clock, "
+              f"{s['e2e_corrected_ms']['median']:.2f} drift corrected) | "
               f"predicted {pred['total_ms']:.2f} ms ({r['error_pct']['e2e_ms']:+.1f} %) over {s['n']} requests")
     if args.out:
         print(f"wrote {json.dumps(str(args.out))}")

@@ -10,6 +10,15 @@ processes stretch the wall time of compute, and ``e2e_cpu_ms`` (the end-to-end t
 each side's compute counted on its CPU clock, the way CPU-clock profiles measure) shows
 how much.
 
+Each side whose device profile records a reference network is also drift corrected
+(:mod:`nas.split.drift`): one run of the reference is timed beside each request's compute
+(the edge's here, the cloud's in its process), and the request records the readings
+(``edge_ref_ms``, ``edge_ref_cpu_ms``, ``edge_drift``; the same for ``cloud``), the
+corrected compute (``edge_corrected_ms`` = raw / reference now x baseline, on the
+profile's clock; = raw without a reference) and ``e2e_corrected_ms`` = corrected edge +
+measured link + corrected cloud. The reference runs are left out of every raw figure;
+``RunResult.drift`` says how each side was corrected.
+
 A cloud process that dies mid-request, or stops answering for ``request_timeout_s``,
 is reported in one line (:class:`~nas.errors.EdgenasError`); nothing waits forever.
 """
@@ -32,6 +41,7 @@ import numpy as np
 import torch
 
 from nas.errors import EdgenasError
+from nas.split.drift import Compute, DriftReference, SideCorrection, paired_compute
 from nas.split.link import Link
 from nas.split.parts import compile_part, split_network
 
@@ -58,7 +68,8 @@ class RunSettings:
 
 @dataclass
 class RunResult:
-    """What a split run measured: per-request records and how each part ran."""
+    """What a split run measured: per-request records, how each part ran, and how each
+    side's compute was drift corrected (``drift``: ``{"edge": ..., "cloud": ...}``)."""
 
     position: int
     link: dict[str, Any]
@@ -66,6 +77,7 @@ class RunResult:
     edge_how: str
     cloud_how: str
     requests: list[dict[str, float]] = field(default_factory=list)
+    drift: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """Median and 95th percentile of every recorded figure."""
@@ -104,41 +116,64 @@ def run_split_links(space: Any, arch: Any, module: torch.nn.Module, position: in
     if inputs is None:
         gen = torch.Generator().manual_seed(0)
         inputs = np.stack([space.example_input(arch, generator=gen)[0].numpy() for _ in range(4)])
+    edge_side = SideCorrection.of(edge_profile, ran=edge_part.module is not None)
+    cloud_side = SideCorrection.of(cloud_profile, ran=cloud_part.module is not None)
+    drift = {"edge": edge_side.to_json(), "cloud": cloud_side.to_json()}
     if cloud_part.module is None:
         edge = compile_part(edge_part, edge_profile)
         say(f"edge part: {edge.how}")
+        edge_ref = DriftReference.for_profile(edge_profile)
         results = []
         for link in links:
-            results.append(RunResult(position, link.to_json(), precision, edge.how, "nothing to run (edge only)"))
-            _time_edge_only(edge, inputs, settings, results[-1])
+            results.append(RunResult(position, link.to_json(), precision, edge.how, "nothing to run (edge only)",
+                                     drift=drift))
+            _time_edge_only(edge, inputs, settings, results[-1], edge_ref, edge_side, cloud_side)
         return results
     results = []
     with CloudLink(space, arch, module, position, cloud_profile, links[0], settings, precision) as cloud:
         say(f"cloud process {cloud.pid} listening on 127.0.0.1:{cloud.port}; compiling both parts")
         edge = compile_part(edge_part, edge_profile)  # while the cloud process compiles its part
+        edge_ref = DriftReference.for_profile(edge_profile) if edge_part.module is not None else None
         say(f"edge part: {edge.how}")
         cloud_how = cloud.connect()
         say(f"cloud part: {cloud_how}")
         for link in links:
             if link != cloud.link:
                 cloud.relink(link)
-            result = RunResult(position, link.to_json(), precision, edge.how, cloud_how)
+            result = RunResult(position, link.to_json(), precision, edge.how, cloud_how, drift=drift)
+            timed = []
             for i in range(settings.warmup + settings.requests):
                 x = inputs[i % len(inputs)][None]
-                t0, c0 = time.perf_counter(), time.thread_time()
-                activation = edge.run(x)
-                c1, t1 = time.thread_time(), time.perf_counter()
+                t0 = time.perf_counter()
+                activation, edge_compute = paired_compute(edge.run, x, edge_ref, i)
                 reply, sent = cloud.request(activation)
                 t2 = time.perf_counter()
                 if i >= settings.warmup:
-                    e2e, edge_ms, edge_cpu = (t2 - t0) * 1e3, (t1 - t0) * 1e3, (c1 - c0) * 1e3
-                    result.requests.append({
-                        "e2e_ms": e2e, "edge_ms": edge_ms, "edge_cpu_ms": edge_cpu, "cloud_ms": reply.wall_ms,
-                        "cloud_cpu_ms": reply.cpu_ms, "link_ms": e2e - edge_ms - reply.wall_ms,
-                        "e2e_cpu_ms": e2e - edge_ms - reply.wall_ms + edge_cpu + reply.cpu_ms,
-                        "up_bytes": float(sent)})
+                    timed.append((reply.id, (t2 - t0) * 1e3 - (edge_compute.ref_wall_ms or 0.0), edge_compute,
+                                  reply, sent))
+            readings = cloud.readings()
+            for n, total_ms, edge_compute, reply, sent in timed:
+                ref_wall, ref_cpu = readings.get(n, (None, None))
+                if cloud_side.baseline_ms is not None and ref_wall is None:
+                    raise EdgenasError(f"the cloud process sent no reference reading for request {n}")
+                cloud_compute = Compute(reply.wall_ms, reply.cpu_ms, ref_wall, ref_cpu)
+                e2e = total_ms - (ref_wall or 0.0)  # the cloud's reference ran before its reply left
+                result.requests.append(_record(e2e, edge_compute, cloud_compute, float(sent), edge_side, cloud_side))
             results.append(result)
     return results
+
+
+def _record(e2e: float, edge: Compute, cloud: Compute, up_bytes: float, edge_side: SideCorrection,
+            cloud_side: SideCorrection) -> dict[str, float]:
+    """One request's figures: raw (wall and CPU clock), and each side's drift correction."""
+    link = e2e - edge.wall_ms - cloud.wall_ms
+    record = {"e2e_ms": e2e, "edge_ms": edge.wall_ms, "edge_cpu_ms": edge.cpu_ms, "cloud_ms": cloud.wall_ms,
+              "cloud_cpu_ms": cloud.cpu_ms, "link_ms": link, "e2e_cpu_ms": link + edge.cpu_ms + cloud.cpu_ms,
+              "up_bytes": up_bytes}
+    record.update(edge_side.fields("edge", edge))
+    record.update(cloud_side.fields("cloud", cloud))
+    record["e2e_corrected_ms"] = record["edge_corrected_ms"] + link + record["cloud_corrected_ms"]
+    return record
 
 
 class WorkerLink:
@@ -192,6 +227,22 @@ class WorkerLink:
         if reply.kind != READY:
             raise EdgenasError("the cloud process answered the new link with something else")
         self._peer.link = self.link = link
+
+    def readings(self) -> dict[int, tuple[float, float]]:
+        """The reference readings the process took since the last call, by request id:
+        ``(wall ms, CPU ms)`` (empty when it times no reference)."""
+        from nas.split.wire import READINGS, LinkClosed, LinkTimeout
+
+        self._next_id += 1
+        try:
+            self._peer.send(READINGS, self._next_id)
+            reply = self._peer.receive(time.monotonic() + self.settings.request_timeout_s)
+        except (LinkClosed, LinkTimeout, OSError) as exc:
+            raise EdgenasError(f"the cloud process did not send its reference readings ({exc})") from None
+        if reply.kind != READINGS:
+            raise EdgenasError("the cloud process answered the request for its readings with something else")
+        rows = np.zeros((0, 3)) if reply.array is None else np.asarray(reply.array, dtype=float).reshape(-1, 3)
+        return {int(n): (float(wall), float(cpu)) for n, wall, cpu in rows}
 
     def request(self, array: np.ndarray | None, kind: int | None = None) -> tuple[Any, int]:
         """Send one message (an activation, an input, token ids) and wait for the answer:
@@ -263,7 +314,9 @@ class CloudLink(WorkerLink):
         space, arch, module, position, profile = self.args
         weights = save_weights(module, tmp / "weights.safetensors")
         threads = str(target_threads(profile.target)) if isinstance(profile.target, dict) else "1"
-        return worker_spec(space, arch, weights, position, profile, self.link, self.settings), threads
+        spec = worker_spec(space, arch, weights, position, profile, self.link, self.settings)
+        spec["reference"] = True  # time the profile's reference beside each request (drift correction)
+        return spec, threads
 
 
 def save_weights(module: torch.nn.Module, path: Path) -> Path:
@@ -383,16 +436,13 @@ def _connect(proc: CloudProcess, port: int, link: Link, settings: RunSettings) -
     return peer, how.removeprefix("COMPILED ")
 
 
-def _time_edge_only(edge: Any, inputs: np.ndarray, settings: RunSettings, result: RunResult) -> None:
+def _time_edge_only(edge: Any, inputs: np.ndarray, settings: RunSettings, result: RunResult,
+                    reference: DriftReference | None, edge_side: SideCorrection, cloud_side: SideCorrection) -> None:
     for i in range(settings.warmup + settings.requests):
         x = inputs[i % len(inputs)][None]
-        t0, c0 = time.perf_counter(), time.thread_time()
-        edge.run(x)
-        c1, t1 = time.thread_time(), time.perf_counter()
+        _, compute = paired_compute(edge.run, x, reference, i)
         if i >= settings.warmup:
-            ms, cpu = (t1 - t0) * 1e3, (c1 - c0) * 1e3
-            result.requests.append({"e2e_ms": ms, "edge_ms": ms, "edge_cpu_ms": cpu, "cloud_ms": 0.0,
-                                    "cloud_cpu_ms": 0.0, "link_ms": 0.0, "e2e_cpu_ms": cpu, "up_bytes": 0.0})
+            result.requests.append(_record(compute.wall_ms, compute, Compute(0.0, 0.0), 0.0, edge_side, cloud_side))
 
 
 def _goodbye(peer: Any) -> None:

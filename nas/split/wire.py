@@ -33,6 +33,7 @@ assert HEADER.size == FRAME_BYTES
 
 REQUEST, REPLY, ERROR, HELLO, READY, BYE, RELINK = 1, 2, 3, 4, 5, 6, 7
 PROMPT, STREAM = 8, 9  # speculative decoding: a prompt to prefill; a prompt to decode and stream back
+READINGS = 10  # a split's drift correction: the cloud's reference readings, asked for after the requests
 DTYPES = {0: np.float32, 1: np.float16, 2: np.int8, 3: np.int32, 4: np.int64}
 _CODES = {np.dtype(v): k for k, v in DTYPES.items()}
 
@@ -167,5 +168,5 @@ def accept_peer(listener: socket.socket, spec: dict) -> LinkedSocket | None:
     return LinkedSocket(conn, link)
 
 
-__all__ = ["BYE", "ERROR", "HELLO", "PROMPT", "READY", "RELINK", "REPLY", "REQUEST", "STREAM", "LinkClosed", "LinkTimeout", "LinkedSocket",
+__all__ = ["BYE", "ERROR", "HELLO", "PROMPT", "READINGS", "READY", "RELINK", "REPLY", "REQUEST", "STREAM", "LinkClosed", "LinkTimeout", "LinkedSocket",
            "Message", "accept_peer", "decode", "encode"]

@@ -5,7 +5,10 @@ port-in-use``), says ``LISTENING PORT``, builds and compiles its part of the net
 the cloud device was profiled, says ``COMPILED HOW``, then serves one edge connection:
 ``HELLO`` is answered ``READY``, ``RELINK`` (a new rate and round trip) too, each ``REQUEST`` (an activation) with a ``REPLY`` (the
 result, float32, stamped with the compute time), until ``BYE``, a closed connection, or
-no message for ``idle_timeout_s``. Every wait has a deadline, so it never outlives its
+no message for ``idle_timeout_s``. With ``"reference": true`` in the spec and a reference
+in the cloud profile, one run of the reference network is timed beside each request's
+compute, before the reply leaves (:mod:`nas.split.drift`), and ``READINGS`` is answered
+with the readings since the last ``READINGS`` (rows of request id, wall ms, CPU ms). Every wait has a deadline, so it never outlives its
 edge for long. Started and stopped by :func:`nas.split.run.run_split`. A spec with
 ``"role": "verifier"`` serves the verifier of speculative decoding instead
 (:func:`nas.split.speculative_run.serve_verifier`).
@@ -55,6 +58,7 @@ def _serve(listener: socket.socket, spec: dict[str, Any]) -> int:
 
     from latency_predictors.device_profile import DeviceProfile
     from nas.split import wire
+    from nas.split.drift import DriftReference, paired_compute
     from nas.split.link import Link
     from nas.split.parts import compile_part, split_network
     from search_spaces import space_from_description
@@ -64,7 +68,10 @@ def _serve(listener: socket.socket, spec: dict[str, Any]) -> int:
     module = space.build_static(arch)
     module.load_state_dict(load_file(spec["weights"]))
     _, cloud = split_network(space, arch, module.eval(), int(spec["position"]))
-    compiled = compile_part(cloud, DeviceProfile.from_json(spec["profile"]))
+    profile = DeviceProfile.from_json(spec["profile"])
+    compiled = compile_part(cloud, profile)
+    reference = DriftReference.for_profile(profile) if spec.get("reference") else None
+    readings: list[tuple[int, float, float]] = []
     print(f"COMPILED {compiled.how}", flush=True)
     exit_at = int(os.environ.get(EXIT_AT_VAR, "0") or 0)
     peer = wire.accept_peer(listener, spec)
@@ -82,10 +89,15 @@ def _serve(listener: socket.socket, spec: dict[str, Any]) -> int:
                 served += 1
                 if exit_at and served == exit_at:
                     os._exit(3)  # dies mid-request, as a crashed cloud would
-                t0, c0 = time.perf_counter(), time.thread_time()
-                out = compiled.run(msg.array)
-                cpu_ms, wall_ms = (time.thread_time() - c0) * 1e3, (time.perf_counter() - t0) * 1e3
-                peer.send(wire.REPLY, msg.id, np.asarray(out, dtype=np.float32), wall_ms=wall_ms, cpu_ms=cpu_ms)
+                out, compute = paired_compute(compiled.run, msg.array, reference, served)
+                if compute.ref_wall_ms is not None:
+                    readings.append((msg.id, compute.ref_wall_ms, float(compute.ref_cpu_ms)))
+                peer.send(wire.REPLY, msg.id, np.asarray(out, dtype=np.float32), wall_ms=compute.wall_ms,
+                          cpu_ms=compute.cpu_ms)
+            elif msg.kind == wire.READINGS:
+                rows = np.asarray(readings, dtype=np.float32).reshape(-1, 3)
+                readings.clear()
+                peer.send(wire.READINGS, msg.id, rows if len(rows) else None)
             elif msg.kind == wire.RELINK:  # the next messages cross another link (a sweep over links)
                 rate, rtt = (float(v) for v in msg.array)
                 peer.send(wire.READY, msg.id)
