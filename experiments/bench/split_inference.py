@@ -20,7 +20,7 @@ Targets (issue 14): at least 90 % of at least 30 cases within ±10 %, over 1-100
 5-100 ms; speed-ups of the chosen split next to Neurosurgeon's (3.1x average against cloud
 only, up to 40.7x).
 
-Full size (profiles the ``ofa`` pair first if the workspace has none: ~1 h on 2 cores)::
+Full size (profiles the ``ofa`` pair first if the workspace has none: 12 minutes on 2 cores on 2026-12-01, then 7-8 minutes of cases)::
 
     python experiments/bench/split_inference.py --workspace /tmp/split-bench/ws --out experiments/results/split_inference.json
 
