@@ -206,7 +206,7 @@ class LocalSession:
 
     def pin(self) -> None:
         """Bind TVM's threads (the calling thread among them) to this process's first cores,
-        for good: for a process that only runs the compiled code (a split part's server)."""
+        for good (:meth:`pinned` binds them for a while)."""
         if self.target["kind"] != "cuda":
             _pin_threads(require_tvm().get_global_func, target_threads(self.target), self.cpus)
 

@@ -107,11 +107,13 @@ def _compile_tvm(part: Part, profile: Any) -> CompiledPart:
     executable = compile_relax(to_relax(part.module, example), profile.target, schedule)
     session = LocalSession(profile.target)
     vm, dev = session.load(executable)
-    session.pin()  # this part's process runs nothing else: bound as its device was timed
     main = vm["main"]
 
     def run(x: np.ndarray) -> np.ndarray:
-        out = main(tvm.runtime.tensor(np.ascontiguousarray(x, dtype=dtype), dev))
+        # bound as the device was timed, for this call only (~10 us): the edge part runs in
+        # the caller's process, which must not stay bound to one core after
+        with session.pinned():
+            out = main(tvm.runtime.tensor(np.ascontiguousarray(x, dtype=dtype), dev))
         while not hasattr(out, "numpy"):  # a tuple of one output
             out = out[0]
         return out.numpy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 
@@ -110,12 +111,15 @@ def test_a_tvm_profiled_part_is_compiled_with_tvm_and_computes_the_same(small_sp
     profile = DeviceProfile(name="tvm-cpu", space=space.describe(), target={"kind": "llvm", "num-cores": 1},
                             reached={"kind": "local"}, backend="tvm")
     _, cloud_part = split_network(space, arch, model, len(space.cuts(arch)) - 4)
+    cores = os.sched_getaffinity(0)
     compiled = compile_part(cloud_part, profile)
     assert compiled.how.startswith("TVM")
     x = torch.randn(1, *cloud_part.input_shape)
     with torch.no_grad():
         expected = cloud_part.module(x).numpy()
     assert np.allclose(compiled.run(x.numpy()), expected, atol=1e-4)
+    # the edge part runs in the caller's process: TVM's binding must not outlive the call
+    assert os.sched_getaffinity(0) == cores
 
 
 def test_a_language_model_splits_too(tmp_path):
