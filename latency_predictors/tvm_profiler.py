@@ -204,19 +204,15 @@ class LocalSession:
         dev = self.device()
         return relax.VirtualMachine(executable, dev), dev
 
-    def pin(self) -> None:
-        """Bind TVM's threads (the calling thread among them) to this process's first cores,
-        for good (:meth:`pinned` binds them for a while)."""
-        if self.target["kind"] != "cuda":
-            _pin_threads(require_tvm().get_global_func, target_threads(self.target), self.cpus)
-
     @contextmanager
     def pinned(self) -> Iterator[None]:
-        """Bound as :meth:`pin` while timing, and the calling thread's own cores restored
-        after: TVM would otherwise leave it on one core, and a fine-tuning or search that
-        follows a profile in the same process would run on that core alone."""
+        """TVM's threads (the calling thread among them) bound to this process's first cores
+        while timing, and the calling thread's own cores restored after: TVM would otherwise
+        leave it on one core, and a fine-tuning or search that follows a profile in the same
+        process would run on that core alone."""
         saved = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-        self.pin()
+        if self.target["kind"] != "cuda":
+            _pin_threads(require_tvm().get_global_func, target_threads(self.target), self.cpus)
         try:
             yield
         finally:

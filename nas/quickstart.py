@@ -367,14 +367,13 @@ def quickstart(workspace: Workspace, options: QuickstartOptions = QuickstartOpti
     from nas.report import write_report
     from nas.training import TrainConfig, load_trained
 
-    started = time.perf_counter()
+    started = last = time.perf_counter()
     steps: dict[str, float] = {}
-    mark = [started]
 
     def lap(step: str) -> None:
+        nonlocal last
         now = time.perf_counter()
-        steps[step] = now - mark[0]
-        mark[0] = now
+        steps[step], last = now - last, now
 
     name = options.space
     directory = workspace.quickstart_dir if name == "mbv3" else workspace.quickstart_dir / name
@@ -410,9 +409,8 @@ def quickstart(workspace: Workspace, options: QuickstartOptions = QuickstartOpti
     epochs = options.finetune_epochs if options.finetune_epochs is not None else FINETUNE_EPOCHS[name]
     picks: dict[str, float] = {}
     entries = ship_picks(workspace, result["study"], output, epochs, options.progress, name, picks)
-    lap("ship")
-    steps.pop("ship")
     steps.update({f"ship {pick}": s for pick, s in picks.items()})
+    last = time.perf_counter()
     page, _ = write_report(workspace, result["study"], out=directory / "report.html")
     log.info("[9/9] report: %s", page.resolve())
     samples = write_samples(workspace, output, entries) if name == "gpt" else {}

@@ -22,7 +22,7 @@ only, up to 40.7x).
 
 Full size (profiles the ``ofa`` pair first if the workspace has none: 12 minutes on 2 cores on 2026-12-01, then 7-8 minutes of cases)::
 
-    python experiments/bench/split_inference.py --workspace /tmp/split-bench/ws --out experiments/results/split_inference.json
+    python experiments/bench/split_inference.py --workspace /tmp/split-bench/ws3 --out experiments/results/split_inference.json
 
 CI size::
 

@@ -98,6 +98,25 @@ def test_split_command_prints_the_table_and_writes_json(pair_workspace, tmp_path
     assert len(doc["bandwidth_sweep"]) > 10 and all(math.isfinite(r["best_ms"]) for r in doc["bandwidth_sweep"])
 
 
+@pytest.mark.slow  # a second Python process for the cloud part
+def test_split_command_runs_the_best_point_for_real(pair_workspace, tmp_path, capsys):
+    """``--run``: the chosen point runs as two processes over the software link; the line and
+    the JSON give raw and drift-corrected end-to-end times against the prediction."""
+    out = tmp_path / "run.json"
+    code = main(["split", "--workspace", str(pair_workspace.root), "--arch", "max", "--edge", "edge", "--cloud",
+                 "cloud", "--link", "50mbit,5ms", "--run", "--requests", "3", "--out", str(out), "--quiet"])
+    assert code == 0
+    assert "drift corrected" in capsys.readouterr().out
+    (run,) = json.loads(out.read_text())["runs"]
+    s = run["summary"]
+    assert s["n"] == 3 and s["e2e_ms"]["median"] > 0 and s["link_ms"]["median"] >= 5.0  # the 5 ms round trip
+    # these synthetic devices record no reference network: corrected compute is the raw one
+    assert run["drift"]["edge"]["corrected"] is False and run["drift"]["cloud"]["corrected"] is False
+    for r in run["requests"]:
+        assert r["e2e_corrected_ms"] == pytest.approx(r["edge_corrected_ms"] + r["link_ms"] + r["cloud_corrected_ms"])
+    assert set(run["error_pct"]) == {"e2e_ms", "e2e_cpu_ms", "e2e_corrected_ms"}
+
+
 @pytest.mark.parametrize("extra, words", [
     (["--link", "fast"], "write RATE,RTT"),
     (["--link", "20mbit,40ms", "--at", "middle"], "use best, edge, cloud or a split point number"),
