@@ -63,16 +63,25 @@ class NetworkFeaturizer(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: Sequence[Sequence[BlockSpec]]) -> np.ndarray:
-        rows = []
-        for blocks in X:
-            flops = sum(b.flops for b in blocks)
-            params = sum(b.params for b in blocks)
-            memory = sum(b.memory_traffic for b in blocks)
-            row = [
-                blocks[0].in_shape[1] if blocks else 0, len(blocks), flops / 1e6, params / 1e3,
-                memory / 1e3, np.log1p(flops), np.log1p(params), np.log1p(memory),
-            ]  # fmt: skip
-            for k in self.kinds_:
-                row += [sum(b.kind == k for b in blocks), sum(b.flops for b in blocks if b.kind == k) / 1e6]
-            rows.append(row)
-        return np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+        # one pass over each network's blocks (a search featurizes thousands of networks)
+        index = {k: i for i, k in enumerate(self.kinds_)}
+        n, nk = len(X), len(self.kinds_)
+        head = np.zeros((n, 5))
+        totals = np.zeros((n, 3))
+        per_kind = np.zeros((n, 2 * nk))
+        for r, blocks in enumerate(X):
+            flops = params = memory = 0
+            counts, kind_flops = [0] * nk, [0] * nk
+            for b in blocks:
+                flops += b.flops
+                params += b.params
+                memory += b.memory_traffic
+                i = index.get(b.kind)
+                if i is not None:
+                    counts[i] += 1
+                    kind_flops[i] += b.flops
+            head[r] = (blocks[0].in_shape[1] if blocks else 0, len(blocks), flops / 1e6, params / 1e3, memory / 1e3)
+            totals[r] = (flops, params, memory)
+            per_kind[r, 0::2] = counts
+            per_kind[r, 1::2] = [f / 1e6 for f in kind_flops]
+        return np.hstack([head, np.log1p(totals), per_kind]).reshape(n, -1)

@@ -9,6 +9,7 @@ package runs on machines that have nothing else (the lent GPU machine, for examp
 from __future__ import annotations
 
 import abc
+import functools
 import json
 import math
 import random
@@ -55,13 +56,16 @@ class BlockSpec:
     params: int = 0
     extra: tuple[tuple[str, Any], ...] = field(default=())
 
-    @property
+    # computed once per block (a search prices thousands of networks made of the same blocks);
+    # cached_property writes the instance's __dict__, so it works on a frozen dataclass and
+    # leaves equality, hashing and to_json (fields only) as they are
+    @functools.cached_property
     def out_shape(self) -> tuple[int, int, int]:
         """Output ``(channels, height, width)``: stride-s convolutions with ``k//2`` padding."""
         _, h, w = self.in_shape
         return (self.out_channels, (h - 1) // self.stride + 1, (w - 1) // self.stride + 1)
 
-    @property
+    @functools.cached_property
     def memory_traffic(self) -> int:
         """Elements read and written at least once: input, output and weights (a roofline proxy)."""
         c, h, w = self.in_shape

@@ -123,12 +123,15 @@ class TrialWriter:
                 st = models.StudyModel.__table__
                 conn.execute(select(st.c.study_id).where(st.c.study_id == self.study_id).with_for_update())
             self._check_distributions(conn, trials)
-            ids = []
-            for t in trials:
-                start = _utc(t.datetime_start) or now
-                row = dict(study_id=self.study_id, number=None, state=t.state,
-                           datetime_start=start, datetime_complete=_utc(t.datetime_complete) or now)
-                ids.append(conn.execute(tr.insert().values(**row)).inserted_primary_key[0])
+            rows = [dict(study_id=self.study_id, number=None, state=t.state,
+                         datetime_start=_utc(t.datetime_start) or now,
+                         datetime_complete=_utc(t.datetime_complete) or now) for t in trials]
+            if engine.dialect.insert_executemany_returning_sort_by_parameter_order:
+                # one statement for the batch, its new ids back in the rows' order
+                done = conn.execute(tr.insert().returning(tr.c.trial_id, sort_by_parameter_order=True), rows)
+                ids = [r[0] for r in done]
+            else:  # a backend without INSERT ... RETURNING for many rows: one insert each
+                ids = [conn.execute(tr.insert().values(**row)).inserted_primary_key[0] for row in rows]
             base = conn.execute(select(func.count()).select_from(tr).where(
                 tr.c.study_id == self.study_id, tr.c.trial_id < ids[0])).scalar_one()
             conn.execute(update(tr).where(tr.c.trial_id == bindparam("tid")).values(number=bindparam("num")),

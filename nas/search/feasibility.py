@@ -33,6 +33,15 @@ class Cheapest:
     method: str
 
 
+@dataclass
+class _Descent:
+    """One start of the coordinate descent: where it is, its value, whether its last sweep moved."""
+
+    params: dict[str, Any]
+    value: float
+    improved: bool = True
+
+
 def _arch(space: Any, params: dict[str, Any]) -> Any:
     return space.suggest(ParamRecorder(params))
 
@@ -62,22 +71,31 @@ def cheapest(problem: SearchProblem, metric: str, starts: int = 4, sweeps: int =
         rec = ParamRecorder(rng=rng)
         space.suggest(rec)
         starts_params.append(rec.params)
-    best_value, best_arch, tried = float(_metric(problem, [smallest], metric)[0]), smallest, 1
-    for params in starts_params:
-        value = float(_metric(problem, [_arch(space, params)], metric)[0])
-        for _ in range(sweeps):
-            improved = False
-            for name, options in choices.items():
-                candidates = [{**params, name: o} for o in options]
-                vals = _metric(problem, [_arch(space, c) for c in candidates], metric)
-                tried += len(candidates)
-                j = int(np.argmin(vals))
-                if vals[j] < value - 1e-12:
-                    params, value, improved = candidates[j], float(vals[j]), True
-            if not improved:
-                break
-        if value < best_value:
-            best_value, best_arch = value, _arch(space, params)
+    # the starts descend in lock-step (each start's path is its own, as if run one after
+    # another), so each step predicts the candidates of every start with one call
+    first = _metric(problem, [smallest] + [_arch(space, p) for p in starts_params], metric)
+    best_value, best_arch, tried = float(first[0]), smallest, 1
+    points = [_Descent(dict(p), float(v)) for p, v in zip(starts_params, first[1:])]
+    active = list(points)
+    for _ in range(sweeps):
+        for point in active:
+            point.improved = False
+        for name, options in choices.items():
+            candidates = [[{**pt.params, name: o} for o in options] for pt in active]
+            flat = [c for cs in candidates for c in cs]
+            values = _metric(problem, [_arch(space, c) for c in flat], metric)
+            tried += len(flat)
+            for k, (pt, cs) in enumerate(zip(active, candidates)):
+                v = values[k * len(options): (k + 1) * len(options)]
+                j = int(np.argmin(v))
+                if v[j] < pt.value - 1e-12:
+                    pt.params, pt.value, pt.improved = cs[j], float(v[j]), True
+        active = [pt for pt in active if pt.improved]  # a sweep that changed nothing ends that start
+        if not active:
+            break
+    for pt in points:
+        if pt.value < best_value:
+            best_value, best_arch = pt.value, _arch(space, pt.params)
     method = (f"quick search: the smallest arch and coordinate descent from {starts} random archs "
               f"({tried} archs predicted); not exhaustive")
     return Cheapest(metric, best_value, best_arch, method)

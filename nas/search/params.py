@@ -39,14 +39,31 @@ class ParamRecorder:
         return self.suggest_categorical(name, list(range(low, high + 1, step)))
 
     def distributions(self) -> dict[str, Any]:
-        """Parameter name -> the Optuna distribution its ``suggest_*`` call stands for."""
-        from optuna.distributions import CategoricalDistribution, IntDistribution
+        """Parameter name -> the Optuna distribution its ``suggest_*`` call stands for.
 
+        Distributions are shared between calls (one object per parameter and choices, as
+        a trial's are never changed): a batched search writes thousands of trials with the
+        same few dozen, and building them again costs more than scoring a cached arch."""
         out: dict[str, Any] = {}
         for name, choices in self.choices.items():
-            if name in self._ints:
-                low, high, step, log = self._ints[name]
-                out[name] = IntDistribution(low, high, log=log, step=step)
-            else:
-                out[name] = CategoricalDistribution(choices)
+            # keyed with each choice's type: 1, 1.0 and True are equal but distinct choices
+            spec = (("int", self._ints[name]) if name in self._ints
+                    else ("cat", tuple((type(c).__name__, c) for c in choices)))
+            dist = _DISTRIBUTIONS.get(spec)
+            if dist is None:
+                dist = _DISTRIBUTIONS[spec] = _distribution(spec)
+            out[name] = dist
         return out
+
+
+_DISTRIBUTIONS: dict[tuple, Any] = {}
+
+
+def _distribution(spec: tuple) -> Any:
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    kind, what = spec
+    if kind == "int":
+        low, high, step, log = what
+        return IntDistribution(low, high, log=log, step=step)
+    return CategoricalDistribution([c for _type, c in what])

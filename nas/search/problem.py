@@ -80,6 +80,7 @@ class SearchProblem:
         primary = {d.name: d.metrics[0] for d in self.devices}
         self.names = objective_names(self.spec.objectives, [d.name for d in self.devices], has_energy, primary)
         self._energy = has_energy
+        self._arch_memo: dict[tuple, tuple[Any, dict[str, Any], dict[str, Any]]] = {}
 
     @property
     def directions(self) -> list[str]:
@@ -148,10 +149,17 @@ class SearchProblem:
         Optuna distributions (what a trial that suggested it would store)."""
         from nas.search.params import ParamRecorder
 
-        recorder = ParamRecorder(params)
-        arch = self.space.suggest(recorder)
-        used = {k: recorder.params[k] for k in recorder.choices}
-        return arch, used, recorder.distributions()
+        key = tuple(sorted(params.items()))
+        hit = self._arch_memo.get(key)
+        if hit is None:  # a batched search meets the same parameter sets again (a resumed or a new device's study)
+            recorder = ParamRecorder(params)
+            arch = self.space.suggest(recorder)
+            used = {k: recorder.params[k] for k in recorder.choices}
+            if len(self._arch_memo) >= 100_000:
+                self._arch_memo.clear()
+            hit = self._arch_memo[key] = (arch, used, recorder.distributions())
+        arch, used, dists = hit
+        return arch, dict(used), dict(dists)
 
     def objective(self, trial: Any) -> tuple[float, ...]:
         """The Optuna objective: suggest an arch, score it, record constraints and extras."""

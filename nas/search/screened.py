@@ -69,6 +69,8 @@ class ScreenedSampler(BaseSampler):
         self._codes: dict[str, np.ndarray] = {}
         self._memo: dict[tuple, tuple[str, Any]] = {}
         self._spare: list[dict[str, Any]] = []
+        self._cost_memo: dict[str, tuple[float, float]] = {}  # arch key -> (excess over the budgets, latency)
+        self._threads: Any = None
         probe = ParamRecorder()
         problem.space.suggest(probe)
         self.choices = probe.choices
@@ -86,6 +88,16 @@ class ScreenedSampler(BaseSampler):
             self._everything_keys = [self._key(a) for a in self._everything[1]]
             self._everything_X = np.array([problem.space.encode(a) for a in self._everything[1]], dtype=float)
         self._trial_keys: dict[int, str] = {}
+
+    def _one_thread(self) -> Any:
+        """A context that holds OpenMP/BLAS to one thread while the accuracy predictor fits
+        or predicts (their threads cost far more than they give on a few hundred rows). The
+        controller is made once: inspecting the loaded libraries costs ~8 ms a time."""
+        if self._threads is None:
+            from threadpoolctl import ThreadpoolController
+
+            self._threads = ThreadpoolController()
+        return self._threads.limit(limits=1)
 
     # --- Optuna's sampler interface ---------------------------------------------------------
     def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
@@ -135,9 +147,20 @@ class ScreenedSampler(BaseSampler):
         if hit is None:
             if len(self._memo) >= 200_000:
                 self._memo.clear()
-            arch = self.problem.space.suggest(ParamRecorder(params))
+            arch = self._build(params)
             hit = self._memo[values] = (self._key(arch), arch)
         return hit
+
+    def _build(self, params: dict[str, Any]) -> Any:
+        """The arch of a parameter set: the space's fast path when it has one
+        (``arch_from_params``), else its ``suggest`` on a stand-in trial."""
+        fast = getattr(self.problem.space, "arch_from_params", None)
+        if fast is not None:
+            try:
+                return fast(params)
+            except KeyError:  # a partial parameter set: suggest fills in the rest
+                pass
+        return self.problem.space.suggest(ParamRecorder(params))
 
     def _random_params(self) -> dict[str, Any]:
         return {name: self._rng.choice(options) for name, options in self.choices.items()}
@@ -151,7 +174,7 @@ class ScreenedSampler(BaseSampler):
 
     def _screen(self, candidates: list[dict[str, Any]], seen: set[str]) -> tuple[list[dict[str, Any]], list[Any], np.ndarray, np.ndarray]:
         """Unseen, distinct candidates with their archs, predicted excess (<= 0: fits) and latency."""
-        kept, archs, keys = [], [], set()
+        kept, archs, keys, order = [], [], set(), []
         for params in candidates:
             key, arch = self._resolve(params)
             if key in seen or key in keys:
@@ -159,16 +182,25 @@ class ScreenedSampler(BaseSampler):
             keys.add(key)
             kept.append(params)
             archs.append(arch)
+            order.append(key)
         if not archs:
             return [], [], np.zeros(0), np.zeros(0)
-        costs = self.problem.costs(archs)
-        devices = [d.name for d in self.problem.devices]
-        # the relative excess over every budget, for the whole batch at once (arrays in, arrays out)
-        excess_by_budget = constraint_values(self.problem.spec.budget, costs, devices)
-        excess = (np.max(np.vstack([np.asarray(v, dtype=float) for v in excess_by_budget.values()]), axis=0)
-                  if excess_by_budget else np.full(len(archs), -1.0))
-        latency = costs[self._lat_name] if self._lat_name else np.zeros(len(archs))
-        return kept, archs, excess, np.asarray(latency, dtype=float)
+        memo = self._cost_memo
+        new = [i for i, key in enumerate(order) if key not in memo]
+        if new:  # costs are predictions of a fixed model: an arch met again (a neighbour, a parent) is not predicted again
+            costs = self.problem.costs([archs[i] for i in new])
+            devices = [d.name for d in self.problem.devices]
+            # the relative excess over every budget, for the whole batch at once (arrays in, arrays out)
+            excess_by_budget = constraint_values(self.problem.spec.budget, costs, devices)
+            excess = (np.max(np.vstack([np.asarray(v, dtype=float) for v in excess_by_budget.values()]), axis=0)
+                      if excess_by_budget else np.full(len(new), -1.0))
+            latency = np.asarray(costs[self._lat_name], dtype=float) if self._lat_name else np.zeros(len(new))
+            if len(memo) >= 200_000:
+                memo.clear()
+            for i, e, v in zip(new, excess.tolist(), latency.tolist()):
+                memo[order[i]] = (e, v)
+        pairs = np.array([memo[key] for key in order], dtype=float).reshape(len(order), 2)
+        return kept, archs, pairs[:, 0], pairs[:, 1]
 
     def _propose(self, study: Any) -> dict[str, Any]:
         trials = study.get_trials(deepcopy=False)
@@ -187,10 +219,9 @@ class ScreenedSampler(BaseSampler):
                     self._trial_keys[t.number] = key
         return seen
 
-    def _next(self, trials: list[Any], seen: set[str]) -> dict[str, Any]:
-        from optuna.trial import TrialState
-
-        done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+    def _next(self, trials: list[Any], seen: set[str], done: list[Any] | None = None) -> dict[str, Any]:
+        if done is None:
+            done = self._done(trials)
         if len(done) < self.n_startup:
             return self._random_feasible(seen)
         if len(done) >= self._fitted_at + self._step(self._fitted_at) or not self._queue:
@@ -201,6 +232,12 @@ class ScreenedSampler(BaseSampler):
             if self._pkey(params) not in seen:
                 return params
         return self._random_feasible(seen)
+
+    @staticmethod
+    def _done(trials: list[Any]) -> list[Any]:
+        from optuna.trial import TrialState
+
+        return [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
 
     # --- batches (nas.search.engine_local.run_buffered) --------------------------------------------
     def _step(self, n_fitted: int) -> int:
@@ -222,8 +259,9 @@ class ScreenedSampler(BaseSampler):
         the same order, as ``n`` Optuna trials asked one after another would get."""
         seen = self._seen(trials) | {self._pkey(p) for p in self._proposals.values()}
         out = []
+        done = self._done(trials)  # the trials do not change while a batch is proposed
         for _ in range(n):
-            params = self._next(trials, seen)
+            params = self._next(trials, seen, done)
             seen.add(self._pkey(params))
             out.append(params)
         return out
@@ -262,7 +300,6 @@ class ScreenedSampler(BaseSampler):
     def _ranked(self, done: list[Any], seen: set[str]) -> list[dict[str, Any]]:
         """The next proposals: candidates ranked by predicted accuracy, screened by cost."""
         from sklearn.ensemble import HistGradientBoostingRegressor
-        from threadpoolctl import threadpool_limits
 
         X = np.array([self._encode(self._trial_keys.get(t.number) or self._pkey(t.params), t.params)
                       for t in done], dtype=float)
@@ -270,7 +307,7 @@ class ScreenedSampler(BaseSampler):
         model = HistGradientBoostingRegressor(max_iter=self.max_iter, learning_rate=self.learning_rate,
                                               min_samples_leaf=self.min_samples_leaf,
                                               max_leaf_nodes=self.max_leaf_nodes, random_state=self._rng.randrange(2**31))
-        with threadpool_limits(1):  # OpenMP threads cost far more than they give on a few hundred rows
+        with self._one_thread():
             model.fit(X, y)
         n_next = self._step(len(done))
         n_spread = n_next // 4
@@ -280,7 +317,7 @@ class ScreenedSampler(BaseSampler):
             fits = np.flatnonzero((excess <= 0) & fresh)
             if not len(fits):
                 return []
-            with threadpool_limits(1):
+            with self._one_thread():
                 score = model.predict(self._everything_X[fits])
             order = list(fits[np.argsort(-score)])
             return [params[i] for i in self._pick(order, fits, latency, n_next, n_spread)]
@@ -307,8 +344,6 @@ class ScreenedSampler(BaseSampler):
         """A space too large to enumerate: random archs, every one-parameter change and
         crossovers of the best evaluated archs, ranked by predicted accuracy; costs are
         predicted down the ranking (a chunk at a time) until enough fit, not for all."""
-        from threadpoolctl import threadpool_limits
-
         feasible = [t for t in done if all(v <= 0 for v in t.constraints.values())]
         top = sorted(feasible or done, key=lambda t: -t.values[self._acc_index])[: self.parents]
         candidates = self._random_batch(self.pool)
@@ -327,7 +362,7 @@ class ScreenedSampler(BaseSampler):
             kept.append((key, params))
         if not kept:
             return []
-        with threadpool_limits(1):
+        with self._one_thread():
             score = model.predict(np.array([self._encode(k, p) for k, p in kept], dtype=float))
         ranked = [kept[i][1] for i in np.argsort(-score, kind="stable")]
         want = max(n_next * 2, 64)  # the spread needs some width beyond the best

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -126,6 +127,25 @@ class MobileNetV3Space(SearchSpace):
                     expands.append(e)
         resolution = trial.suggest_categorical("resolution", list(cfg.resolutions))
         return MBV3Arch(tuple(depths), tuple(kernels), tuple(expands), resolution)
+
+    def arch_from_params(self, params: Mapping[str, Any]) -> MBV3Arch:
+        """The arch :meth:`suggest` gives a trial whose parameters are ``params`` (every one
+        present, else ``KeyError``), without a trial: samplers resolve thousands of
+        parameter sets per search, and a stand-in trial costs several times more."""
+        names = self.__dict__.get("_param_names")
+        if names is None:
+            max_d = max(self.config.depths)
+            names = self.__dict__["_param_names"] = [
+                (f"depth_{s}", [(f"kernel_{s}_{j}", f"expand_{s}_{j}") for j in range(max_d)])
+                for s in range(self.num_stages)]
+        depths, kernels, expands = [], [], []
+        for depth_name, slots in names:
+            d = params[depth_name]
+            depths.append(d)
+            for kernel_name, expand_name in slots[:d]:
+                kernels.append(params[kernel_name])
+                expands.append(params[expand_name])
+        return MBV3Arch(tuple(depths), tuple(kernels), tuple(expands), params["resolution"])
 
     def arch_from_json(self, data: Any) -> MBV3Arch:
         if isinstance(data, str):

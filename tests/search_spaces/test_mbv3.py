@@ -195,3 +195,22 @@ def test_registry_lists_spaces_and_rejects_unknown_ones():
 
     with pytest.warns(UserWarning):
         register_space("mbv3")(MobileNetV3Space)
+
+
+def test_arch_from_params_is_the_arch_suggest_gives(space) -> None:
+    """The samplers' fast path must name the same arch as ``suggest`` on a trial with those
+    parameters, whatever the settings of blocks beyond a stage's depth."""
+    from nas.search.params import ParamRecorder
+
+    rng = random.Random(3)
+    seen = set()
+    for _ in range(200):
+        recorder = ParamRecorder(rng=rng)
+        arch = space.suggest(recorder)
+        assert space.arch_from_params(recorder.params) == arch
+        seen.add(arch.depths)
+    assert len(seen) > 10  # many depth patterns, so inactive slots were exercised
+    params = dict(recorder.params)
+    del params["resolution"]
+    with pytest.raises(KeyError):
+        space.arch_from_params(params)
