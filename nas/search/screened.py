@@ -66,10 +66,10 @@ class ScreenedSampler(BaseSampler):
         self.max_leaf_nodes = max_leaf_nodes
         self.screen_chunk = screen_chunk
         self._rng = random.Random(seed)
-        self._codes: dict[str, np.ndarray] = {}
-        self._memo: dict[tuple, tuple[str, Any]] = {}
+        self._codes: dict[Any, np.ndarray] = {}
+        self._memo: dict[tuple, tuple[Any, Any]] = {}
         self._spare: list[dict[str, Any]] = []
-        self._cost_memo: dict[str, tuple[float, float]] = {}  # arch key -> (excess over the budgets, latency)
+        self._cost_memo: dict[Any, tuple[float, float]] = {}  # arch key -> (excess over the budgets, latency)
         self._threads: Any = None
         probe = ParamRecorder()
         problem.space.suggest(probe)
@@ -87,7 +87,7 @@ class ScreenedSampler(BaseSampler):
             self._everything = self._screen(combos, set())
             self._everything_keys = [self._key(a) for a in self._everything[1]]
             self._everything_X = np.array([problem.space.encode(a) for a in self._everything[1]], dtype=float)
-        self._trial_keys: dict[int, str] = {}
+        self._trial_keys: dict[int, Any] = {}
 
     def _one_thread(self) -> Any:
         """A context that holds OpenMP/BLAS to one thread while the accuracy predictor fits
@@ -132,14 +132,21 @@ class ScreenedSampler(BaseSampler):
     def _arch(self, params: dict[str, Any]) -> Any:
         return self._resolve(params)[1]
 
-    def _key(self, arch: Any) -> str:
-        return json.dumps(self.problem.space.arch_to_json(arch), sort_keys=True)
+    def _key(self, arch: Any) -> Any:
+        """What identifies an arch in the sampler's sets: the arch itself where it is
+        hashable (every space's frozen dataclass: equal archs build equal networks), else
+        its canonical JSON."""
+        try:
+            hash(arch)
+        except TypeError:
+            return json.dumps(self.problem.space.arch_to_json(arch), sort_keys=True)
+        return arch
 
-    def _pkey(self, params: dict[str, Any]) -> str:
+    def _pkey(self, params: dict[str, Any]) -> Any:
         """The arch key of a parameter set."""
         return self._resolve(params)[0]
 
-    def _resolve(self, params: dict[str, Any]) -> tuple[str, Any]:
+    def _resolve(self, params: dict[str, Any]) -> tuple[Any, Any]:
         """(arch key, arch) of a parameter set, remembered: neighbours and parents of one
         round come back in the next."""
         values = tuple(map(params.get, self._names))
@@ -172,7 +179,7 @@ class ScreenedSampler(BaseSampler):
                    for options in self.choices.values()]
         return [dict(zip(self._names, row)) for row in zip(*columns)]
 
-    def _screen(self, candidates: list[dict[str, Any]], seen: set[str]) -> tuple[list[dict[str, Any]], list[Any], np.ndarray, np.ndarray]:
+    def _screen(self, candidates: list[dict[str, Any]], seen: set[Any]) -> tuple[list[dict[str, Any]], list[Any], np.ndarray, np.ndarray]:
         """Unseen, distinct candidates with their archs, predicted excess (<= 0: fits) and latency."""
         kept, archs, keys, order = [], [], set(), []
         for params in candidates:
@@ -207,7 +214,7 @@ class ScreenedSampler(BaseSampler):
         seen = self._seen(trials) | {self._pkey(p) for p in self._proposals.values()}
         return self._next(trials, seen)
 
-    def _seen(self, trials: list[Any]) -> set[str]:
+    def _seen(self, trials: list[Any]) -> set[Any]:
         seen = set()
         for t in trials:
             if t.number in self._trial_keys:
@@ -219,7 +226,7 @@ class ScreenedSampler(BaseSampler):
                     self._trial_keys[t.number] = key
         return seen
 
-    def _next(self, trials: list[Any], seen: set[str], done: list[Any] | None = None) -> dict[str, Any]:
+    def _next(self, trials: list[Any], seen: set[Any], done: list[Any] | None = None) -> dict[str, Any]:
         if done is None:
             done = self._done(trials)
         if len(done) < self.n_startup:
@@ -266,7 +273,7 @@ class ScreenedSampler(BaseSampler):
             out.append(params)
         return out
 
-    def _random_feasible(self, seen: set[str], tries: int = 8, draw: int = 256) -> dict[str, Any]:
+    def _random_feasible(self, seen: set[Any], tries: int = 8, draw: int = 256) -> dict[str, Any]:
         """A random unseen arch that fits by prediction (the least excess one if none does)."""
         if self._everything is not None:
             params, archs, excess, _lat = self._everything
@@ -291,13 +298,13 @@ class ScreenedSampler(BaseSampler):
                     best = (float(excess[i]), params[i])
         return best[1] if best else self._random_params()
 
-    def _encode(self, key: str, params: dict[str, Any]) -> np.ndarray:
+    def _encode(self, key: Any, params: dict[str, Any]) -> np.ndarray:
         code = self._codes.get(key)
         if code is None:
             code = self._codes[key] = np.asarray(self.problem.space.encode(self._arch(params)), dtype=float)
         return code
 
-    def _ranked(self, done: list[Any], seen: set[str]) -> list[dict[str, Any]]:
+    def _ranked(self, done: list[Any], seen: set[Any]) -> list[dict[str, Any]]:
         """The next proposals: candidates ranked by predicted accuracy, screened by cost."""
         from sklearn.ensemble import HistGradientBoostingRegressor
 
@@ -339,7 +346,7 @@ class ScreenedSampler(BaseSampler):
                     taken.add(best)
         return picked
 
-    def _ranked_pool(self, done: list[Any], seen: set[str], model: Any, n_next: int,
+    def _ranked_pool(self, done: list[Any], seen: set[Any], model: Any, n_next: int,
                      n_spread: int) -> list[dict[str, Any]]:
         """A space too large to enumerate: random archs, every one-parameter change and
         crossovers of the best evaluated archs, ranked by predicted accuracy; costs are

@@ -181,13 +181,16 @@ class MobileNetV3Space(SearchSpace):
         max_d = max(cfg.depths)
         nk, ne = len(cfg.kernels), len(cfg.expands)
         slot = nk + ne
-        vec = np.zeros(self.num_stages * max_d * slot + len(cfg.resolutions), dtype=np.float32)
+        kernel_at = {k: i for i, k in enumerate(cfg.kernels)}
+        expand_at = {e: nk + i for i, e in enumerate(cfg.expands)}
+        hot = []
         for s, blocks in enumerate(arch.stage_blocks()):
             for j, (k, e) in enumerate(blocks):
                 base = (s * max_d + j) * slot
-                vec[base + cfg.kernels.index(k)] = 1.0
-                vec[base + nk + cfg.expands.index(e)] = 1.0
-        vec[self.num_stages * max_d * slot + cfg.resolutions.index(arch.resolution)] = 1.0
+                hot += (base + kernel_at[k], base + expand_at[e])
+        hot.append(self.num_stages * max_d * slot + cfg.resolutions.index(arch.resolution))
+        vec = np.zeros(self.num_stages * max_d * slot + len(cfg.resolutions), dtype=np.float32)
+        vec[hot] = 1.0
         return vec
 
     def feature_names(self) -> list[str]:

@@ -6,6 +6,8 @@ copying weights out (``extract``) and back in (``absorb``) is a name-by-name sli
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -26,6 +28,7 @@ def se_channels(mid: int) -> int:
     return make_divisible(mid // 4)
 
 
+@functools.lru_cache(maxsize=1024)  # called for every block of every arch a search prices
 def mid_channels(in_channels: int, expand: int) -> int:
     """Expanded width of an inverted-residual block (OFA: ``make_divisible(round(c * e))``)."""
     return make_divisible(round(in_channels * expand))
