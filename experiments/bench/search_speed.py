@@ -40,6 +40,9 @@ latency of 200 random archs:
     python experiments/bench/search_speed.py --checkpoint runs/x --workspace ws   # reuse both
 
 Timings are wall-clock on a shared machine (this one: 2 cores, other processes): noisy.
+The warm buffered search (the issue's figure) is run ``--repeats`` times (each a new
+study meeting the same cached archs): the fastest and the median wall time, the least
+process CPU time and the load average of each run are reported.
 """
 
 from __future__ import annotations
@@ -151,6 +154,14 @@ def budget_ms(ws: Path, device: str) -> float:
     return float(statistics.median(load_device(device, space, Workspace(Path(ws))).predict_latency_ms(archs)))
 
 
+def _load() -> float:
+    """The 1-minute load average (how busy the machine was beside a timing)."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def run_phase(ws: Path, ckpt: Path, device: str, budget: float, trials: int, seed: int, study: str,
               buffered: bool) -> dict[str, Any]:
     """One search in a new study: wall times (set-up, trials), evaluations and cache hits."""
@@ -177,15 +188,17 @@ def run_phase(ws: Path, ckpt: Path, device: str, budget: float, trials: int, see
 
     acc._evaluate = timed_evaluate
     t1 = time.perf_counter()
+    c1 = time.process_time()
     settings = SearchSettings(trials=trials, seed=seed, study=study, buffered=buffered)
     result, st = run_search(problem, settings, quiet=True)
     t2 = time.perf_counter()
+    cpu_s = time.process_time() - c1
     done = [t for t in st.trials if t.state.name == "COMPLETE"]
     keys = [json.dumps(t.user_attrs["arch"], sort_keys=True, separators=(",", ":")) for t in done]
     hits = sum(k in before for k in keys)
     return {"study": study, "device": device, "buffered": buffered, "trials": len(done),
             "distinct_archs": len(set(keys)), "setup_s": t1 - t0, "search_s": t2 - t1,
-            "trials_per_s": len(done) / (t2 - t1), "evaluated": calls["n"], "eval_s": calls["eval_s"],
+            "trials_per_s": len(done) / (t2 - t1), "cpu_s": cpu_s, "load": _load(), "evaluated": calls["n"], "eval_s": calls["eval_s"],
             "prior_cache_hit_rate": hits / max(1, len(done)), "cache_size_before": len(before),
             "feasible": result["trials"]["feasible"]}
 
@@ -200,6 +213,7 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=30, help="archs timed in torch eager for device B")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for evaluation")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=5, help="runs of the warm buffered search (min and median reported)")
     parser.add_argument("--out")
     args = parser.parse_args()
 
@@ -232,6 +246,11 @@ def main() -> None:
             "buffered_first": run_phase(ws, ckpt, "cpu-eager", budget_b, trials, args.seed, f"buffirst-{run}", True),
             "warm_buffered": run_phase(ws, ckpt, "cpu-eager", budget_b, trials, args.seed, f"warmbuf-{run}", True),
         }
+        # the target's figure again, --repeats times: this machine's speed moves with its
+        # neighbours, so the fastest run (the least disturbed) and the CPU time go beside the first
+        repeats = [phases["warm_buffered"]] + [
+            run_phase(ws, ckpt, "cpu-eager", budget_b, trials, args.seed, f"warmbuf-{run}-{k}", True)
+            for k in range(1, args.repeats)]
         for name, p in phases.items():
             print(json.dumps({name: p}), file=sys.stderr, flush=True)
         ckpt_meta = json.loads((ckpt / "checkpoint.json").read_text()) if (ckpt / "checkpoint.json").is_file() else {}
@@ -255,6 +274,17 @@ def main() -> None:
         emit(records, BENCH, f"{key}_trials_per_s", round(p["trials_per_s"], 2), "trials/s", cpu, c)
         emit(records, BENCH, f"{key}_time_for_trials", round(p["search_s"], 2), f"s for {p['trials']} trials", cpu, c)
         emit(records, BENCH, f"{key}_cache_hit_rate", round(p["prior_cache_hit_rate"], 4), "fraction", cpu, c)
+    c = {**config, "engine": "local, buffered (default)", "runs": len(repeats),
+         "wall_s": [round(p["search_s"], 2) for p in repeats], "cpu_s": [round(p["cpu_s"], 2) for p in repeats],
+         "load_1min": [round(p["load"], 2) for p in repeats],
+         "hit_rates": [round(p["prior_cache_hit_rate"], 4) for p in repeats],
+         "target": "1,000 trials in <= 5 s (issue 12)"}
+    emit(records, BENCH, "warm_buffered_min_time_for_trials", round(min(p["search_s"] for p in repeats), 2),
+         f"s for {trials} trials (fastest of {len(repeats)})", cpu, c)
+    emit(records, BENCH, "warm_buffered_median_time_for_trials", round(statistics.median(p["search_s"] for p in repeats), 2),
+         f"s for {trials} trials (median of {len(repeats)})", cpu, c)
+    emit(records, BENCH, "warm_buffered_min_cpu_time_for_trials", round(min(p["cpu_s"] for p in repeats), 2),
+         f"CPU s for {trials} trials (least of {len(repeats)})", cpu, c)
     first = phases["buffered_first"]
     c = {**config, "engine": "local, buffered (default)", "evaluated": first["evaluated"],
          "eval_s": round(first["eval_s"], 1), "prior_cache_hit_rate": round(first["prior_cache_hit_rate"], 4)}
