@@ -145,34 +145,40 @@ def search(spec: SearchSpec, settings: SearchSettings = SearchSettings(), margin
     settings2 = replace(settings, study=f"{settings.study}-refit" if settings.study else None)
     study2, trials2, display2, cheapest2 = _run(again, settings2, quiet)
     result2 = build_result(study2, again, display2, cheapest2, trials2)
-    measured = {r["trial"] for r in first["verified"]}
-    keep = [t for t in trials if t.number in measured]
-    second = run_verification(again, study2, list(trials2) + keep, result2, loops, left, quiet)
+    # every arch the first search explored stays a candidate, re-ranked with the refitted predictor
+    second = run_verification(again, study2, list(trials2) + list(trials), result2, loops, left, quiet)
     return merge_verifications(first, second, k), study2
 
 
 def edge_margin(problem: SearchProblem, first: dict[str, Any]) -> float:
-    """The safety margin of the second search: the refitted predictor's bias at the budget's
-    edge by the candidates measured (:func:`nas.search.verify.edge_bias`), as a margin
-    (negative: it over-predicts, so archs predicted somewhat over the budget are searched),
-    within ±(the exploration band)."""
+    """The safety margin of the second search: where the measurements say the most accurate
+    arch that could fit lies. The refitted predictor's bias at the budget's edge by the
+    candidates measured (:func:`nas.search.verify.edge_bias`) less one predictor error
+    (re-estimated from how far the first round's predictions were off,
+    :func:`nas.search.verify.posterior_error`), as a margin: negative, so archs predicted
+    somewhat over the budget are searched, the more so the less the predictor can be
+    trusted there; between -:data:`nas.search.verify.MAX_EDGE_BAND` and +(the exploration
+    band). The first round's trials stay candidates, so the second can look higher up."""
     import math
 
     import numpy as np
 
-    from nas.search.verify import edge_bias, exploration_band
+    from nas.search.verify import MAX_EDGE_BAND, edge_bias, exploration_band, posterior_error
 
     band = exploration_band(problem.devices)
     records = first.get("verified", [])
     if not records:
-        return 0.0
+        return -band
     archs = [problem.space.arch_from_json(r["arch"]) for r in records]
-    worst = 0.0
+    worst = None
     for d in problem.devices:
+        key = f"latency_ms@{d.name}"
         pred = np.asarray(d.predict_latency_ms(archs), dtype=float)
-        got = [r["measured"].get(f"latency_ms@{d.name}") for r in records]
-        worst = max(worst, edge_bias(pred, got), key=abs)
-    return round(max(-band, min(band, math.exp(worst) - 1.0)), 4)
+        got = [r["measured"].get(key) for r in records]
+        sigma = posterior_error(d.latency_error, [(r["predicted"].get(key), r["measured"].get(key)) for r in records])
+        low = edge_bias(pred, got) - sigma
+        worst = low if worst is None else min(worst, low)
+    return round(max(-MAX_EDGE_BAND, min(band, math.exp(worst) - 1.0)), 4)
 
 
 def merge_verifications(first: dict[str, Any], second: dict[str, Any], k: int) -> dict[str, Any]:
