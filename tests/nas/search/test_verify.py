@@ -188,3 +188,47 @@ def test_edge_bias_is_the_shrunk_mean_log_error_of_what_was_measured():
     got = edge_bias(pred, [8.0, None, 24.0])  # both 20 % under the prediction
     assert math.isclose(got, 2 * math.log(0.8) / (2 + PRIOR_WEIGHT))
     assert edge_bias(pred, [12.0, 24.0, 36.0]) > 0  # under-predicted: the edge is lower than predicted
+
+
+def test_measurements_are_spent_while_a_more_accurate_candidate_is_left():
+    """A candidate the predictor gives almost no chance is still measured when it is the
+    only way to beat the incumbent (the chances compare in logs, below any float's
+    resolution too); nothing is measured once no unmeasured arch is more accurate."""
+    from nas.search.verify import _choose
+
+    acc = np.array([70.0, 66.0, 55.0, 60.0])
+    log_chance = np.array([-900.0, -800.0, 0.0, 0.0])
+    done = [False, False, False, True]
+    assert _choose(acc, log_chance, 60.0, done, last=False) == 1  # 6 points x e^-800 beats 10 x e^-900
+    assert _choose(acc, np.array([-8.0, -800.0, 0.0, 0.0]), 60.0, done, last=False) == 0
+    assert _choose(acc, log_chance, 60.0, [True, True, False, True], last=False) is None
+    # no incumbent: the last measurement goes to the best safe arch, so something is verified
+    assert _choose(acc, np.array([-1.0, -1.0, np.log(0.99), np.log(0.5)]), None, [False] * 4, last=True) == 2
+
+
+def test_the_second_search_looks_further_over_the_budget_the_worse_the_predictor_did():
+    """The second round's margin: the bias at the edge less one re-estimated error, so a
+    predictor that over-predicted by 20 % makes the second search explore higher than one
+    that hit, and one that under-predicted less high than that."""
+    from types import SimpleNamespace
+
+    from nas.search.runner import edge_margin
+    from nas.search.verify import MAX_EDGE_BAND, posterior_error
+
+    class Device:
+        name, latency_error = "d", 0.05
+
+        def predict_latency_ms(self, archs):  # type: ignore[no-untyped-def]
+            return [float(a) for a in archs]
+
+    problem = SimpleNamespace(devices=[Device()], space=SimpleNamespace(arch_from_json=float))
+
+    def first(pairs):  # type: ignore[no-untyped-def]
+        return {"verified": [{"arch": p, "predicted": {"latency_ms@d": p}, "measured": {"latency_ms@d": m}}
+                             for p, m in pairs]}
+
+    hit = edge_margin(problem, first([(10.0, 10.0), (12.0, 12.0)]))
+    over = edge_margin(problem, first([(10.0, 8.0), (12.0, 9.6)]))  # the device is 20 % faster
+    under = edge_margin(problem, first([(10.0, 12.0), (12.0, 14.4)]))  # 20 % slower
+    assert -MAX_EDGE_BAND <= over < hit < 0 and under > over
+    assert posterior_error(0.05, [(10.0, 8.0)]) > posterior_error(0.05, [(10.0, 10.0)])
