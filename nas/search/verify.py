@@ -12,16 +12,21 @@ safety blindly. With ``edgenas search --verify K`` the device decides instead:
    (:class:`ProfiledDevice`: same target, schedule, timing and reach), one at a time.
    Each next one is the arch with the largest expected gain in accuracy over the best
    arch measured to fit so far: ``(accuracy - incumbent) * P(fits)``, where ``P(fits)``
-   comes from the refitted predictor and its error (log-normal, the error re-estimated
-   from the archs just measured). Archs far under the budget are never measured (a more
-   accurate one is likely to fit), nor far over it (it will not fit);
+   comes from the refitted predictor, corrected by the log error of the archs measured so
+   far (those alike the candidate counting most, :func:`local_bias`), and its error
+   (log-normal, the error re-estimated from the archs just measured), against the budget
+   the device's readings resolve (:func:`quantised_budget`). Gains compare in logs, and
+   measurements are spent while any unmeasured candidate is more accurate than the
+   incumbent: a measurement is cheap next to shipping a worse model, and the chances are
+   least sure exactly where they decide;
 3. every measurement is stored with the device's measurements (role ``verify``) and the
    predictor refitted on them before the next choice, and with the study (a study user
    attribute per measured trial: Optuna refuses to change a finished trial);
 4. :func:`nas.search.runner.search` spends the first half of ``K`` this way, then searches
    again with the refitted predictor, its margin set by the bias measured near the edge
-   (:func:`edge_bias`, which also corrects the chances), and spends the rest on the new
-   candidates and those measured already;
+   less one re-estimated predictor error (:func:`nas.search.runner.edge_margin`: the
+   worse the first predictions were, the further over the budget it looks), and spends
+   the rest over the candidates of *both* searches;
 5. the recommendation is the most accurate arch *measured* to fit. If none fits (or the
    device cannot be reached), the most accurate arch that fits by prediction with the
    usual safety margin is recommended and marked unverified.
