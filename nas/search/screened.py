@@ -84,7 +84,6 @@ class ScreenedSampler(BaseSampler):
             combos = [dict(zip(self.choices, values)) for values in itertools.product(*self.choices.values())]
             self._everything = self._screen(combos, set())
             self._everything_keys = [self._key(a) for a in self._everything[1]]
-            self._everything_index = {k: i for i, k in enumerate(self._everything_keys)}
             self._everything_X = np.array([problem.space.encode(a) for a in self._everything[1]], dtype=float)
         self._trial_keys: dict[int, str] = {}
 
@@ -284,29 +283,8 @@ class ScreenedSampler(BaseSampler):
             with threadpool_limits(1):
                 score = model.predict(self._everything_X[fits])
             order = list(fits[np.argsort(-score)])
-            picked = self._pick(order, fits, latency, n_next - n_next // 4, n_spread)
-            return [params[i] for i in picked + self._local(done, order, set(picked), n_next // 4)]
+            return [params[i] for i in self._pick(order, fits, latency, n_next, n_spread)]
         return self._ranked_pool(done, seen, model, n_next, n_spread)
-
-    def _local(self, done: list[Any], order: list[int], taken: set[int], n: int) -> list[int]:
-        """Up to ``n`` of ``order`` (predicted-feasible, unseen, best first) that differ in one
-        parameter from one of the ``parents`` most accurate evaluated archs that fit: the
-        accuracy predictor ranks archs a few tenths of a point apart about at random, and
-        the best arch under a budget is often a small change of one nearly as good."""
-        if n <= 0:
-            return []
-        feasible = [t for t in done if all(v <= 0 for v in t.constraints.values())]
-        top = sorted(feasible, key=lambda t: -t.values[self._acc_index])[: self.parents]
-        index = self._everything_index
-        near: set[int] = set()
-        for t in top:
-            for name, options in self.choices.items():
-                for o in options:
-                    if o != t.params.get(name):
-                        i = index.get(self._pkey({**t.params, name: o}))
-                        if i is not None:
-                            near.add(i)
-        return [i for i in order if i in near and i not in taken][:n]
 
     def _pick(self, order: list[int], fits: Any, latency: np.ndarray, n_next: int, n_spread: int) -> list[int]:
         """The best ``n_next - n_spread`` of ``order``, then the best of each of ``n_spread``
