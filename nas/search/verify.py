@@ -12,21 +12,20 @@ safety blindly. With ``edgenas search --verify K`` the device decides instead:
    (:class:`ProfiledDevice`: same target, schedule, timing and reach), one at a time.
    Each next one is the arch with the largest expected gain in accuracy over the best
    arch measured to fit so far: ``(accuracy - incumbent) * P(fits)``, where ``P(fits)``
-   comes from the refitted predictor, corrected by the log error of the archs measured so
-   far (those alike the candidate counting most, :func:`local_bias`), and its error
-   (log-normal, the error re-estimated from the archs just measured), against the budget
-   the device's readings resolve (:func:`quantised_budget`). Gains compare in logs, and
-   measurements are spent while any unmeasured candidate is more accurate than the
-   incumbent: a measurement is cheap next to shipping a worse model, and the chances are
-   least sure exactly where they decide;
+   comes from the refitted predictor and its error (log-normal, the error re-estimated
+   from the archs just measured). Gains compare in logs, and measurements are spent while
+   any unmeasured candidate is more accurate than the incumbent: a measurement is cheap
+   next to shipping a worse model, and the chances are least sure exactly where they
+   decide;
 3. every measurement is stored with the device's measurements (role ``verify``) and the
    predictor refitted on them before the next choice, and with the study (a study user
    attribute per measured trial: Optuna refuses to change a finished trial);
 4. :func:`nas.search.runner.search` spends the first half of ``K`` this way, then searches
    again with the refitted predictor, its margin set by the bias measured near the edge
-   less one re-estimated predictor error (:func:`nas.search.runner.edge_margin`: the
-   worse the first predictions were, the further over the budget it looks), and spends
-   the rest over the candidates of *both* searches;
+   (:func:`edge_bias`, which also corrects the chances) less one re-estimated predictor
+   error (:func:`nas.search.runner.edge_margin`: the worse the first predictions were,
+   the further over the budget it looks), and spends the rest over the candidates of
+   *both* searches;
 5. the recommendation is the most accurate arch *measured* to fit. If none fits (or the
    device cannot be reached), the most accurate arch that fits by prediction with the
    usual safety margin is recommended and marked unverified.
@@ -163,16 +162,14 @@ def verify_search(problem: Any, trials: Sequence[Any], loops: dict[str, DeviceLo
     records: list[dict[str, Any]] = []
     spent, status, message = 0, "verified", ""
     archs = [c.arch for c in cands]
-    codes = np.array([np.asarray(problem.space.encode(a), dtype=float) for a in archs]) if cands else None
-    limit = {n: quantised_budget(budget, known[n].values()) for n in loops}
     for step in range(k):
         pred = {n: np.asarray(costs[n].predict_latency_ms(archs), dtype=float) for n in loops}
         for n in loops:  # the predictor's bias at the edge, from the candidates measured so far
-            pred[n] = pred[n] * np.exp(local_bias(pred[n], [measured.get(c.key, {}).get(n) for c in cands], codes))
+            pred[n] = pred[n] * math.exp(edge_bias(pred[n], [measured.get(c.key, {}).get(n) for c in cands]))
         sig = {n: _updated(sigma0[n], residuals[n]) for n in loops}
         log_chance = np.zeros(len(cands))
         for n in loops:
-            log_chance += _log_fit_probability(pred[n], limit[n], sig[n])
+            log_chance += _log_fit_probability(pred[n], budget, sig[n])
         chance = np.exp(log_chance)
         acc = np.array([c.accuracy for c in cands])
         fits = [i for i, c in enumerate(cands) if c.key in measured and _fits(measured[c.key], budget)]
@@ -228,42 +225,6 @@ def edge_bias(pred: np.ndarray, measured: Sequence[float | None]) -> float:
     new rows, while the candidates just measured say how far off it is near the budget."""
     logs = [math.log(m / p) for p, m in zip(pred, measured) if m is not None and m > 0 and p > 0]
     return sum(logs) / (len(logs) + PRIOR_WEIGHT) if logs else 0.0
-
-
-def local_bias(pred: np.ndarray, measured: Sequence[float | None], codes: np.ndarray | None) -> np.ndarray:
-    """Per candidate, the log error (measured over predicted) of the measured candidates
-    weighted by how alike they are (``exp(-d / l)``, ``d`` the L1 distance between the
-    archs' encodings, ``l`` half the median distance between candidates), shrunk toward 0
-    as :func:`edge_bias` is: archs that share most of their ops with one measured over its
-    prediction (the same cell with another dead edge, say) are taken to be slow too, while
-    the archs unlike any measured one keep the predictor's word. Without encodings (or
-    with every arch alike) it is :func:`edge_bias` for every candidate."""
-    pred = np.asarray(pred, dtype=float)
-    idx = [i for i, m in enumerate(measured) if m is not None and m > 0 and pred[i] > 0]
-    if not idx:
-        return np.zeros(len(pred))
-    r = np.array([math.log(measured[i] / pred[i]) for i in idx])
-    if codes is None or len(codes) < 2:
-        return np.full(len(pred), edge_bias(pred, measured))
-    dist = np.abs(codes[:, None, :] - codes[None, idx, :]).sum(axis=2)
-    rng = np.random.default_rng(0)
-    a, b = rng.integers(0, len(codes), size=(2, min(2000, len(codes) ** 2)))
-    scale = 0.5 * float(np.median(np.abs(codes[a] - codes[b]).sum(axis=1)))
-    if scale <= 0:
-        return np.full(len(pred), edge_bias(pred, measured))
-    w = np.exp(-dist / scale)
-    return (w @ r) / (PRIOR_WEIGHT + w.sum(axis=1))
-
-
-def quantised_budget(budget: float, readings: Any) -> float:
-    """The latency a continuous prediction must stay under to fit ``budget`` on a device
-    that reports whole milliseconds (every one of at least 5 stored readings an integer):
-    a reading of ``budget`` fits, and the device rounds, so the true limit is half a step
-    above the last whole millisecond within the budget. Otherwise ``budget``."""
-    values = [float(v) for v in readings]
-    if len(values) < 5 or any(abs(v - round(v)) > 1e-9 for v in values):
-        return budget
-    return math.floor(budget + 1e-9) + 0.5
 
 
 def unverified(problem: Any, trials: Sequence[Any], k: int, fallback_margin: float, status: str,
@@ -519,6 +480,5 @@ class ProfiledDevice(StoredDevice):
 
 
 __all__ = ["DeviceLoop", "DeviceUnreachable", "Measured", "ProfiledDevice", "StoredDevice", "Verification",
-           "check_verifiable", "choose_batch", "exploration_band", "fit_probability", "local_bias",
-           "posterior_error", "quantised_budget", "safe_pick",
+           "check_verifiable", "choose_batch", "exploration_band", "fit_probability", "safe_pick",
            "unverified", "verify_search"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import socket
 from pathlib import Path
 
@@ -234,27 +233,3 @@ def test_the_second_search_looks_further_over_the_budget_the_worse_the_predictor
     assert -MAX_EDGE_BAND <= over < hit < 0 and under > over
     assert posterior_error(0.05, [(10.0, 8.0)]) > posterior_error(0.05, [(10.0, 10.0)])
 
-
-def test_the_correction_follows_the_measured_archs_most_alike_each_candidate():
-    from nas.search.verify import PRIOR_WEIGHT, edge_bias, local_bias
-
-    codes = np.array([[1, 0, 0, 1], [1, 0, 0, 1], [1, 0, 1, 0], [0, 1, 1, 0], [0, 1, 0, 1.0]])
-    pred = np.full(5, 10.0)
-    measured = [12.0, None, None, 8.0, None]  # 0 slower than predicted, 3 faster
-    b = local_bias(pred, measured, codes)
-    assert b[1] > 0 > b[2]  # 1 is a copy of 0; 2 is nearer 3 (one entry off) than 0 (two)
-    assert b[1] == pytest.approx(b[0]) and abs(b[1]) < math.log(1.2)  # shrunk as edge_bias is
-    assert np.allclose(local_bias(pred, [None] * 5, codes), 0.0)
-    same = np.ones((5, 4))  # archs alike: the shrunk mean of edge_bias for every one
-    assert np.allclose(local_bias(pred, measured, same), edge_bias(pred, measured))
-    assert np.allclose(local_bias(pred, measured, None), edge_bias(pred, measured))
-    assert PRIOR_WEIGHT > 0
-
-
-def test_a_device_that_reports_whole_milliseconds_fits_up_to_half_a_step_over():
-    from nas.search.verify import quantised_budget
-
-    assert quantised_budget(19.0, [15.0, 20.0, 7.0, 12.0, 31.0]) == 19.5  # 19 reads 19 and fits
-    assert quantised_budget(13.75, [15.0, 20.0, 7.0, 12.0, 31.0]) == 13.5  # 14 would not
-    assert quantised_budget(19.0, [15.0, 20.2, 7.0, 12.0, 31.0]) == 19.0  # a finer clock
-    assert quantised_budget(19.0, [15.0, 20.0]) == 19.0  # too few readings to tell
