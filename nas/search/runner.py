@@ -146,7 +146,8 @@ def search(spec: SearchSpec, settings: SearchSettings = SearchSettings(), margin
     study2, trials2, display2, cheapest2 = _run(again, settings2, quiet)
     result2 = build_result(study2, again, display2, cheapest2, trials2)
     # every arch the first search explored stays a candidate, re-ranked with the refitted predictor
-    second = run_verification(again, study2, list(trials2) + list(trials), result2, loops, left, quiet)
+    second = run_verification(again, study2, list(trials2) + list(trials), result2, loops, left, quiet,
+                              earlier=(study, trials))
     return merge_verifications(first, second, k), study2
 
 
@@ -206,9 +207,14 @@ def device_loops(problem: SearchProblem, reach: Any = None) -> dict[str, Any]:
 
 
 def run_verification(problem: SearchProblem, study: Any, trials: list[Any], result: dict[str, Any],
-                     loops: dict[str, Any], k: int, quiet: bool = False) -> dict[str, Any]:
+                     loops: dict[str, Any], k: int, quiet: bool = False,
+                     earlier: tuple[Any, list[Any]] | None = None) -> dict[str, Any]:
     """Measure the search's candidates (:func:`nas.search.verify.verify_search`), store the
-    measurements with the study, and rewrite the result's recommendation accordingly."""
+    measurements with the study, and rewrite the result's recommendation accordingly.
+
+    ``earlier`` (study, its trials): candidates of ``trials`` that came from an earlier
+    study; a measurement of one is stored with that study. Every record and the
+    recommendation name their study (``"study"``: trial numbers are that study's)."""
     import sys
 
     from nas.search.result import apply_verification
@@ -227,9 +233,16 @@ def run_verification(problem: SearchProblem, study: Any, trials: list[Any], resu
         for loop in loops.values():
             if hasattr(loop, "finish"):
                 loop.finish()
-    for record in outcome.records:
-        study.set_user_attr(f"edgenas_measured:{record['trial']}", record)
-    return apply_verification(result, outcome, problem)
+    first_ids = {id(t) for t in earlier[1]} if earlier else set()
+    for record, trial in zip(outcome.records, outcome.measured_trials or [None] * len(outcome.records)):
+        owner = earlier[0] if earlier and id(trial) in first_ids else study
+        record["study"] = owner.study_name
+        owner.set_user_attr(f"edgenas_measured:{record['trial']}", record)
+    out = apply_verification(result, outcome, problem)
+    if out.get("recommended"):
+        out["recommended"]["study"] = (earlier[0] if earlier and id(outcome.recommended) in first_ids
+                                       else study).study_name
+    return out
 
 
 def run_search(problem: SearchProblem, settings: SearchSettings, quiet: bool = False) -> tuple[dict[str, Any], Any]:

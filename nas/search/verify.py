@@ -135,6 +135,9 @@ class Verification:
     recommended_measured: dict[str, float] | None
     message: str = ""
     measurements: int = 0
+    measured_trials: list[Any] = field(default_factory=list)
+    """The trial of each record, in order (which study a record belongs to, when the
+    candidates came from more than one)."""
 
     @property
     def verified(self) -> bool:
@@ -160,6 +163,7 @@ def verify_search(problem: Any, trials: Sequence[Any], loops: dict[str, DeviceLo
         if len(have) == len(loops):
             measured[c.key] = have
     records: list[dict[str, Any]] = []
+    measured_trials: list[Any] = []
     spent, status, message = 0, "verified", ""
     archs = [c.arch for c in cands]
     for step in range(k):
@@ -196,6 +200,7 @@ def verify_search(problem: Any, trials: Sequence[Any], loops: dict[str, DeviceLo
         spent += 1
         measured[c.key] = got
         ok = _fits(got, budget)
+        measured_trials.append(c.trial)
         records.append({
             "trial": c.trial.number, "arch": problem.space.arch_to_json(c.arch), "accuracy": c.accuracy,
             "predicted": {f"latency_ms@{n}": v for n, v in before.items()},
@@ -210,12 +215,12 @@ def verify_search(problem: Any, trials: Sequence[Any], loops: dict[str, DeviceLo
     best = max((c for c in cands if c.key in measured and _fits(measured[c.key], budget)),
                key=lambda c: (c.accuracy, -c.trial.number), default=None)
     if best is not None:
-        return Verification(status, k, records, best.trial, measured[best.key], message, spent)
+        return Verification(status, k, records, best.trial, measured[best.key], message, spent, measured_trials)
     if status == "verified":
         status = "none-fits" if spent else status
         message = message or (f"none of the {spent} measured candidates fits {budget:g} ms" if spent else message)
     fallback = safe_pick(problem, trials, fallback_margin, costs)
-    return Verification(status, k, records, fallback, None, message, spent)
+    return Verification(status, k, records, fallback, None, message, spent, measured_trials)
 
 
 def edge_bias(pred: np.ndarray, measured: Sequence[float | None]) -> float:

@@ -233,3 +233,37 @@ def test_the_second_search_looks_further_over_the_budget_the_worse_the_predictor
     assert -MAX_EDGE_BAND <= over < hit < 0 and under > over
     assert posterior_error(0.05, [(10.0, 8.0)]) > posterior_error(0.05, [(10.0, 10.0)])
 
+
+
+@pytest.mark.slow  # an import, two searches and refits: ~20-30 s
+def test_search_verify_spends_its_measurements_over_both_searches_and_stores_each_with_its_study(
+        tmp_path: Path, truth: np.ndarray) -> None:
+    """``search(..., verify=5)`` end to end (the table stands in for the device): at most 5
+    measurements, the recommendation measured to fit and truly fitting, and every
+    measurement stored with the study its trial belongs to (the second round's candidates
+    include the first search's trials, whose numbers are that study's)."""
+    import optuna
+
+    from nas.search.runner import search
+
+    budget = float(np.percentile(truth, 40))
+    _import(tmp_path, truth)
+    spec = SearchSpec("nb201", {}, (DEVICE,), Budget(max_latency_ms=budget), workspace=str(tmp_path))
+    space = prepare(spec, "verify").space
+    loops = {DEVICE: StoredDevice(Workspace(tmp_path), DEVICE, space, lambda a: Measured(float(truth[a.index])))}
+    result, study2 = search(spec, SearchSettings(trials=60, buffered=True, verify=5, study="v"), quiet=True,
+                            loops=loops)
+    check = result["verification"]
+    assert 1 <= check["measurements"] <= 5 and len(result["verified"]) == check["measurements"]
+    rec = result["recommended"]
+    assert rec["verified"] and truth[space.arch_from_json(rec["arch"]).index] <= budget
+    storage = Workspace(tmp_path).studies_url
+    for r in result["verified"]:
+        owner = optuna.load_study(study_name=r["study"], storage=storage)
+        stored = owner.user_attrs[f"edgenas_measured:{r['trial']}"]
+        assert stored["arch"] == r["arch"]
+        trial = owner.trials[r["trial"]]
+        assert trial.user_attrs["arch"] == r["arch"]  # the number is that study's trial
+    assert rec["study"] in {study2.study_name} | {r["study"] for r in result["verified"]}
+    if check["measurements"] < 5:  # stopped early: nothing unmeasured is more accurate than the pick
+        assert check["status"] == "verified"
