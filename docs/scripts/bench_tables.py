@@ -467,7 +467,8 @@ def search_nb201_protocols() -> str:
 
 
 def search_nb201_devices() -> str:
-    """Mean regret per device (over its three budgets) for four protocols, and the auto margin used."""
+    """Mean regret per device (over its three budgets) for five protocols, the device in the
+    loop's mean measurements, and the auto margin used."""
     searches = rows("search_nb201_rows.jsonl")
     by: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for s in searches:
@@ -476,11 +477,14 @@ def search_nb201_devices() -> str:
     for device in sorted({s["device"] for s in searches}):
         def mean(protocol: str, sampler: str, key: str = "regret", device: str = device) -> float:
             return statistics.mean(s[key] for s in by[(device, protocol, sampler)])
+        loop = by[(device, "loop", "screened")]
         body.append([device, f"{mean('floor', 'none'):.2f}", f"{mean('fewshot', 'screened'):.2f}",
                      f"{mean('fewshot', 'nsga2'):.2f}", f"{mean('exact', 'screened'):.2f}",
+                     f"{mean('loop', 'screened'):.2f} ({statistics.mean(s['measured'] for s in loop):.1f})"
+                     if loop else "-",
                      f"{mean('fewshot', 'screened', 'margin'):.3f}"])
-    return _table(["device", "floor", "few-shot screened", "few-shot NSGA-II", "exact screened", "auto margin"],
-                  body) + _source("search_nb201_rows.jsonl")
+    return _table(["device", "floor", "few-shot screened", "few-shot NSGA-II", "exact screened",
+                   "loop (measurements)", "auto margin"], body) + _source("search_nb201_rows.jsonl")
 
 
 # --------------------------------------------------------------- NAS-Bench-201 few-shot

@@ -145,34 +145,41 @@ def search(spec: SearchSpec, settings: SearchSettings = SearchSettings(), margin
     settings2 = replace(settings, study=f"{settings.study}-refit" if settings.study else None)
     study2, trials2, display2, cheapest2 = _run(again, settings2, quiet)
     result2 = build_result(study2, again, display2, cheapest2, trials2)
-    measured = {r["trial"] for r in first["verified"]}
-    keep = [t for t in trials if t.number in measured]
-    second = run_verification(again, study2, list(trials2) + keep, result2, loops, left, quiet)
+    # every arch the first search explored stays a candidate, re-ranked with the refitted predictor
+    second = run_verification(again, study2, list(trials2) + list(trials), result2, loops, left, quiet,
+                              earlier=(study, trials))
     return merge_verifications(first, second, k), study2
 
 
 def edge_margin(problem: SearchProblem, first: dict[str, Any]) -> float:
-    """The safety margin of the second search: the refitted predictor's bias at the budget's
-    edge by the candidates measured (:func:`nas.search.verify.edge_bias`), as a margin
-    (negative: it over-predicts, so archs predicted somewhat over the budget are searched),
-    within ±(the exploration band)."""
+    """The safety margin of the second search: where the measurements say the most accurate
+    arch that could fit lies. The refitted predictor's bias at the budget's edge by the
+    candidates measured (:func:`nas.search.verify.edge_bias`) less one predictor error
+    (re-estimated from how far the first round's predictions were off,
+    :func:`nas.search.verify.posterior_error`), as a margin: negative, so archs predicted
+    somewhat over the budget are searched, the more so the less the predictor can be
+    trusted there; between -:data:`nas.search.verify.MAX_EDGE_BAND` and +(the exploration
+    band). The first round's trials stay candidates, so the second can look higher up."""
     import math
 
     import numpy as np
 
-    from nas.search.verify import edge_bias, exploration_band
+    from nas.search.verify import MAX_EDGE_BAND, edge_bias, exploration_band, posterior_error
 
     band = exploration_band(problem.devices)
     records = first.get("verified", [])
     if not records:
-        return 0.0
+        return -band
     archs = [problem.space.arch_from_json(r["arch"]) for r in records]
-    worst = 0.0
+    worst = None
     for d in problem.devices:
+        key = f"latency_ms@{d.name}"
         pred = np.asarray(d.predict_latency_ms(archs), dtype=float)
-        got = [r["measured"].get(f"latency_ms@{d.name}") for r in records]
-        worst = max(worst, edge_bias(pred, got), key=abs)
-    return round(max(-band, min(band, math.exp(worst) - 1.0)), 4)
+        got = [r["measured"].get(key) for r in records]
+        sigma = posterior_error(d.latency_error, [(r["predicted"].get(key), r["measured"].get(key)) for r in records])
+        low = edge_bias(pred, got) - sigma
+        worst = low if worst is None else min(worst, low)
+    return round(max(-MAX_EDGE_BAND, min(band, math.exp(worst) - 1.0)), 4)
 
 
 def merge_verifications(first: dict[str, Any], second: dict[str, Any], k: int) -> dict[str, Any]:
@@ -200,9 +207,14 @@ def device_loops(problem: SearchProblem, reach: Any = None) -> dict[str, Any]:
 
 
 def run_verification(problem: SearchProblem, study: Any, trials: list[Any], result: dict[str, Any],
-                     loops: dict[str, Any], k: int, quiet: bool = False) -> dict[str, Any]:
+                     loops: dict[str, Any], k: int, quiet: bool = False,
+                     earlier: tuple[Any, list[Any]] | None = None) -> dict[str, Any]:
     """Measure the search's candidates (:func:`nas.search.verify.verify_search`), store the
-    measurements with the study, and rewrite the result's recommendation accordingly."""
+    measurements with the study, and rewrite the result's recommendation accordingly.
+
+    ``earlier`` (study, its trials): candidates of ``trials`` that came from an earlier
+    study; a measurement of one is stored with that study. Every record and the
+    recommendation name their study (``"study"``: trial numbers are that study's)."""
     import sys
 
     from nas.search.result import apply_verification
@@ -221,9 +233,16 @@ def run_verification(problem: SearchProblem, study: Any, trials: list[Any], resu
         for loop in loops.values():
             if hasattr(loop, "finish"):
                 loop.finish()
-    for record in outcome.records:
-        study.set_user_attr(f"edgenas_measured:{record['trial']}", record)
-    return apply_verification(result, outcome, problem)
+    first_ids = {id(t) for t in earlier[1]} if earlier else set()
+    for record, trial in zip(outcome.records, outcome.measured_trials or [None] * len(outcome.records)):
+        owner = earlier[0] if earlier and id(trial) in first_ids else study
+        record["study"] = owner.study_name
+        owner.set_user_attr(f"edgenas_measured:{record['trial']}", record)
+    out = apply_verification(result, outcome, problem)
+    if out.get("recommended"):
+        out["recommended"]["study"] = (earlier[0] if earlier and id(outcome.recommended) in first_ids
+                                       else study).study_name
+    return out
 
 
 def run_search(problem: SearchProblem, settings: SearchSettings, quiet: bool = False) -> tuple[dict[str, Any], Any]:

@@ -13,15 +13,19 @@ safety blindly. With ``edgenas search --verify K`` the device decides instead:
    Each next one is the arch with the largest expected gain in accuracy over the best
    arch measured to fit so far: ``(accuracy - incumbent) * P(fits)``, where ``P(fits)``
    comes from the refitted predictor and its error (log-normal, the error re-estimated
-   from the archs just measured). Archs far under the budget are never measured (a more
-   accurate one is likely to fit), nor far over it (it will not fit);
+   from the archs just measured). Gains compare in logs, and measurements are spent while
+   any unmeasured candidate is more accurate than the incumbent: a measurement is cheap
+   next to shipping a worse model, and the chances are least sure exactly where they
+   decide;
 3. every measurement is stored with the device's measurements (role ``verify``) and the
    predictor refitted on them before the next choice, and with the study (a study user
    attribute per measured trial: Optuna refuses to change a finished trial);
 4. :func:`nas.search.runner.search` spends the first half of ``K`` this way, then searches
    again with the refitted predictor, its margin set by the bias measured near the edge
-   (:func:`edge_bias`, which also corrects the chances), and spends the rest on the new
-   candidates and those measured already;
+   (:func:`edge_bias`, which also corrects the chances) less one re-estimated predictor
+   error (:func:`nas.search.runner.edge_margin`: the worse the first predictions were,
+   the further over the budget it looks), and spends the rest over the candidates of
+   *both* searches;
 5. the recommendation is the most accurate arch *measured* to fit. If none fits (or the
    device cannot be reached), the most accurate arch that fits by prediction with the
    usual safety margin is recommended and marked unverified.
@@ -51,6 +55,9 @@ PRIOR_WEIGHT = 2.0
 error is re-estimated from the verified archs."""
 MAX_BAND = 0.15
 """Cap of the band above the budget that a verified search explores."""
+MAX_EDGE_BAND = 0.5
+"""Cap of the band above the budget that the second search of a verification explores
+(its margin's floor is ``-MAX_EDGE_BAND``)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,9 @@ class Verification:
     recommended_measured: dict[str, float] | None
     message: str = ""
     measurements: int = 0
+    measured_trials: list[Any] = field(default_factory=list)
+    """The trial of each record, in order (which study a record belongs to, when the
+    candidates came from more than one)."""
 
     @property
     def verified(self) -> bool:
@@ -153,6 +163,7 @@ def verify_search(problem: Any, trials: Sequence[Any], loops: dict[str, DeviceLo
         if len(have) == len(loops):
             measured[c.key] = have
     records: list[dict[str, Any]] = []
+    measured_trials: list[Any] = []
     spent, status, message = 0, "verified", ""
     archs = [c.arch for c in cands]
     for step in range(k):
@@ -160,13 +171,14 @@ def verify_search(problem: Any, trials: Sequence[Any], loops: dict[str, DeviceLo
         for n in loops:  # the predictor's bias at the edge, from the candidates measured so far
             pred[n] = pred[n] * math.exp(edge_bias(pred[n], [measured.get(c.key, {}).get(n) for c in cands]))
         sig = {n: _updated(sigma0[n], residuals[n]) for n in loops}
-        chance = np.ones(len(cands))
+        log_chance = np.zeros(len(cands))
         for n in loops:
-            chance *= _fit_probability(pred[n], budget, sig[n])
+            log_chance += _log_fit_probability(pred[n], budget, sig[n])
+        chance = np.exp(log_chance)
         acc = np.array([c.accuracy for c in cands])
         fits = [i for i, c in enumerate(cands) if c.key in measured and _fits(measured[c.key], budget)]
         incumbent = max((acc[i] for i in fits), default=None)
-        i = _choose(acc, chance, incumbent, [c.key in measured for c in cands], last=step == k - 1)
+        i = _choose(acc, log_chance, incumbent, [c.key in measured for c in cands], last=step == k - 1)
         if i is None:
             if step == 0:
                 status, message = "nothing-to-measure", "no candidate is likely to fit the budget"
@@ -188,6 +200,7 @@ def verify_search(problem: Any, trials: Sequence[Any], loops: dict[str, DeviceLo
         spent += 1
         measured[c.key] = got
         ok = _fits(got, budget)
+        measured_trials.append(c.trial)
         records.append({
             "trial": c.trial.number, "arch": problem.space.arch_to_json(c.arch), "accuracy": c.accuracy,
             "predicted": {f"latency_ms@{n}": v for n, v in before.items()},
@@ -202,12 +215,12 @@ def verify_search(problem: Any, trials: Sequence[Any], loops: dict[str, DeviceLo
     best = max((c for c in cands if c.key in measured and _fits(measured[c.key], budget)),
                key=lambda c: (c.accuracy, -c.trial.number), default=None)
     if best is not None:
-        return Verification(status, k, records, best.trial, measured[best.key], message, spent)
+        return Verification(status, k, records, best.trial, measured[best.key], message, spent, measured_trials)
     if status == "verified":
         status = "none-fits" if spent else status
         message = message or (f"none of the {spent} measured candidates fits {budget:g} ms" if spent else message)
     fallback = safe_pick(problem, trials, fallback_margin, costs)
-    return Verification(status, k, records, fallback, None, message, spent)
+    return Verification(status, k, records, fallback, None, message, spent, measured_trials)
 
 
 def edge_bias(pred: np.ndarray, measured: Sequence[float | None]) -> float:
@@ -314,6 +327,14 @@ def _sigma(error: float | None) -> float:
     return max(0.02, 1.25 * (0.10 if error is None else float(error)))
 
 
+def posterior_error(error: float | None, readings: Sequence[tuple[float | None, float | None]]) -> float:
+    """The predictor's log-normal spread near the budget: its validation ``error`` counted as
+    :data:`PRIOR_WEIGHT` readings, with the log errors of ``readings`` (predicted before the
+    measurement, measured) that were taken at the budget's edge."""
+    logs = [math.log(m / p) for p, m in readings if p and m and p > 0 and m > 0]
+    return _updated(_sigma(error), logs)
+
+
 def _updated(sigma0: float, residuals: list[float]) -> float:
     return math.sqrt((PRIOR_WEIGHT * sigma0**2 + sum(r * r for r in residuals)) / (PRIOR_WEIGHT + len(residuals)))
 
@@ -324,28 +345,42 @@ def _fit_probability(pred: np.ndarray, budget: float, sigma: float) -> np.ndarra
     return norm.cdf((math.log(budget) - np.log(np.maximum(pred, 1e-12))) / sigma)
 
 
+def _log_fit_probability(pred: np.ndarray, budget: float, sigma: float) -> np.ndarray:
+    from scipy.stats import norm
+
+    return norm.logcdf((math.log(budget) - np.log(np.maximum(pred, 1e-12))) / sigma)
+
+
 def _fits(measured: dict[str, float], budget: float) -> bool:
     return all(v <= budget for v in measured.values())
 
 
-def _choose(acc: np.ndarray, chance: np.ndarray, incumbent: float | None, done: list[bool],
+def _choose(acc: np.ndarray, log_chance: np.ndarray, incumbent: float | None, done: list[bool],
             last: bool) -> int | None:
-    """Index of the next arch to measure, or None when no arch is worth a measurement."""
-    todo = np.array([not d for d in done]) & (chance >= MIN_CHANCE)
+    """Index of the next arch to measure, or None when no unmeasured arch can beat the incumbent.
+
+    The next one has the largest expected gain, ``(accuracy - incumbent) * P(fits)``, compared
+    in logs so archs the predictor gives almost no chance still rank among themselves: the
+    whole budget of measurements is spent while a more accurate arch is left (a measurement
+    costs seconds, shipping a worse model than the device could run costs accuracy for
+    good, and the chances come from a predictor that is least sure exactly there)."""
+    todo = ~np.asarray(done, dtype=bool)
+    if not todo.any():
+        return None
     if incumbent is None:
-        safe = todo & (chance >= SAFE)
+        safe = todo & (log_chance >= math.log(SAFE))
         if last and safe.any():  # the last measurement must leave something verified
             return int(np.flatnonzero(safe)[np.argmax(acc[safe])])
+        if last:  # nothing safe: the arch most likely to fit, the more accurate of equals
+            return int(np.lexsort((-acc, -log_chance, ~todo))[0])
         floor = float(acc[safe].max()) if safe.any() else float(acc.min()) - 1.0
     else:
         floor = incumbent
-    gain = np.where(todo, np.maximum(acc - floor, 0.0) * chance, 0.0)
-    if incumbent is None and not (gain > 0).any() and todo.any():
-        return int(np.flatnonzero(todo)[np.argmax(chance[todo])])
-    if not (gain > 0).any():
-        return None
-    return int(np.argmax(gain))
-
+    better = todo & (acc > floor)
+    if not better.any():
+        return int(np.lexsort((-acc, -log_chance, ~todo))[0]) if incumbent is None else None
+    score = np.where(better, np.log(np.maximum(acc - floor, 1e-12)) + log_chance, -np.inf)
+    return int(np.argmax(score))
 
 
 class StoredDevice:

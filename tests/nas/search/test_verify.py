@@ -188,3 +188,82 @@ def test_edge_bias_is_the_shrunk_mean_log_error_of_what_was_measured():
     got = edge_bias(pred, [8.0, None, 24.0])  # both 20 % under the prediction
     assert math.isclose(got, 2 * math.log(0.8) / (2 + PRIOR_WEIGHT))
     assert edge_bias(pred, [12.0, 24.0, 36.0]) > 0  # under-predicted: the edge is lower than predicted
+
+
+def test_measurements_are_spent_while_a_more_accurate_candidate_is_left():
+    """A candidate the predictor gives almost no chance is still measured when it is the
+    only way to beat the incumbent (the chances compare in logs, below any float's
+    resolution too); nothing is measured once no unmeasured arch is more accurate."""
+    from nas.search.verify import _choose
+
+    acc = np.array([70.0, 66.0, 55.0, 60.0])
+    log_chance = np.array([-900.0, -800.0, 0.0, 0.0])
+    done = [False, False, False, True]
+    assert _choose(acc, log_chance, 60.0, done, last=False) == 1  # 6 points x e^-800 beats 10 x e^-900
+    assert _choose(acc, np.array([-8.0, -800.0, 0.0, 0.0]), 60.0, done, last=False) == 0
+    assert _choose(acc, log_chance, 60.0, [True, True, False, True], last=False) is None
+    # no incumbent: the last measurement goes to the best safe arch, so something is verified
+    assert _choose(acc, np.array([-1.0, -1.0, np.log(0.99), np.log(0.5)]), None, [False] * 4, last=True) == 2
+
+
+def test_the_second_search_looks_further_over_the_budget_the_worse_the_predictor_did():
+    """The second round's margin: the bias at the edge less one re-estimated error, so a
+    predictor that over-predicted by 20 % makes the second search explore higher than one
+    that hit, and one that under-predicted less high than that."""
+    from types import SimpleNamespace
+
+    from nas.search.runner import edge_margin
+    from nas.search.verify import MAX_EDGE_BAND, posterior_error
+
+    class Device:
+        name, latency_error = "d", 0.05
+
+        def predict_latency_ms(self, archs):  # type: ignore[no-untyped-def]
+            return [float(a) for a in archs]
+
+    problem = SimpleNamespace(devices=[Device()], space=SimpleNamespace(arch_from_json=float))
+
+    def first(pairs):  # type: ignore[no-untyped-def]
+        return {"verified": [{"arch": p, "predicted": {"latency_ms@d": p}, "measured": {"latency_ms@d": m}}
+                             for p, m in pairs]}
+
+    hit = edge_margin(problem, first([(10.0, 10.0), (12.0, 12.0)]))
+    over = edge_margin(problem, first([(10.0, 8.0), (12.0, 9.6)]))  # the device is 20 % faster
+    under = edge_margin(problem, first([(10.0, 12.0), (12.0, 14.4)]))  # 20 % slower
+    assert -MAX_EDGE_BAND <= over < hit < 0 and under > over
+    assert posterior_error(0.05, [(10.0, 8.0)]) > posterior_error(0.05, [(10.0, 10.0)])
+
+
+
+@pytest.mark.slow  # an import, two searches and refits: ~20-30 s
+def test_search_verify_spends_its_measurements_over_both_searches_and_stores_each_with_its_study(
+        tmp_path: Path, truth: np.ndarray) -> None:
+    """``search(..., verify=5)`` end to end (the table stands in for the device): at most 5
+    measurements, the recommendation measured to fit and truly fitting, and every
+    measurement stored with the study its trial belongs to (the second round's candidates
+    include the first search's trials, whose numbers are that study's)."""
+    import optuna
+
+    from nas.search.runner import search
+
+    budget = float(np.percentile(truth, 40))
+    _import(tmp_path, truth)
+    spec = SearchSpec("nb201", {}, (DEVICE,), Budget(max_latency_ms=budget), workspace=str(tmp_path))
+    space = prepare(spec, "verify").space
+    loops = {DEVICE: StoredDevice(Workspace(tmp_path), DEVICE, space, lambda a: Measured(float(truth[a.index])))}
+    result, study2 = search(spec, SearchSettings(trials=60, buffered=True, verify=5, study="v"), quiet=True,
+                            loops=loops)
+    check = result["verification"]
+    assert 1 <= check["measurements"] <= 5 and len(result["verified"]) == check["measurements"]
+    rec = result["recommended"]
+    assert rec["verified"] and truth[space.arch_from_json(rec["arch"]).index] <= budget
+    storage = Workspace(tmp_path).studies_url
+    for r in result["verified"]:
+        owner = optuna.load_study(study_name=r["study"], storage=storage)
+        stored = owner.user_attrs[f"edgenas_measured:{r['trial']}"]
+        assert stored["arch"] == r["arch"]
+        trial = owner.trials[r["trial"]]
+        assert trial.user_attrs["arch"] == r["arch"]  # the number is that study's trial
+    assert rec["study"] in {study2.study_name} | {r["study"] for r in result["verified"]}
+    if check["measurements"] < 5:  # stopped early: nothing unmeasured is more accurate than the pick
+        assert check["status"] == "verified"
