@@ -186,6 +186,22 @@ def test_students_learn_distill_weight_from_the_teacher_and_the_rest_from_labels
 
 
 # --- training -----------------------------------------------------------------------------
+def test_a_gpt_config_without_distill_weight_trains_students_half_on_labels(tmp_path: Path) -> None:
+    """The loop takes the language model's default (0.5); ``distill_weight: 1`` is pure distillation.
+
+    Near initialisation every sub-network predicts about uniformly: the KL divergence to the
+    teacher is near 0 and the cross-entropy near ln(256), so the two are told apart.
+    """
+    student_losses = {}
+    for name, changes in {"default": {}, "pure": {"distill_weight": 1.0}}.items():
+        cfg = load_config(TrainConfig, write(tmp_path / f"{name}.yaml", train={"steps": 2, **changes}))
+        train(cfg, tmp_path / name, progress=False)
+        log = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        student_losses[name] = [loss for record in log for loss in record["losses"][1:]]
+    assert all(0.4 * math.log(256) < v < 0.6 * math.log(256) for v in student_losses["default"])
+    assert all(v < 0.1 for v in student_losses["pure"])
+
+
 @pytest.mark.slow  # three short training runs, ~15 s
 def test_gpt_resume_after_stops_is_bit_identical(tmp_path: Path) -> None:
     cfg = load_config(TrainConfig, write(tmp_path / "p.yaml", **PROGRESSIVE))
