@@ -2,8 +2,9 @@
 
 The question every weight-sharing user asks: does a sub-network's loss with weights
 inherited from the supernet rank archs as training them alone would? This trains a tiny
-``gpt`` supernet on the built-in ``pydoc`` corpus with ``edgenas train`` (sandwich rule,
-in-place distillation), picks ``--archs`` sub-networks spread evenly over the FLOPs range
+``gpt`` supernet on the built-in ``pydoc`` corpus with ``edgenas train`` (sandwich rule;
+the smaller sub-networks learn half from the largest's predictions, half from the labels,
+the library's default for language models), picks ``--archs`` sub-networks spread evenly over the FLOPs range
 (smallest and largest included), and for each measures
 
 * the validation loss with inherited weights (the supernet, nothing retrained), and
@@ -12,11 +13,15 @@ in-place distillation), picks ``--archs`` sub-networks spread evenly over the FL
   number of steps, optimizer and learning-rate schedule,
 
 both on the same validation tokens. Kendall's tau between the two rankings is the figure
-(target >= 0.8); Spearman's rho beside it. Everything runs on the CPU.
+(target >= 0.8); Spearman's rho beside it. The archs are fixed (from the space and the
+seed) before anything is trained. Everything runs on the CPU; ``--jobs 2`` trains the
+static models in a second process while the supernet trains (the same figures, one
+thread each).
 
-Full run (about 45 minutes on 2 shared cores)::
+Full run (about 25 minutes on 2 shared cores with ``--jobs 2``, 45 without)::
 
-    python experiments/bench/gpt_rank_fidelity.py --progressive --threads 1 --out experiments/results/gpt_rank_fidelity.json
+    python experiments/bench/gpt_rank_fidelity.py --progressive --threads 1 --steps 600 --eval-tokens 49792 \
+        --jobs 2 --out experiments/results/gpt_rank_fidelity.json
 
 CI-sized::
 
