@@ -101,6 +101,14 @@ def supernet_cpu() -> str:
     return head + _table(["figure", "measured"], body) + _source("supernet_throughput_cpu.json", "subnet_eval_cpu.json")
 
 
+def _load(c: dict) -> str:
+    """The run's recorded 1-minute load averages, start and end, for a table's head (nothing when not recorded)."""
+    load = c.get("load_average")
+    if not load:
+        return ""
+    return f" (load average {load['start'][0]:.1f} at the start, {load['end'][0]:.1f} at the end)"
+
+
 def gpt_rank_fidelity() -> str:
     """Inherited-weight validation loss of gpt sub-networks against training them from scratch."""
     r = Results("gpt_rank_fidelity.json")
@@ -110,8 +118,10 @@ def gpt_rank_fidelity() -> str:
             for row in c["rows"]]
     head = (f"{tau['device']}, torch {c['torch']}: `{c['space']}` on `{c['data']}`, {c['steps']} steps of "
             f"{c['batch']} windows of {c['context']} bytes ({c['tokens_seen']:,} tokens per sub-network), "
-            f"{'progressive shrinking' if c['progressive'] else 'plain sandwich'}; losses in nats per byte on "
-            f"{c['eval_tokens']:,} validation tokens.\n\n")
+            f"{'progressive shrinking' if c['progressive'] else 'plain sandwich'}, `distill_weight` "
+            f"{c.get('distill_weight', 1.0):g} (the share of a smaller sub-network's loss from the largest's "
+            f"predictions, the rest from the labels); losses in nats per "
+            f"byte on {c['eval_tokens']:,} validation tokens{_load(c)}.\n\n")
     table = _table(["sub-network", "MFLOPs", "inherited loss", "from-scratch loss"], body)
     summary = _table(["figure", "measured", "target"], [
         ["Kendall's tau (inherited vs from scratch)", f"{tau['value']:.3f}", _target(tau["value"], ">=", 0.8)],

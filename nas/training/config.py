@@ -117,6 +117,7 @@ class TrainSection:
     batch_size: int = 64
     num_random: int = 2
     distill: bool = True
+    distill_weight: float | None = None
     label_smoothing: float = 0.1
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = 0.05
@@ -152,6 +153,8 @@ class TrainSection:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.num_random < 0:
             raise ValueError(f"num_random must be >= 0, got {self.num_random}")
+        if self.distill_weight is not None and not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.lr <= 0:

@@ -190,6 +190,7 @@ def _train(
                 optimizer,
                 loss=task.loss,
                 distill=tc.distill,
+                distill_weight=tc.distill_weight,
                 label_smoothing=tc.label_smoothing,
                 amp_dtype=amp_dtype,
                 grad_clip=tc.grad_clip,

@@ -17,7 +17,13 @@ import torch.nn.functional as F
 
 
 class StepLoss(Protocol):
-    """Inputs, targets and losses of one sub-network in a sandwich step."""
+    """Inputs, targets and losses of one sub-network in a sandwich step.
+
+    ``distill_weight`` is the share of a student's loss that comes from the teacher when
+    the config does not say (``train.distill_weight``); the rest comes from the labels.
+    """
+
+    distill_weight: float
 
     def inputs(self, x: torch.Tensor, arch: Any) -> torch.Tensor:
         """The batch as sub-network ``arch`` takes it."""
@@ -66,7 +72,10 @@ def fold(tokens: torch.Tensor, context: int) -> torch.Tensor:
 
 class Classification:
     """Images to class logits: cross-entropy (label smoothing) on labels; distillation as
-    cross-entropy against the teacher's softmax (OFA's in-place distillation)."""
+    cross-entropy against the teacher's softmax (OFA's in-place distillation, students
+    learn from the teacher alone)."""
+
+    distill_weight = 1.0
 
     def inputs(self, x: torch.Tensor, arch: Any) -> torch.Tensor:
         return resize_to(x, arch.resolution)
@@ -88,7 +97,15 @@ class NextToken:
     """Token windows to next-token logits ``(batch, tokens, vocab)``: cross-entropy per
     token on the next tokens; distillation as the KL divergence from the teacher's
     next-token distribution to the student's, ``KL(teacher || student)``, averaged over
-    tokens. Windows are folded to each sub-network's context (:func:`fold`)."""
+    tokens. Windows are folded to each sub-network's context (:func:`fold`).
+
+    Students learn half from the teacher and half from the labels (``distill_weight``
+    0.5): with the teacher alone, the weight-shared language model stops improving, the
+    largest included (its next-token loss stalls while the students match it ever more
+    closely; experiments/bench/gpt_rank_fidelity.py and docs/benchmarks.md have the figures).
+    """
+
+    distill_weight = 0.5
 
     def inputs(self, x: torch.Tensor, arch: Any) -> torch.Tensor:
         return fold(x, arch.context)

@@ -52,6 +52,7 @@ def sandwich_step(
     *,
     loss: StepLoss = CLASSIFICATION,
     distill: bool = True,
+    distill_weight: float | None = None,
     label_smoothing: float = 0.0,
     amp_dtype: torch.dtype | None = None,
     grad_clip: float | None = None,
@@ -63,7 +64,18 @@ def sandwich_step(
     windows and next tokens with :data:`~nas.training.losses.NEXT_TOKEN`). ``before_step``
     runs after the gradients are accumulated and before clipping and the optimizer step:
     data-parallel training averages gradients across processes there.
+
+    With ``distill``, every sub-network after the first learns ``distill_weight`` from the
+    teacher's predictions and ``1 - distill_weight`` from the labels (1: pure in-place
+    distillation, as BigNAS and OFA; below 1 the labels keep pulling while the teacher is
+    still weak; 0 is plain sandwich training, the same as ``distill=False``); ``None`` takes
+    the task's (``loss.distill_weight``: 1 for images, 0.5 for language models).
     """
+    if distill_weight is None:
+        distill_weight = float(getattr(loss, "distill_weight", 1.0))
+    if not 0.0 <= distill_weight <= 1.0:
+        raise ValueError(f"distill_weight must be in [0, 1], got {distill_weight}")
+    distill = distill and distill_weight > 0
     optimizer.zero_grad(set_to_none=True)
     device_type = inputs.device.type
     losses = []
@@ -79,6 +91,9 @@ def sandwich_step(
         else:
             assert teacher is not None
             value = loss.distill(logits, loss.targets(teacher, arch))
+            if distill_weight < 1.0:
+                labels = loss.loss(logits, loss.targets(targets, arch), label_smoothing)
+                value = distill_weight * value + (1.0 - distill_weight) * labels
         value.backward()
         losses.append(value.item() if device_type == "cpu" else value.detach())
     if before_step is not None:

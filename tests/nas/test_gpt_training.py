@@ -20,6 +20,7 @@ from nas.generate import generate
 from nas.search.accuracy import SupernetAccuracy
 from nas.training import TrainConfig, load_trained, read_checkpoint, train
 from nas.training.losses import NEXT_TOKEN, fold
+from nas.training.sandwich import sandwich_step
 from search_spaces import get_space
 
 SPACE = {"preset": "tiny", "contexts": [32, 64], "embeds": [32, 64], "depths": [1, 2], "heads": [1, 2],
@@ -153,7 +154,54 @@ def test_fold_and_next_token_distillation() -> None:
     assert torch.allclose(NEXT_TOKEN.distill(other, teacher), expected, atol=1e-5)
 
 
+def _step_losses(archs, x, y, **kwargs) -> tuple[list[float], list[torch.Tensor]]:
+    """One sandwich step on a fresh tiny supernet (weights left as they were): losses, gradients."""
+    torch.manual_seed(0)
+    supernet = get_space("gpt", **SPACE).build_supernet()
+    idle = torch.optim.SGD(supernet.parameters(), lr=0.0)
+    stats = sandwich_step(supernet, archs, x, y, idle, loss=NEXT_TOKEN, **kwargs)
+    return stats.losses, [p.grad.clone() for p in supernet.parameters()]
+
+
+def test_students_learn_distill_weight_from_the_teacher_and_the_rest_from_labels() -> None:
+    space = get_space("gpt", **SPACE)
+    torch.manual_seed(1)
+    tokens = torch.randint(0, 256, (3, 65))
+    x, y = tokens[:, :-1], tokens[:, 1:]
+    archs = [space.largest(), space.smallest()]
+    pure_kd, _ = _step_losses(archs, x, y, distill_weight=1.0)
+    labels_only, grads_off = _step_losses(archs, x, y, distill=False)
+    quarter, _ = _step_losses(archs, x, y, distill_weight=0.25)
+    default, _ = _step_losses(archs, x, y)
+    zero, grads_zero = _step_losses(archs, x, y, distill_weight=0.0)
+    assert pure_kd[0] == labels_only[0] == quarter[0]  # the teacher always learns from the labels
+    assert pure_kd[1] != labels_only[1]
+    assert math.isclose(quarter[1], 0.25 * pure_kd[1] + 0.75 * labels_only[1], rel_tol=1e-5)
+    # a language model's students learn half from the teacher unless told otherwise
+    assert NEXT_TOKEN.distill_weight == 0.5
+    assert math.isclose(default[1], 0.5 * pure_kd[1] + 0.5 * labels_only[1], rel_tol=1e-5)
+    assert zero == labels_only and all(torch.equal(a, b) for a, b in zip(grads_zero, grads_off))
+    with pytest.raises(ValueError, match="distill_weight must be in"):
+        _step_losses(archs, x, y, distill_weight=1.5)
+
+
 # --- training -----------------------------------------------------------------------------
+def test_a_gpt_config_without_distill_weight_trains_students_half_on_labels(tmp_path: Path) -> None:
+    """The loop takes the language model's default (0.5); ``distill_weight: 1`` is pure distillation.
+
+    Near initialisation every sub-network predicts about uniformly: the KL divergence to the
+    teacher is near 0 and the cross-entropy near ln(256), so the two are told apart.
+    """
+    student_losses = {}
+    for name, changes in {"default": {}, "pure": {"distill_weight": 1.0}}.items():
+        cfg = load_config(TrainConfig, write(tmp_path / f"{name}.yaml", train={"steps": 2, **changes}))
+        train(cfg, tmp_path / name, progress=False)
+        log = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        student_losses[name] = [loss for record in log for loss in record["losses"][1:]]
+    assert all(0.4 * math.log(256) < v < 0.6 * math.log(256) for v in student_losses["default"])
+    assert all(v < 0.1 for v in student_losses["pure"])
+
+
 @pytest.mark.slow  # three short training runs, ~15 s
 def test_gpt_resume_after_stops_is_bit_identical(tmp_path: Path) -> None:
     cfg = load_config(TrainConfig, write(tmp_path / "p.yaml", **PROGRESSIVE))

@@ -17,6 +17,7 @@ from nas.training import TrainConfig
         ({"train": {"stepz": 3}}, "train.stepz: unknown key"),
         ({"train": {"lr": "fast"}}, "train.lr: expected a number, got 'fast'"),
         ({"train": {"batch_size": 0}}, "train: batch_size must be at least 1"),
+        ({"train": {"distill_weight": 1.5}}, "train: distill_weight must be in [0, 1], got 1.5"),
         ({"train": {"optimizer": "lion"}}, "train.optimizer: must be one of sgd, adamw"),
         ({"data": {"name": "cifar10"}}, "data: path is required for cifar10"),
         ({"data": {"val_fraction": 1.5}}, "data: val_fraction must be in [0, 1)"),
