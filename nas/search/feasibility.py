@@ -19,7 +19,7 @@ import numpy as np
 from nas.errors import EdgenasError
 from nas.search.objectives import LATENCY_BUDGETS
 from nas.search.objectives import flag as flag_of
-from nas.search.params import ParamRecorder
+from nas.search.params import ParamRecorder, arch_of_params
 
 if TYPE_CHECKING:
     from nas.search.problem import SearchProblem
@@ -40,10 +40,6 @@ class _Descent:
     params: dict[str, Any]
     value: float
     improved: bool = True
-
-
-def _arch(space: Any, params: dict[str, Any]) -> Any:
-    return space.suggest(ParamRecorder(params))
 
 
 def _metric(problem: SearchProblem, archs: list[Any], metric: str) -> np.ndarray:
@@ -73,7 +69,7 @@ def cheapest(problem: SearchProblem, metric: str, starts: int = 4, sweeps: int =
         starts_params.append(rec.params)
     # the starts descend in lock-step (each start's path is its own, as if run one after
     # another), so each step predicts the candidates of every start with one call
-    first = _metric(problem, [smallest] + [_arch(space, p) for p in starts_params], metric)
+    first = _metric(problem, [smallest] + [arch_of_params(space, p) for p in starts_params], metric)
     best_value, best_arch, tried = float(first[0]), smallest, 1
     points = [_Descent(dict(p), float(v)) for p, v in zip(starts_params, first[1:])]
     active = list(points)
@@ -83,7 +79,7 @@ def cheapest(problem: SearchProblem, metric: str, starts: int = 4, sweeps: int =
         for name, options in choices.items():
             candidates = [[{**pt.params, name: o} for o in options] for pt in active]
             flat = [c for cs in candidates for c in cs]
-            values = _metric(problem, [_arch(space, c) for c in flat], metric)
+            values = _metric(problem, [arch_of_params(space, c) for c in flat], metric)
             tried += len(flat)
             for k, (pt, cs) in enumerate(zip(active, candidates)):
                 v = values[k * len(options): (k + 1) * len(options)]
@@ -95,7 +91,7 @@ def cheapest(problem: SearchProblem, metric: str, starts: int = 4, sweeps: int =
             break
     for pt in points:
         if pt.value < best_value:
-            best_value, best_arch = pt.value, _arch(space, pt.params)
+            best_value, best_arch = pt.value, arch_of_params(space, pt.params)
     method = (f"quick search: the smallest arch and coordinate descent from {starts} random archs "
               f"({tried} archs predicted); not exhaustive")
     return Cheapest(metric, best_value, best_arch, method)

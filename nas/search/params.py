@@ -56,6 +56,19 @@ class ParamRecorder:
         return out
 
 
+def arch_of_params(space: Any, params: dict[str, Any]) -> Any:
+    """The arch a parameter set stands for: the space's fast path when it has one
+    (``arch_from_params``: samplers resolve thousands of sets per search), else its
+    ``suggest`` on a stand-in trial (which also fills in parameters the set lacks)."""
+    fast = getattr(space, "arch_from_params", None)
+    if fast is not None:
+        try:
+            return fast(params)
+        except KeyError:  # a partial parameter set
+            pass
+    return space.suggest(ParamRecorder(params))
+
+
 _DISTRIBUTIONS: dict[tuple, Any] = {}
 
 

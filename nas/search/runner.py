@@ -234,7 +234,7 @@ def run_verification(problem: SearchProblem, study: Any, trials: list[Any], resu
             if hasattr(loop, "finish"):
                 loop.finish()
     first_ids = {id(t) for t in earlier[1]} if earlier else set()
-    for record, trial in zip(outcome.records, outcome.measured_trials or [None] * len(outcome.records)):
+    for record, trial in zip(outcome.records, outcome.measured_trials, strict=True):
         owner = earlier[0] if earlier and id(trial) in first_ids else study
         record["study"] = owner.study_name
         owner.set_user_attr(f"edgenas_measured:{record['trial']}", record)

@@ -41,7 +41,7 @@ import numpy as np
 from optuna.samplers import BaseSampler
 
 from nas.search.objectives import LATENCY_BUDGETS, constraint_values
-from nas.search.params import ParamRecorder
+from nas.search.params import ParamRecorder, arch_of_params
 
 
 class ScreenedSampler(BaseSampler):
@@ -154,20 +154,9 @@ class ScreenedSampler(BaseSampler):
         if hit is None:
             if len(self._memo) >= 200_000:
                 self._memo.clear()
-            arch = self._build(params)
+            arch = arch_of_params(self.problem.space, params)
             hit = self._memo[values] = (self._key(arch), arch)
         return hit
-
-    def _build(self, params: dict[str, Any]) -> Any:
-        """The arch of a parameter set: the space's fast path when it has one
-        (``arch_from_params``), else its ``suggest`` on a stand-in trial."""
-        fast = getattr(self.problem.space, "arch_from_params", None)
-        if fast is not None:
-            try:
-                return fast(params)
-            except KeyError:  # a partial parameter set: suggest fills in the rest
-                pass
-        return self.problem.space.suggest(ParamRecorder(params))
 
     def _random_params(self) -> dict[str, Any]:
         return {name: self._rng.choice(options) for name, options in self.choices.items()}
@@ -308,8 +297,9 @@ class ScreenedSampler(BaseSampler):
         """The next proposals: candidates ranked by predicted accuracy, screened by cost."""
         from sklearn.ensemble import HistGradientBoostingRegressor
 
-        X = np.array([self._encode(self._trial_keys.get(t.number) or self._pkey(t.params), t.params)
-                      for t in done], dtype=float)
+        keys = [self._trial_keys.get(t.number) for t in done]
+        X = np.array([self._encode(self._pkey(t.params) if k is None else k, t.params)
+                      for k, t in zip(keys, done)], dtype=float)
         y = np.array([t.values[self._acc_index] for t in done], dtype=float)
         model = HistGradientBoostingRegressor(max_iter=self.max_iter, learning_rate=self.learning_rate,
                                               min_samples_leaf=self.min_samples_leaf,

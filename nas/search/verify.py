@@ -340,12 +340,11 @@ def _updated(sigma0: float, residuals: list[float]) -> float:
 
 
 def _fit_probability(pred: np.ndarray, budget: float, sigma: float) -> np.ndarray:
-    from scipy.stats import norm
-
-    return norm.cdf((math.log(budget) - np.log(np.maximum(pred, 1e-12))) / sigma)
+    return np.exp(_log_fit_probability(pred, budget, sigma))
 
 
 def _log_fit_probability(pred: np.ndarray, budget: float, sigma: float) -> np.ndarray:
+    """log P(fits): the log-normal predictive's log CDF at the budget (exact far in the tail)."""
     from scipy.stats import norm
 
     return norm.logcdf((math.log(budget) - np.log(np.maximum(pred, 1e-12))) / sigma)

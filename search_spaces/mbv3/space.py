@@ -128,18 +128,19 @@ class MobileNetV3Space(SearchSpace):
         resolution = trial.suggest_categorical("resolution", list(cfg.resolutions))
         return MBV3Arch(tuple(depths), tuple(kernels), tuple(expands), resolution)
 
+    @functools.cached_property
+    def _param_names(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """Per stage: its depth parameter, then the kernel and expand parameters of each slot."""
+        max_d = max(self.config.depths)
+        return [(f"depth_{s}", [(f"kernel_{s}_{j}", f"expand_{s}_{j}") for j in range(max_d)])
+                for s in range(self.num_stages)]
+
     def arch_from_params(self, params: Mapping[str, Any]) -> MBV3Arch:
         """The arch :meth:`suggest` gives a trial whose parameters are ``params`` (every one
         present, else ``KeyError``), without a trial: samplers resolve thousands of
         parameter sets per search, and a stand-in trial costs several times more."""
-        names = self.__dict__.get("_param_names")
-        if names is None:
-            max_d = max(self.config.depths)
-            names = self.__dict__["_param_names"] = [
-                (f"depth_{s}", [(f"kernel_{s}_{j}", f"expand_{s}_{j}") for j in range(max_d)])
-                for s in range(self.num_stages)]
         depths, kernels, expands = [], [], []
-        for depth_name, slots in names:
+        for depth_name, slots in self._param_names:
             d = params[depth_name]
             depths.append(d)
             for kernel_name, expand_name in slots[:d]:
