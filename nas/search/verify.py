@@ -38,6 +38,7 @@ benchmarks plug a measured table in its place.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -53,6 +54,9 @@ MIN_CHANCE = 0.01
 PRIOR_WEIGHT = 2.0
 """The predictor's validation error counts as this many measured residuals when the
 error is re-estimated from the verified archs."""
+LEVEL_MISSES = 2
+"""After this many candidates of one accuracy level are measured over the budget, the level
+waits until no likely-enough candidate of an untried level is left (see :func:`_choose`)."""
 MAX_BAND = 0.15
 """Cap of the band above the budget that a verified search explores."""
 MAX_EDGE_BAND = 0.5
@@ -178,7 +182,9 @@ def verify_search(problem: Any, trials: Sequence[Any], loops: dict[str, DeviceLo
         acc = np.array([c.accuracy for c in cands])
         fits = [i for i, c in enumerate(cands) if c.key in measured and _fits(measured[c.key], budget)]
         incumbent = max((acc[i] for i in fits), default=None)
-        i = _choose(acc, log_chance, incumbent, [c.key in measured for c in cands], last=step == k - 1)
+        misses = Counter(c.accuracy for c in cands if c.key in measured and not _fits(measured[c.key], budget))
+        i = _choose(acc, log_chance, incumbent, [c.key in measured for c in cands], last=step == k - 1,
+                    tried=[misses[c.accuracy] >= LEVEL_MISSES for c in cands])
         if i is None:
             if step == 0:
                 status, message = "nothing-to-measure", "no candidate is likely to fit the budget"
@@ -355,7 +361,7 @@ def _fits(measured: dict[str, float], budget: float) -> bool:
 
 
 def _choose(acc: np.ndarray, log_chance: np.ndarray, incumbent: float | None, done: list[bool],
-            last: bool) -> int | None:
+            last: bool, tried: Sequence[bool] | None = None) -> int | None:
     """Index of the next arch to measure, or None when no unmeasured arch can beat the incumbent.
 
     The next one has the largest expected gain, ``(accuracy - incumbent) * P(fits)``, compared
@@ -378,6 +384,10 @@ def _choose(acc: np.ndarray, log_chance: np.ndarray, incumbent: float | None, do
     better = todo & (acc > floor)
     if not better.any():
         return int(np.lexsort((-acc, -log_chance, ~todo))[0]) if incumbent is None else None
+    if tried is not None:  # an accuracy level measured over the budget waits for the untried ones
+        fresh = better & ~np.asarray(tried, dtype=bool) & (log_chance >= math.log(MIN_CHANCE))
+        if fresh.any():
+            better = fresh
     score = np.where(better, np.log(np.maximum(acc - floor, 1e-12)) + log_chance, -np.inf)
     return int(np.argmax(score))
 

@@ -206,6 +206,23 @@ def test_measurements_are_spent_while_a_more_accurate_candidate_is_left():
     assert _choose(acc, np.array([-1.0, -1.0, np.log(0.99), np.log(0.5)]), None, [False] * 4, last=True) == 2
 
 
+def test_an_accuracy_level_measured_over_the_budget_waits_for_the_untried_levels():
+    """Candidates of equal accuracy are one bet (an evaluator that scores them alike sees one
+    network): once a member is measured over the budget, the next measurement goes to a
+    likely-enough candidate of another level, and back to the level only when none is left."""
+    from nas.search.verify import _choose
+
+    acc = np.array([60.0, 60.0, 58.0, 55.0])
+    log_chance = np.log(np.array([0.6, 0.6, 0.5, 0.99]))
+    done = [True, False, False, False]  # arch 0 (level 60) was measured and did not fit
+    tried = [True, True, False, False]
+    assert _choose(acc, log_chance, 55.0, done, last=False) == 1  # without the levels: the same bet again
+    assert _choose(acc, log_chance, 55.0, done, last=False, tried=tried) == 2
+    hopeless = np.log(np.array([0.6, 0.6, 0.001, 0.99]))  # the other level is below MIN_CHANCE
+    assert _choose(acc, hopeless, 55.0, done, last=False, tried=tried) == 1
+    assert _choose(acc, log_chance, 55.0, [True, True, True, False], last=False, tried=tried) is None
+
+
 def test_the_second_search_looks_further_over_the_budget_the_worse_the_predictor_did():
     """The second round's margin: the bias at the edge less one re-estimated error, so a
     predictor that over-predicted by 20 % makes the second search explore higher than one
