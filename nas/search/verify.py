@@ -16,7 +16,12 @@ safety blindly. With ``edgenas search --verify K`` the device decides instead:
    from the archs just measured). Gains compare in logs, and measurements are spent while
    any unmeasured candidate is more accurate than the incumbent: a measurement is cheap
    next to shipping a worse model, and the chances are least sure exactly where they
-   decide;
+   decide. Candidates of *equal* accuracy are one bet: an evaluator that scores archs
+   alike usually sees one network (isomorphic cells, dead edges), which the latency
+   predictor cannot tell apart either. Once :data:`LEVEL_MISSES` of a level were measured
+   over the budget, the level waits while a candidate of an untried level has at least
+   :data:`MIN_CHANCE` to fit (one miss may be that member's own cost; a second says the
+   level is over the budget on this device);
 3. every measurement is stored with the device's measurements (role ``verify``) and the
    predictor refitted on them before the next choice, and with the study (a study user
    attribute per measured trial: Optuna refuses to change a finished trial);
