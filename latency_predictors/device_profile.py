@@ -30,12 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from latency_predictors.cost_metrics import LatencyMetric, default_metric, latency_metrics
 from latency_predictors.energy import NOT_MEASURED
 from latency_predictors.errors import InputError
 from latency_predictors.measurements import Measurement, MeasurementStore
 from latency_predictors.predictors import BlockSumRegressor, WholeNetworkRegressor
+from latency_predictors.reference import Reference
 from search_spaces import BlockSpec, SearchSpace, space_from_description
 
 FORMAT_VERSION = 1
@@ -264,13 +266,18 @@ PART_CORRECTIONS = ("proportional", "per_part", "none")
 
 
 def measurements_for(profile: DeviceProfile, store: MeasurementStore, role: str) -> list[Measurement]:
-    return store.query(
+    """``profile``'s stored measurements of one role, in the profile's terms: paired
+    measurements are drift corrected with the profile's reference baseline and exponent
+    (recomputed from their readings, so a re-chosen exponent applies to all of them)."""
+    rows = store.query(
         profile.name,
         space=profile.space["name"],
         role=role,
         backend=profile.backend,
         schedule=profile.schedule_label,
     )
+    reference = Reference.from_json(getattr(profile, "reference", None))
+    return rows if reference is None else [reference.restate(m) for m in rows]
 
 
 def fit_cost_model(
@@ -284,7 +291,17 @@ def fit_cost_model(
     per latency metric of its space: blocks, and whole networks measured for training,
     imported, or measured by a search's verification (``verify``: the networks near a
     budget, where accuracy matters most). A metric nothing was measured for (a gpt device
-    known only by its prefill) is left out of the model, as long as one metric is fitted."""
+    known only by its prefill) is left out of the model, as long as one metric is fitted.
+
+    Fits run with one BLAS thread: they are small (a few hundred rows at most), and with
+    two threads each of the dozens of robust line fits took 10-25x longer whenever the
+    other core was busy (threads waiting on each other)."""
+    with threadpool_limits(limits=1):
+        return _fit_cost_model(profile, store, exclude_holdout=exclude_holdout, space=space)
+
+
+def _fit_cost_model(profile: DeviceProfile, store: MeasurementStore, *, exclude_holdout: bool,
+                    space: SearchSpace | None) -> CostModel:
     space = space or profile.build_space()
     params = dict(profile.predictor_params)
     metrics = latency_metrics(space)

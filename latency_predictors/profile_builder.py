@@ -38,7 +38,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,13 @@ from latency_predictors.cost_metrics import (
     default_metric,
     latency_metrics,
 )
-from latency_predictors.device_profile import DeviceProfile, fit_cost_model, validate_device_name
+from latency_predictors.device_profile import (
+    DeviceProfile,
+    fit_cost_model,
+    measurements_for,
+    validate_device_name,
+)
+from latency_predictors.drift_exponent import choose_exponent
 from latency_predictors.errors import InputError
 from latency_predictors.measurements import Measurement, MeasurementStore
 from latency_predictors.metrics import validation_figures
@@ -83,6 +89,7 @@ class ProfilePlan:
     seed: int = 0
     drift_correction: bool = True
     network_share: float = 0.4
+    max_train: int = 48
 
     def __post_init__(self) -> None:
         if self.budget_minutes <= 0:
@@ -107,7 +114,10 @@ class ProfilePlan:
                    "validation figures on so few are rough; give --holdout N or a longer --budget-minutes")
 
     def train_count(self) -> int:
-        """Training networks for the whole-network correction: 12, fewer for short budgets."""
+        """Training networks planned for the whole-network correction: 12, fewer for short
+        budgets. When ``train`` is not given and the plan is measured with budget left, more
+        are measured until the budget or ``max_train`` is reached (:meth:`ProfileBuilder.
+        _extra_networks`)."""
         return self.train if self.train is not None else min(12, max(4, round(2 * self.budget_minutes)))
 
 
@@ -155,6 +165,9 @@ class ProfileBuilder:
         self._metrics = latency_metrics(space)
         self._default = default_metric(space)
         pool, freq = _block_pool(space, random.Random(rng.random()), self.plan.pool_archs, self._metrics)
+        self._extra_rng = random.Random(rng.random())  # drawn last: the planned networks do not change
+        self._planned = holdout + train
+        self._extra: set[tuple[str, str]] = set()
         self.profile.plan = {"budget_minutes": self.plan.budget_minutes, "holdout": len(holdout),
                              "holdout_from_budget": note is not None, "train": len(train),
                              "pool_blocks": len(pool), "notes": [note] if note else []}
@@ -228,6 +241,7 @@ class ProfileBuilder:
                 continue
             need = {r for r in done if len(done[r]) < (MIN_HOLDOUT if r.endswith("holdout") else MIN_TRAIN)}
             if clock.left() <= 0:
+                todo = [(r, a) for r, a in todo if (r, space.arch_key(a)) not in self._extra]  # beyond the plan
                 if not any(r in need for r, _ in todo):
                     if todo:
                         note = (f"budget reached with {len(todo)} of {len(networks)} planned networks unmeasured "
@@ -243,6 +257,10 @@ class ProfileBuilder:
             elif blocks_left:
                 blocks_left = next(blocks, False)
                 continue
+            elif extra := self._extra_networks(space, done):
+                todo.extend(extra)
+                self._bar.total += len(extra)
+                continue
             else:
                 break
             t0 = clock.elapsed()
@@ -251,6 +269,23 @@ class ProfileBuilder:
             done[role].add(space.arch_key(arch))
         while noise_todo and clock.left() > 0 and self._probe_ready(space, networks, done):
             self._retime_probe(space, networks[0][1], noise_todo.pop(0))  # blocks and networks ended early
+
+    def _extra_networks(self, space: SearchSpace, done: dict[str, set[str]]) -> list[tuple[str, Any]]:
+        """One more training network (in every metric's phase) once the plan is measured and
+        the block predictor has converged with budget left: the whole-network correction is
+        what a short plan leaves least certain (a gpt profile with 8 training networks put 16 %
+        of never-seen decode networks outside ±10 %, with 20 none), so the budget buys more of
+        them, up to ``max_train``. Not when ``train`` was given (then it is exactly that)."""
+        role = self._default.role("train")
+        if self.plan.train is not None or len(done.get(role, ())) >= self.plan.max_train:
+            return []
+        measured = [space.arch_from_json(k) for r in done for k in done[r]]
+        arch = unique_archs(space, self._extra_rng, 1, exclude=self._planned + measured)
+        if not arch:
+            return []
+        extra = [(m.role("train"), arch[0]) for m in self._metrics]
+        self._extra.update((r, space.arch_key(a)) for r, a in extra)
+        return extra
 
     def _metric_of(self, role: str) -> LatencyMetric:
         return next(m for m in self._metrics if m.role(role.rpartition(":")[2]) == role)
@@ -369,9 +404,11 @@ class ProfileBuilder:
             if drift:
                 out["drift_range_pct"] = 100 * (max(drift) - min(drift))
                 out["drift_min"], out["drift_max"] = min(drift), max(drift)
+        if reference is not None:
+            out["exponent"] = reference.exponent
         out["how"] = ("one held-out network timed again at evenly spaced times over the profile: CV and max "
-                      "deviation of its readings" + (", drift corrected; drift range: how far the reference "
-                      "network's speed moved over all measurements" if reference else ""))
+                      "deviation of its readings" + (", drift corrected with the profile's exponent; drift range: "
+                      "how far the reference network's speed moved over all measurements" if reference else ""))
         return out
 
     def _drift_roles(self) -> list[str]:
@@ -387,8 +424,17 @@ class ProfileBuilder:
         metrics = latency_metrics(space)
         roles = ["block"] + [m.role(r) for m in metrics for r in ("train", "holdout")] + ["noise", "reference"]
         profile.counts = {role: len(self._query(role)) for role in dict.fromkeys(roles)}
+        if "train" in profile.plan:
+            profile.plan["extra_train"] = max(0, profile.counts[default_metric(space).role("train")] - profile.plan["train"])
+        reference = Reference.from_json(profile.reference)
+        if reference is not None:  # before anything reads a corrected figure
+            exponent, chosen_by = choose_exponent(profile, self.store, space)
+            profile.reference = replace(reference, exponent=exponent, chosen_by=chosen_by).to_json()
+            if isinstance(self.profiler, ReferencedProfiler):
+                self.profiler.exponent = exponent
         profile.noise_floor = self.noise_floor()
-        corrected = ", drift corrected by the reference network" if profile.reference else ""
+        corrected = (f", drift corrected by the reference network with exponent {profile.reference['exponent']:g}"
+                     if profile.reference else "")
         by_metric: dict[str, dict[str, Any]] = {m.name: {} for m in metrics}
         for kind in ("block_sum", "whole_network"):
             profile.predictor = kind
@@ -420,10 +466,7 @@ class ProfileBuilder:
 
     # --- store helpers ------------------------------------------------------------
     def _query(self, role: str) -> list[Measurement]:
-        p = self.profile
-        return self.store.query(
-            p.name, space=p.space["name"], role=role, backend=p.backend, schedule=p.schedule_label
-        )
+        return measurements_for(self.profile, self.store, role)
 
     def _existing(self, role: str) -> set[str]:
         return {m.item for m in self._query(role)}

@@ -172,7 +172,7 @@ def profiler_for_profile(profile: Any, reach: Reach | None = None) -> Any:
     arch = space.arch_from_json(reference.item)
     metric = default_metric(space)
     return ReferencedProfiler(inner, metric.build(space, arch), metric.timing_input(space, arch), reference.baseline_ms,
-                              reference.item)
+                              reference.item, reference.exponent)
 
 
 __all__ = ["BACKENDS", "Reach", "make_profiler", "profiler_for_profile", "resolve_clock"]

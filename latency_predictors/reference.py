@@ -7,8 +7,14 @@ a quiet minute and networks timed in a busy one do not add up. The ratio of that
 to a *reference* network timed a few milliseconds before or after it ranged far less
 (CV 2-4 %). :class:`ReferencedProfiler` therefore wraps a profiler and times every item
 alternately with one reference network (:func:`~latency_predictors.timing.time_paired`),
-and reports it as ``item / reference x baseline``: the reference's time when it was
-calibrated at the start of the profile. The readings of the reference travel with every
+and reports it as ``item x (baseline / reference) ** exponent``, with ``baseline`` the
+reference's time when it was calibrated at the start of the profile. Not every network
+slows as much as the reference: on the same machine a 100 ms gpt prefill slowed 1.1x
+while the 3.6 ms reference slowed 1.7x, so dividing by the whole slow-down (exponent 1)
+made its readings *noisier* (CV 12 % against 6 % uncorrected). The profile therefore
+chooses the exponent from its own measurements
+(:func:`latency_predictors.drift_exponent.choose_exponent`; 0.9 for the mbv3 space on
+this machine, 0.7 for gpt). The readings of the reference travel with every
 measurement (stored beside it), and the profile records the reference and its baseline,
 so later measurements of the device (a fine-tuned model, ``--verify``) are corrected
 the same way (:func:`latency_predictors.profilers.profiler_for_profile`).
@@ -24,9 +30,10 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,6 +44,7 @@ from latency_predictors.timing import (
     TimerFn,
     Timing,
     TimingConfig,
+    drift_corrected,
     input_shape_of,
     time_paired,
 )
@@ -51,17 +59,37 @@ class Reference:
     item: str
     baseline_ms: float
     readings: int
+    exponent: float = 1.0
+    chosen_by: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"item": self.item, "baseline_ms": self.baseline_ms, "readings": self.readings,
-                "how": "every repeat of every measurement is paired with one repeat of this network; "
-                       "figures are item / reference x baseline"}
+        out = {"item": self.item, "baseline_ms": self.baseline_ms, "readings": self.readings,
+               "exponent": self.exponent,
+               "how": "every repeat of every measurement is paired with one repeat of this network; "
+                      "figures are item x (baseline / reference) ** exponent"}
+        if self.chosen_by is not None:
+            out["exponent_chosen_by"] = self.chosen_by
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Reference | None:
+        """The reference of a profile's JSON (``None`` if not drift corrected); profiles
+        written before the exponent existed read as exponent 1 (how they were corrected)."""
         if not data or "item" not in data or not data.get("baseline_ms"):
             return None
-        return cls(str(data["item"]), float(data["baseline_ms"]), int(data.get("readings", 0)))
+        return cls(str(data["item"]), float(data["baseline_ms"]), int(data.get("readings", 0)),
+                   float(data.get("exponent", 1.0)), data.get("exponent_chosen_by"))
+
+    def restate(self, m: Any) -> Any:
+        """A stored measurement (:class:`~latency_predictors.measurements.Measurement`) with
+        its median and IQR recomputed from its paired readings in this reference's terms
+        (baseline and exponent): measurements stay comparable when the profile's exponent
+        is chosen after they were taken. Unpaired measurements come back as stored."""
+        if not getattr(m, "reference_ms", ()) or len(m.reference_ms) != len(m.results_ms):
+            return m
+        values = drift_corrected(m.results_ms, m.reference_ms, self.baseline_ms, self.exponent)
+        q1, median, q3 = np.percentile(values, [25, 50, 75])
+        return replace(m, median_ms=float(median), spread_ms=float(q3 - q1))
 
 
 class ReferencedProfiler:
@@ -73,7 +101,7 @@ class ReferencedProfiler:
     """
 
     def __init__(self, inner: Profiler, module: nn.Module, input_shape: ExampleInput,
-                 baseline_ms: float | None = None, item: str = "") -> None:
+                 baseline_ms: float | None = None, item: str = "", exponent: float = 1.0) -> None:
         self.inner = inner
         self.backend = inner.backend
         self.timing: TimingConfig = getattr(inner, "timing", TimingConfig())
@@ -81,6 +109,7 @@ class ReferencedProfiler:
         self.input: ExampleInput = input_shape if isinstance(input_shape, torch.Tensor) else tuple(input_shape)
         self.input_shape = input_shape_of(input_shape)
         self.baseline_ms = baseline_ms
+        self.exponent = exponent
         self._reference: TimerFn | None = None
 
     @property
@@ -98,7 +127,7 @@ class ReferencedProfiler:
 
     def describe(self) -> dict[str, Any]:
         out = dict(self.inner.describe())
-        out["reference"] = {"item": self.item, "baseline_ms": self.baseline_ms}
+        out["reference"] = {"item": self.item, "baseline_ms": self.baseline_ms, "exponent": self.exponent}
         return out
 
     def measure(self, module: nn.Module, input_shape: ExampleInput) -> Timing:
@@ -121,11 +150,12 @@ class ReferencedProfiler:
         reference = self.reference_timer()
 
         def timer(cfg: TimingConfig | None = None) -> Timing:
-            timing = time_paired(item, reference, cfg or self.timing, float(self.baseline_ms))  # type: ignore[arg-type]
+            timing = time_paired(item, reference, cfg or self.timing, float(self.baseline_ms),  # type: ignore[arg-type]
+                                 self.exponent)
             if cfg is None and getattr(self.inner, "meter", None) is not None:
                 energy = item()  # the meter's own window, with the profiler's settings
                 return Timing(timing.results_ms, timing.number, energy.energy_mj, energy.energy_method,
-                              timing.reference_ms, timing.baseline_ms)
+                              timing.reference_ms, timing.baseline_ms, timing.exponent)
             return timing
 
         return timer

@@ -91,8 +91,11 @@ class Timing:
     When the repeats were paired with a reference network (:func:`time_paired`),
     ``reference_ms`` holds the reference's reading beside each repeat and
     ``baseline_ms`` the reference's calibrated time: every figure is then drift
-    corrected, repeat by repeat, as ``result / reference x baseline`` (what the item
-    would read with the machine as it was when the reference was calibrated).
+    corrected, repeat by repeat, as ``result x (baseline / reference) ** exponent`` (what
+    the item would read with the machine as it was when the reference was calibrated).
+    ``exponent`` is how strongly an item follows the reference's slow-downs: 1 when it
+    slows exactly as much (the default), less when it slows less (see
+    :mod:`latency_predictors.drift_exponent`, which chooses it per profile).
     """
 
     results_ms: tuple[float, ...]
@@ -101,6 +104,7 @@ class Timing:
     energy_method: str | None = None
     reference_ms: tuple[float, ...] = ()
     baseline_ms: float | None = None
+    exponent: float = 1.0
 
     def __post_init__(self) -> None:
         if self.reference_ms and (len(self.reference_ms) != len(self.results_ms) or not self.baseline_ms):
@@ -112,7 +116,7 @@ class Timing:
         raw = np.asarray(self.results_ms, dtype=float)
         if not self.reference_ms:
             return raw
-        return raw / np.asarray(self.reference_ms, dtype=float) * float(self.baseline_ms)  # type: ignore[arg-type]
+        return drift_corrected(raw, self.reference_ms, float(self.baseline_ms), self.exponent)  # type: ignore[arg-type]
 
     @property
     def median_ms(self) -> float:
@@ -140,6 +144,14 @@ class Timing:
     def median_ci_pct(self) -> float:
         """Half-width of the median's 95 % confidence interval, in % of the median."""
         return _notch_pct(self.values_ms)
+
+
+def drift_corrected(results_ms: Sequence[float] | np.ndarray, reference_ms: Sequence[float] | np.ndarray,
+                    baseline_ms: float, exponent: float = 1.0) -> np.ndarray:
+    """Per-repeat readings corrected for the machine's drift: ``result x (baseline /
+    reference) ** exponent``, with the reference's reading taken beside each repeat."""
+    raw = np.asarray(results_ms, dtype=float)
+    return raw * (float(baseline_ms) / np.asarray(reference_ms, dtype=float)) ** float(exponent)
 
 
 def _notch_pct(values: Sequence[float] | np.ndarray) -> float:
@@ -204,7 +216,8 @@ TimerFn = Callable[..., Timing]
 settings, ``timer(cfg)`` with ``cfg`` instead (energy is measured only by ``timer()``)."""
 
 
-def time_paired(item: TimerFn, reference: TimerFn, cfg: TimingConfig, baseline_ms: float) -> Timing:
+def time_paired(item: TimerFn, reference: TimerFn, cfg: TimingConfig, baseline_ms: float,
+                exponent: float = 1.0) -> Timing:
     """Time ``item`` and ``reference`` in alternation, one repeat each (``ABBA`` order, so
     a trend in the machine's speed hits both alike), until the median of the drift
     corrected repeats is stable; the reference's readings travel with the result.
@@ -220,7 +233,7 @@ def time_paired(item: TimerFn, reference: TimerFn, cfg: TimingConfig, baseline_m
     rs: list[float] = []
 
     def corrected() -> np.ndarray:
-        return np.asarray(xs) / np.asarray(rs)
+        return drift_corrected(xs, rs, baseline_ms, exponent)
 
     while n := more_repeats(len(xs), corrected(), cfg):
         for _ in range(n):
@@ -230,7 +243,8 @@ def time_paired(item: TimerFn, reference: TimerFn, cfg: TimingConfig, baseline_m
                 r, x = reference(one), item(one)
             xs.append(x.results_ms[0])
             rs.append(r.results_ms[0])
-    return Timing(results_ms=tuple(xs), number=cfg.number, reference_ms=tuple(rs), baseline_ms=baseline_ms)
+    return Timing(results_ms=tuple(xs), number=cfg.number, reference_ms=tuple(rs), baseline_ms=baseline_ms,
+                  exponent=exponent)
 
 
 class Profiler(Protocol):

@@ -102,7 +102,8 @@ def _refuse_other_profile(workspace: Workspace, profile: Any) -> None:
 
 def noise_text(noise: dict[str, Any] | None) -> str:
     """The noise floor in words and figures: ``noise floor CV 1.2%, max deviation 2.5%
-    (uncorrected CV 14.0%), drift range 61%``; ``""`` when it was not measured."""
+    (uncorrected CV 14.0%), drift range 61%, drift exponent 0.9`` (the share of the
+    reference's slow-down removed, chosen per profile); ``""`` when it was not measured."""
     noise = noise or {}
     if "cv_pct" not in noise:
         return ""
@@ -111,6 +112,8 @@ def noise_text(noise: dict[str, Any] | None) -> str:
         text += f" (uncorrected CV {noise['uncorrected_cv_pct']:.1f}%)"
     if "drift_range_pct" in noise:
         text += f", drift range {noise['drift_range_pct']:.0f}%"
+    if "exponent" in noise:
+        text += f", drift exponent {noise['exponent']:g}"
     return text
 
 

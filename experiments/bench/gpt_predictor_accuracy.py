@@ -49,9 +49,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="bench-gpt-cpu")
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--archs", type=int, default=50, help="validation networks (each timed in both phases)")
-    parser.add_argument("--budget-minutes", type=float, default=15.0)
+    parser.add_argument("--budget-minutes", type=float, default=10.0)
     parser.add_argument("--holdout", type=int, default=4, help="the profile's own held-out networks per metric")
-    parser.add_argument("--train", type=int, default=8, help="the profile's training networks per metric")
+    parser.add_argument("--train", type=int, default=None,
+                        help="the profile's training networks per metric (default: the profile's plan, then more "
+                             "while its budget lasts)")
     parser.add_argument("--seed", type=int, default=2024, help="seed of the validation networks")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--out", default=None)
@@ -78,7 +80,7 @@ def ensure_profile(args: argparse.Namespace) -> tuple[float | None, dict[str, An
     if args.smoke:
         cmd += ["--holdout", "2", "--train", "3", "--repeat", "5", "--max-blocks", "12"]
     else:
-        cmd += ["--holdout", str(args.holdout), "--train", str(args.train)]
+        cmd += ["--holdout", str(args.holdout)] + (["--train", str(args.train)] if args.train is not None else [])
     before = os.getloadavg()
     t0 = time.monotonic()
     rc = edgenas(cmd)
@@ -103,6 +105,7 @@ def measure_validation(args: argparse.Namespace, space: Any, profile: Any, store
     from latency_predictors.cost_metrics import latency_metrics
     from latency_predictors.measurements import Measurement
     from latency_predictors.profilers import profiler_for_profile
+    from latency_predictors.reference import Reference
     from latency_predictors.timing import input_shape_of
     from latency_predictors.tvm_profiler import tvm_version
 
@@ -128,6 +131,9 @@ def measure_validation(args: argparse.Namespace, space: Any, profile: Any, store
                 )  # fmt: skip
                 store.add(done[key])
             out[metric.name].append(done[key])
+    reference = Reference.from_json(profile.reference)
+    if reference is not None:  # in the profile's terms: its baseline and drift exponent
+        out = {name: [reference.restate(m) for m in rows] for name, rows in out.items()}
     return out
 
 
@@ -176,6 +182,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             emit(records, BENCH, f"{name}_{kind}_within_5pct", 100 * f["within_5pct"], "%", device, cfg)
             emit(records, BENCH, f"{name}_{kind}_mape", f["mape_pct"], "%", device, cfg)
             emit(records, BENCH, f"{name}_{kind}_spearman", f["spearman"], "rho", device, cfg)
+    if profile.reference:
+        emit(records, BENCH, "drift_exponent", profile.reference.get("exponent", 1.0), "exponent", device,
+             {**config, "chosen_by": profile.reference.get("exponent_chosen_by")})
     noise = profile.noise_floor or {}
     if "cv_pct" in noise:
         emit(records, BENCH, "noise_floor_cv", noise["cv_pct"], "%", device, {**config, "how": noise.get("how")})

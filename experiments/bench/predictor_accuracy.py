@@ -153,14 +153,15 @@ def validation_set(space: Any, profile_store: Any, device: str, n: int, seed: in
 
 
 def truth_ms(m: Any, profile: Any) -> float:
-    """A validation network's time in the profile's terms: drift corrected to the profile's
-    reference baseline (the ratio to the reference does not depend on which profile's
-    baseline it was first stored with), or as timed when neither is corrected."""
+    """A validation network's time in the profile's terms: drift corrected from its paired
+    readings with the profile's reference baseline and exponent (whichever profile it was
+    first stored with), or as timed when neither is corrected."""
     if m.reference_ms:
         if profile.reference is None:
             raise SystemExit("validation store mixes corrected and uncorrected measurements")
-        ratios = np.asarray(m.results_ms) / np.asarray(m.reference_ms)
-        return float(np.median(ratios)) * float(profile.reference["baseline_ms"])
+        from latency_predictors.reference import Reference
+
+        return float(Reference.from_json(profile.reference).restate(m).median_ms)
     return float(m.median_ms)
 
 

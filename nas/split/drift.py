@@ -129,6 +129,7 @@ class SideCorrection:
     baseline_ms: float | None
     item: str | None
     note: str
+    exponent: float = 1.0
 
     @classmethod
     def of(cls, profile: Any, ran: bool) -> SideCorrection:
@@ -143,8 +144,9 @@ class SideCorrection:
             return cls(clock, None, None, f"the profile {profile.name!r} records no reference network: "
                                           "not drift corrected, corrected = raw")
         return cls(clock, reference.baseline_ms, reference.item,
-                   "raw / reference now x baseline on the profile's clock; one run of the reference, compiled as "
-                   "this part, timed beside each request's compute (alternately after and before it)")
+                   "raw x (baseline / reference now) ** exponent on the profile's clock (the profile's drift "
+                   "exponent); one run of the reference, compiled as this part, timed beside each request's compute "
+                   "(alternately after and before it)", reference.exponent)
 
     def fields(self, side: str, compute: Compute) -> dict[str, float]:
         """The request record's figures of ``side``: the reference's readings (wall and CPU
@@ -157,12 +159,12 @@ class SideCorrection:
             raise ValueError(f"the {side} side has a reference but no reading of it")
         now = compute.ref_cpu_ms if self.clock == "cpu" else compute.ref_wall_ms
         return {f"{side}_ref_ms": compute.ref_wall_ms, f"{side}_ref_cpu_ms": compute.ref_cpu_ms,
-                f"{side}_drift": now / self.baseline_ms, f"{side}_corrected_ms": raw / now * self.baseline_ms}
+                f"{side}_drift": now / self.baseline_ms, f"{side}_corrected_ms": raw * (self.baseline_ms / now) ** self.exponent}
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"corrected": self.baseline_ms is not None, "clock": self.clock, "how": self.note}
         if self.baseline_ms is not None:
-            out.update(reference=self.item, baseline_ms=self.baseline_ms)
+            out.update(reference=self.item, baseline_ms=self.baseline_ms, exponent=self.exponent)
         return out
 
 

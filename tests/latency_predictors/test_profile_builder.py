@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from lp_helpers import FAST
 
-from latency_predictors.device_profile import DeviceProfile, fit_cost_model
+from latency_predictors.device_profile import DeviceProfile, fit_cost_model, measurements_for
 from latency_predictors.eager_profiler import EagerProfiler
 from latency_predictors.measurements import MeasurementStore
 from latency_predictors.profile_builder import ProfileBuilder, ProfilePlan, _interleave
+from latency_predictors.reference import Reference
 
 # network_share: blocks first until they run out (the order is then independent of timing)
 PLAN = ProfilePlan(noise_repeats=3, holdout=3, train=4, pool_archs=30, seed_blocks=6, round_size=3, max_blocks=10,
@@ -59,6 +60,9 @@ def test_eager_profile_resumes_without_remeasuring_and_reloads(tiny_space, tmp_p
     assert noise["n"] == 3 and noise["cv_pct"] >= 0 and noise["max_rel_dev_pct"] >= 0
     assert noise["drift_range_pct"] >= 0 and noise["drift_min"] <= noise["drift_max"] and "uncorrected_cv_pct" in noise
     assert profile.reference["item"] == tiny_space.arch_key(tiny_space.smallest()) and profile.reference["baseline_ms"] > 0
+    # the drift exponent was chosen from the profile's own measurements, and is recorded
+    assert 0.0 <= profile.reference["exponent"] <= 1.0 and noise["exponent"] == profile.reference["exponent"]
+    assert profile.reference["exponent_chosen_by"]["tried"] and "block_sum" in str(profile.validation)
     assert profile.plan["holdout"] == 3 and profile.plan["train"] == 4 and profile.plan["notes"] == []
     assert profile.plan["holdout_from_budget"] is False
     assert profile.energy == "not measured"
@@ -70,7 +74,11 @@ def test_eager_profile_resumes_without_remeasuring_and_reloads(tiny_space, tmp_p
     for r in rows + store.query("dev", role="train"):
         assert len(r.reference_ms) == r.repeat
         corrected = np.median(np.asarray(r.results_ms) / np.asarray(r.reference_ms)) * profile.reference["baseline_ms"]
-        assert r.median_ms == pytest.approx(corrected)
+        assert r.median_ms == pytest.approx(corrected)  # as stored: taken before the exponent was chosen
+    ref = Reference.from_json(profile.reference)
+    for r in measurements_for(profile, store, "train"):  # as read: in the profile's terms
+        assert r.median_ms == pytest.approx(np.median(
+            np.asarray(r.results_ms) * (ref.baseline_ms / np.asarray(r.reference_ms)) ** ref.exponent))
     assert [m.reference_ms for m in store.query("dev", role="reference")] == [(), ()]  # calibration: unpaired
 
     again = CountingProfiler(EagerProfiler(threads=1, timing=FAST))
@@ -118,6 +126,23 @@ def test_budget_cut_short_still_measures_the_minimum_networks(tiny_space, tmp_pa
     assert profile.predictor == "whole_network" and "error" in profile.validation["block_sum"]
     assert profile.validation["whole_network"]["n"] == 2
     assert any("5 of 10 planned networks unmeasured (3 training, 2 held-out)" in n for n in profile.plan["notes"])
+
+
+@pytest.mark.slow  # profiles and fits, ~5-10 s
+def test_budget_left_after_the_plan_buys_more_training_networks(tiny_space, tmp_path):
+    """Without --train, a plan measured with budget left goes on with training networks
+    (every metric's phase) up to max_train; none of them is a planned or held-out one."""
+    plan = ProfilePlan(budget_minutes=5, noise_repeats=2, holdout=2, pool_archs=20, seed_blocks=4, round_size=3,
+                       max_blocks=6, reference_readings=1, max_train=7)
+    assert plan.train_count() == 10  # planned from the budget; max_train below it caps the extras at 0
+    plan = ProfilePlan(**{**plan.__dict__, "budget_minutes": 1.0, "max_train": 6})
+    assert plan.train_count() == 4
+    profile = builder(tiny_space, EagerProfiler(threads=1, timing=FAST), tmp_path, plan=plan).run()
+    assert profile.counts["train"] == 6 and profile.plan["train"] == 4 and profile.plan["extra_train"] == 2
+    store = MeasurementStore(f"sqlite:///{tmp_path / 'measurements.db'}")
+    train = {m.item for m in store.query("dev", role="train")}
+    assert len(train) == 6 and not train & {m.item for m in store.query("dev", role="holdout")}
+    assert not any("unmeasured" in note for note in profile.plan["notes"])
 
 
 def test_drift_correction_can_be_turned_off(tiny_space, tmp_path):

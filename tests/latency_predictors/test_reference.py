@@ -34,6 +34,24 @@ def test_reference_round_trips_through_the_profile_json():
     ref = Reference("{\"x\":1}", 1.25, 5)
     assert Reference.from_json(ref.to_json()) == ref
     assert Reference.from_json(None) is None and Reference.from_json({"item": "a"}) is None
+    chosen = Reference("{\"x\":1}", 1.25, 5, 0.7, {"rule": "r", "tried": [{"exponent": 0.7, "score": 1.0}]})
+    assert Reference.from_json(chosen.to_json()) == chosen
+    old = {"item": "{\"x\":1}", "baseline_ms": 1.25, "readings": 5}  # written before the exponent existed
+    assert Reference.from_json(old).exponent == 1.0
+
+
+def test_restate_recomputes_a_stored_measurement_with_the_references_exponent():
+    from latency_predictors.measurements import Measurement
+
+    m = Measurement(device="d", space="mbv3", role="train", item="a", backend="tvm", schedule="untuned",
+                    target={"kind": "llvm"}, tvm_version="x", input_shape=(1,), number=1, repeat=3,
+                    median_ms=3.0, spread_ms=0.0, results_ms=(2.0, 4.0, 6.0), reference_ms=(1.0, 2.0, 3.0))
+    assert Reference("a", 1.5, 3, 1.0).restate(m).median_ms == pytest.approx(3.0)
+    assert Reference("a", 1.5, 3, 0.0).restate(m).median_ms == pytest.approx(4.0)
+    half = Reference("a", 1.5, 3, 0.5).restate(m)
+    assert half.median_ms == pytest.approx(4.0 * 0.75**0.5) and half.spread_ms > 0 and half.item == "a"
+    unpaired = Measurement(**{**m.__dict__, "reference_ms": ()})
+    assert Reference("a", 1.5, 3, 0.5).restate(unpaired) is unpaired
 
 
 @pytest.mark.slow  # imports TVM (~9 s on the loaded 2-core machine)

@@ -64,6 +64,15 @@ def test_paired_timing_is_corrected_repeat_by_repeat():
         Timing(results_ms=(2.0, 4.0), number=1, reference_ms=(1.0,), baseline_ms=1.0)
 
 
+def test_drift_exponent_scales_how_much_of_the_reference_slow_down_is_removed():
+    kw = dict(results_ms=(2.0, 4.0, 6.0), number=1, reference_ms=(1.0, 2.0, 3.0), baseline_ms=1.5)
+    half = Timing(**kw, exponent=0.5)
+    expected = [2.0 * 1.5**0.5, 4.0 * 0.75**0.5, 6.0 * 0.5**0.5]
+    assert half.values_ms == pytest.approx(expected) and half.median_ms == pytest.approx(expected[1])
+    assert Timing(**kw, exponent=0.0).median_ms == pytest.approx(4.0)  # no correction: as timed
+    assert Timing(**kw).median_ms == pytest.approx(3.0)  # the default: the full correction
+
+
 class Machine:
     """A machine whose speed drifts (slowdown 1 to 3 over the calls): every timer reads
     its true cost times the slowdown at the moment it runs."""

@@ -26,6 +26,7 @@ def test_noise_floor_in_words_and_figures():
     assert noise_text(NOISE) == ("noise floor CV 1.8%, max deviation 3.4% (uncorrected CV 15.2%), "
                                  "drift range 61%")
     assert noise_text({"n": 8, "cv_pct": 2.0, "max_rel_dev_pct": 4.0}) == "noise floor CV 2.0%, max deviation 4.0%"
+    assert noise_text({**NOISE, "exponent": 0.7}).endswith("drift range 61%, drift exponent 0.7")
     assert noise_text(None) == "" and noise_text({"n": 1}) == ""
 
 

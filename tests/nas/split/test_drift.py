@@ -1,5 +1,5 @@
 """Drift correction of a split run: each side's reference network timed beside each request,
-compute reported as raw / reference now x baseline, the link never corrected."""
+compute reported as raw x (baseline / reference now) ** exponent, the link never corrected."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ def pair(pair_workspace):
     return load_pair(pair_workspace, "edge", "cloud")
 
 
+EXPONENT = 0.8  # the profiles' drift exponent (a profile chooses it; see latency_predictors.drift_exponent)
+
+
 @pytest.fixture(scope="module")
 def referenced(pair, small_space):
     """The pair's profiles as two drift-corrected eager CPU-clock devices: the reference is
@@ -34,17 +37,18 @@ def referenced(pair, small_space):
     profiler = ReferencedProfiler(EagerProfiler(threads=1, timing=TimingConfig(**CPU)), small_space.build_static(ref),
                                   small_space.input_shape(ref))
     baseline = float(np.median([profiler.time_reference().median_ms for _ in range(3)]))
-    reference = {"item": small_space.arch_key(ref), "baseline_ms": baseline, "readings": 3}
+    reference = {"item": small_space.arch_key(ref), "baseline_ms": baseline, "readings": 3, "exponent": EXPONENT}
     common = dict(target={"kind": "torch-cpu", "num-cores": 1}, timing=CPU, reference=reference)
     return (dataclasses.replace(pair.edge.profile, **common), dataclasses.replace(pair.cloud.profile, **common),
             baseline)
 
 
 def _check_side(request: dict[str, float], side: str, baseline: float) -> None:
-    """corrected == raw (CPU clock: the profiles') x baseline / reference now, from the readings."""
+    """corrected == raw (CPU clock: the profiles') x (baseline / reference now) ** the profile's
+    drift exponent, from the readings."""
     raw, now = request[f"{side}_cpu_ms"], request[f"{side}_ref_cpu_ms"]
     assert request[f"{side}_ref_ms"] > 0 and now > 0
-    assert request[f"{side}_corrected_ms"] == pytest.approx(raw * baseline / now, rel=1e-12)
+    assert request[f"{side}_corrected_ms"] == pytest.approx(raw * (baseline / now) ** EXPONENT, rel=1e-12)
     assert request[f"{side}_drift"] == pytest.approx(now / baseline, rel=1e-12)
 
 
@@ -57,6 +61,7 @@ def test_both_sides_are_corrected_with_their_reference_and_the_link_is_not(pair,
     for link, result in zip(links, results):
         assert result.drift["edge"]["corrected"] and result.drift["cloud"]["corrected"]
         assert result.drift["edge"]["baseline_ms"] == baseline and result.drift["edge"]["clock"] == "cpu"
+        assert result.drift["edge"]["exponent"] == EXPONENT == result.drift["cloud"]["exponent"]
         assert len(result.requests) == 4
         for r in result.requests:
             _check_side(r, "edge", baseline)
