@@ -23,7 +23,7 @@ that makes them most self-consistent:
 The score is the root of the sum of both squared (each in %); the lowest wins, on a grid
 from 0 (no correction) to 1 (the full correction), coarse then refined to 0.1. On the
 same machine this chose 0.9 for the mbv3 space (its networks are like its reference) and
-0.7 for gpt. Measurements keep their raw readings, so the exponent is applied when
+0.5-0.7 for gpt (two profiles). Measurements keep their raw readings, so the exponent is applied when
 they are read (:func:`latency_predictors.device_profile.measurements_for`), and later
 measurements of the device are taken with it (``profiler_for_profile``).
 

@@ -14,7 +14,7 @@ while the 3.6 ms reference slowed 1.7x, so dividing by the whole slow-down (expo
 made its readings *noisier* (CV 12 % against 6 % uncorrected). The profile therefore
 chooses the exponent from its own measurements
 (:func:`latency_predictors.drift_exponent.choose_exponent`; 0.9 for the mbv3 space on
-this machine, 0.7 for gpt). The readings of the reference travel with every
+this machine, 0.5-0.7 for gpt). The readings of the reference travel with every
 measurement (stored beside it), and the profile records the reference and its baseline,
 so later measurements of the device (a fine-tuned model, ``--verify``) are corrected
 the same way (:func:`latency_predictors.profilers.profiler_for_profile`).
