@@ -69,21 +69,20 @@ def exponent_scores(profile: DeviceProfile, store: MeasurementStore, space: Sear
     if params is not None:
         trial.predictor_params = params
     out: dict[str, float] = {"exponent": round(float(exponent), 3)}
-    if profile.counts.get("block", 0) or measurements_for(trial, store, "block"):
-        trial.predictor = "block_sum"
-        try:
-            model = fit_cost_model(trial, store, space=space)
-        except ValueError:
-            model = None
-        if model is not None:
-            errors = []
-            for metric in latency_metrics(space):
-                reg = model.latencies.get(metric.name)
-                loo = getattr(reg, "correction_loo_mape_", {}).get(getattr(reg, "correction_kind_", ""))
-                if loo is not None and math.isfinite(loo):
-                    errors.append(loo)
-            if errors:
-                out["loo_mape_pct"] = float(np.mean(errors))
+    trial.predictor = "block_sum"
+    try:
+        model = fit_cost_model(trial, store, space=space)
+    except ValueError:  # no blocks (InputError is one): the probe alone decides
+        model = None
+    if model is not None:
+        errors = []
+        for metric in latency_metrics(space):
+            reg = model.latencies.get(metric.name)
+            loo = getattr(reg, "correction_loo_mape_", {}).get(getattr(reg, "correction_kind_", ""))
+            if loo is not None and math.isfinite(loo):
+                errors.append(loo)
+        if errors:
+            out["loo_mape_pct"] = float(np.mean(errors))
     probe = np.asarray([m.median_ms for m in measurements_for(trial, store, "noise")])
     if len(probe) >= 3:
         out["probe_cv_pct"] = float(100 * probe.std() / probe.mean())

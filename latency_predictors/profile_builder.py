@@ -430,8 +430,6 @@ class ProfileBuilder:
         if reference is not None:  # before anything reads a corrected figure
             exponent, chosen_by = choose_exponent(profile, self.store, space)
             profile.reference = replace(reference, exponent=exponent, chosen_by=chosen_by).to_json()
-            if isinstance(self.profiler, ReferencedProfiler):
-                self.profiler.exponent = exponent
         profile.noise_floor = self.noise_floor()
         corrected = (f", drift corrected by the reference network with exponent {profile.reference['exponent']:g}"
                      if profile.reference else "")

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from latency_predictors.timing import drift_corrected
 from nas.split.parts import CompiledPart, Part, compile_part
 
 _COMPILED: dict[str, DriftReference] = {}
@@ -159,7 +160,7 @@ class SideCorrection:
             raise ValueError(f"the {side} side has a reference but no reading of it")
         now = compute.ref_cpu_ms if self.clock == "cpu" else compute.ref_wall_ms
         return {f"{side}_ref_ms": compute.ref_wall_ms, f"{side}_ref_cpu_ms": compute.ref_cpu_ms,
-                f"{side}_drift": now / self.baseline_ms, f"{side}_corrected_ms": raw * (self.baseline_ms / now) ** self.exponent}
+                f"{side}_drift": now / self.baseline_ms, f"{side}_corrected_ms": float(drift_corrected([raw], [now], self.baseline_ms, self.exponent)[0])}
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"corrected": self.baseline_ms is not None, "clock": self.clock, "how": self.note}
