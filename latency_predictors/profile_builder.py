@@ -59,11 +59,19 @@ from latency_predictors.device_profile import (
 )
 from latency_predictors.drift_exponent import choose_exponent
 from latency_predictors.errors import InputError
+from latency_predictors.machine_state import StateGate, fast_threshold, in_state
 from latency_predictors.measurements import Measurement, MeasurementStore
 from latency_predictors.metrics import validation_figures
 from latency_predictors.reference import Reference, ReferencedProfiler
 from latency_predictors.sampling import expected_errors
-from latency_predictors.timing import ExampleInput, Profiler, TimerFn, Timing, input_shape_of
+from latency_predictors.timing import (
+    ExampleInput,
+    Profiler,
+    TimerFn,
+    Timing,
+    TimingConfig,
+    input_shape_of,
+)
 from latency_predictors.tvm_profiler import tvm_version
 from search_spaces import BlockSpec, SearchSpace
 
@@ -205,7 +213,9 @@ class ProfileBuilder:
         arch = space.smallest()
         key = space.arch_key(arch)
         example = self._default.timing_input(space, arch)
-        referenced = ReferencedProfiler(self.profiler, self._default.build(space, arch), example, item=key)
+        wait = getattr(self.profiler, "timing", TimingConfig()).state_wait_s
+        gate = StateGate(state_wait_s=wait) if wait > 0 else None
+        referenced = ReferencedProfiler(self.profiler, self._default.build(space, arch), example, item=key, gate=gate)
         items = [f"{key}#{i}" for i in range(self.plan.reference_readings)]
         done = self._existing("reference")
         self._bar.set_postfix_str("reference")
@@ -214,6 +224,8 @@ class ProfileBuilder:
                 self._save("reference", item, example, referenced.time_reference())
             self._bar.update(1)
         readings = [m.median_ms for m in self._query("reference") if m.item in items]
+        if gate is not None:  # resuming: the fast level of everything measured so far
+            gate.observe(self._reference_readings())
         referenced.baseline_ms = float(np.median(readings))
         self.profile.reference = Reference(key, referenced.baseline_ms, len(readings)).to_json()
         self.profiler = referenced  # type: ignore[assignment]
@@ -406,10 +418,40 @@ class ProfileBuilder:
                 out["drift_min"], out["drift_max"] = min(drift), max(drift)
         if reference is not None:
             out["exponent"] = reference.exponent
+        if reference is not None and reference.fast_ms is not None:
+            paired = [m for role in self._drift_roles() for m in self._query(role) if m.reference_ms]
+            readings = np.concatenate([np.asarray(m.reference_ms, dtype=float) for m in paired]) if paired else np.zeros(0)
+            out["state"] = {
+                "fast_ms": reference.fast_ms,
+                "slow_readings_pct": 100 * float(np.mean(readings > reference.fast_ms)) if readings.size else 0.0,
+                "not_in_state": sum(in_state(m.reference_ms, reference.fast_ms) is None for m in paired),
+                "measurements": len(paired),
+                "how": "fast_ms: highest reference reading counted as the machine's fast state; slow_readings_pct: "
+                       "paired reference readings above it; not_in_state: measurements with too few fast-state "
+                       "repeats, figured from every repeat (drift corrected)",
+            }
         out["how"] = ("one held-out network timed again at evenly spaced times over the profile: CV and max "
                       "deviation of its readings" + (", drift corrected with the profile's exponent; drift range: "
                       "how far the reference network's speed moved over all measurements" if reference else ""))
         return out
+
+    def _reference_readings(self) -> list[float]:
+        """Every reading of the reference in this profile: its calibration repeats and the
+        reading paired with each repeat of every measurement."""
+        out = [r for m in self._query("reference") for r in m.results_ms]
+        for role in self._drift_roles():
+            out.extend(r for m in self._query(role) for r in m.reference_ms)
+        return out
+
+    def _fast_state(self, reference: Reference) -> Reference:
+        """The profile's fast-state threshold from all of its reference readings, and the
+        baseline moved to the median fast-state reading (so figures are fast-state
+        latencies, whatever state the calibration happened to be timed in)."""
+        readings = np.asarray(self._reference_readings(), dtype=float)
+        fast = fast_threshold(readings)
+        if fast is None:
+            return reference
+        return replace(reference, fast_ms=fast, baseline_ms=float(np.median(readings[readings <= fast])))
 
     def _drift_roles(self) -> list[str]:
         """Every role whose measurements were paired with the reference (all metrics')."""
@@ -427,7 +469,10 @@ class ProfileBuilder:
         if "train" in profile.plan:
             profile.plan["extra_train"] = max(0, profile.counts[default_metric(space).role("train")] - profile.plan["train"])
         reference = Reference.from_json(profile.reference)
-        if reference is not None:  # before anything reads a corrected figure
+        if reference is not None and isinstance(self.profiler, ReferencedProfiler) and self.profiler.gate is not None:
+            reference = self._fast_state(reference)  # before anything reads a corrected figure
+            profile.reference = reference.to_json()
+        if reference is not None:
             exponent, chosen_by = choose_exponent(profile, self.store, space)
             profile.reference = replace(reference, exponent=exponent, chosen_by=chosen_by).to_json()
         profile.noise_floor = self.noise_floor()

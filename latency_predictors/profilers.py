@@ -151,7 +151,8 @@ def make_profiler(
 def profiler_for_profile(profile: Any, reach: Reach | None = None) -> Any:
     """The profiler that measures like ``profile`` was measured: same backend, target, schedule,
     timing, the device reached as recorded (``reach`` overrides the address), and, when the
-    profile was drift corrected, paired with the same reference network and baseline."""
+    profile was drift corrected, paired with the same reference network and baseline (and
+    timed in the machine's fast state with the profile's threshold when it was state gated)."""
     if profile.backend not in BACKENDS:
         raise InputError(
             f"device {profile.name!r} was {'imported' if profile.backend == 'import' else 'profiled with backend ' + repr(profile.backend)}: "
@@ -171,8 +172,13 @@ def profiler_for_profile(profile: Any, reach: Reach | None = None) -> Any:
     space = profile.build_space()
     arch = space.arch_from_json(reference.item)
     metric = default_metric(space)
+    gate = None
+    if reference.fast_ms is not None and timing.state_wait_s > 0:
+        from latency_predictors.machine_state import StateGate
+
+        gate = StateGate(state_wait_s=timing.state_wait_s, threshold_ms=reference.fast_ms)
     return ReferencedProfiler(inner, metric.build(space, arch), metric.timing_input(space, arch), reference.baseline_ms,
-                              reference.item, reference.exponent)
+                              reference.item, reference.exponent, gate)
 
 
 __all__ = ["BACKENDS", "Reach", "make_profiler", "profiler_for_profile", "resolve_clock"]

@@ -19,6 +19,12 @@ measurement (stored beside it), and the profile records the reference and its ba
 so later measurements of the device (a fine-tuned model, ``--verify``) are corrected
 the same way (:func:`latency_predictors.profilers.profiler_for_profile`).
 
+The reference's readings also tell the machine's *state*: with a
+:class:`~latency_predictors.machine_state.StateGate` repeats are only taken while the
+machine is in its fast state, and a finished profile records the threshold
+(``fast_ms``) and sets its baseline to the reference's median fast-state reading, so its
+figures are the device's fast-state latencies (:mod:`latency_predictors.machine_state`).
+
 Example::
 
     profiler = ReferencedProfiler(make_profiler(target), space.build_static(ref), space.input_shape(ref))
@@ -38,6 +44,7 @@ import torch
 from torch import nn
 
 from latency_predictors.errors import ProfilingError
+from latency_predictors.machine_state import StateGate, in_state
 from latency_predictors.timing import (
     ExampleInput,
     Profiler,
@@ -53,14 +60,17 @@ from latency_predictors.timing import (
 @dataclass(frozen=True)
 class Reference:
     """What a profile records about its reference network: which network (``item``, the
-    arch's key in the profile's space), its calibrated time ``baseline_ms``, and how many
-    calibration readings that is the median of."""
+    arch's key in the profile's space), its calibrated time ``baseline_ms``, how many
+    calibration readings that is the median of, the drift ``exponent`` and, for a state
+    gated profile, ``fast_ms``: the highest reading of the machine's fast state (then
+    ``baseline_ms`` is the median fast-state reading)."""
 
     item: str
     baseline_ms: float
     readings: int
     exponent: float = 1.0
     chosen_by: dict[str, Any] | None = None
+    fast_ms: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {"item": self.item, "baseline_ms": self.baseline_ms, "readings": self.readings,
@@ -69,6 +79,10 @@ class Reference:
                       "figures are item x (baseline / reference) ** exponent"}
         if self.chosen_by is not None:
             out["exponent_chosen_by"] = self.chosen_by
+        if self.fast_ms is not None:
+            out["fast_ms"] = self.fast_ms
+            out["how"] += ("; only repeats whose reference read at most fast_ms (the machine's fast state) "
+                           "count, when a measurement has enough of them")
         return out
 
     @classmethod
@@ -77,17 +91,22 @@ class Reference:
         written before the exponent existed read as exponent 1 (how they were corrected)."""
         if not data or "item" not in data or not data.get("baseline_ms"):
             return None
+        fast = data.get("fast_ms")
         return cls(str(data["item"]), float(data["baseline_ms"]), int(data.get("readings", 0)),
-                   float(data.get("exponent", 1.0)), data.get("exponent_chosen_by"))
+                   float(data.get("exponent", 1.0)), data.get("exponent_chosen_by"),
+                   None if fast is None else float(fast))
 
     def restate(self, m: Any) -> Any:
         """A stored measurement (:class:`~latency_predictors.measurements.Measurement`) with
         its median and IQR recomputed from its paired readings in this reference's terms
-        (baseline and exponent): measurements stay comparable when the profile's exponent
+        (baseline, exponent and fast-state threshold): measurements stay comparable when the profile's exponent
         is chosen after they were taken. Unpaired measurements come back as stored."""
         if not getattr(m, "reference_ms", ()) or len(m.reference_ms) != len(m.results_ms):
             return m
         values = drift_corrected(m.results_ms, m.reference_ms, self.baseline_ms, self.exponent)
+        mask = in_state(m.reference_ms, self.fast_ms)
+        if mask is not None:
+            values = values[mask]
         q1, median, q3 = np.percentile(values, [25, 50, 75])
         return replace(m, median_ms=float(median), spread_ms=float(q3 - q1))
 
@@ -97,11 +116,13 @@ class ReferencedProfiler:
 
     The reference is compiled on first use and kept loaded. ``baseline_ms`` must be set
     (from :meth:`time_reference` readings, or a profile's :class:`Reference`) before
-    :meth:`measure`.
+    :meth:`measure`. With a ``gate`` every measurement waits for the machine's fast state
+    (:mod:`latency_predictors.machine_state`).
     """
 
     def __init__(self, inner: Profiler, module: nn.Module, input_shape: ExampleInput,
-                 baseline_ms: float | None = None, item: str = "", exponent: float = 1.0) -> None:
+                 baseline_ms: float | None = None, item: str = "", exponent: float = 1.0,
+                 gate: StateGate | None = None) -> None:
         self.inner = inner
         self.backend = inner.backend
         self.timing: TimingConfig = getattr(inner, "timing", TimingConfig())
@@ -110,6 +131,7 @@ class ReferencedProfiler:
         self.input_shape = input_shape_of(input_shape)
         self.baseline_ms = baseline_ms
         self.exponent = exponent
+        self.gate = gate
         self._reference: TimerFn | None = None
 
     @property
@@ -122,12 +144,18 @@ class ReferencedProfiler:
         return self._reference
 
     def time_reference(self) -> Timing:
-        """One unpaired measurement of the reference (a calibration reading)."""
-        return self.reference_timer()()
+        """One unpaired measurement of the reference (a calibration reading; its repeats
+        are observed by the gate)."""
+        timing = self.reference_timer()()
+        if self.gate is not None:
+            self.gate.observe(timing.results_ms)
+        return timing
 
     def describe(self) -> dict[str, Any]:
         out = dict(self.inner.describe())
         out["reference"] = {"item": self.item, "baseline_ms": self.baseline_ms, "exponent": self.exponent}
+        if self.gate is not None and self.gate.threshold_ms is not None:
+            out["reference"]["fast_ms"] = self.gate.threshold_ms
         return out
 
     def measure(self, module: nn.Module, input_shape: ExampleInput) -> Timing:
@@ -151,11 +179,10 @@ class ReferencedProfiler:
 
         def timer(cfg: TimingConfig | None = None) -> Timing:
             timing = time_paired(item, reference, cfg or self.timing, float(self.baseline_ms),  # type: ignore[arg-type]
-                                 self.exponent)
+                                 self.exponent, self.gate)
             if cfg is None and getattr(self.inner, "meter", None) is not None:
                 energy = item()  # the meter's own window, with the profiler's settings
-                return Timing(timing.results_ms, timing.number, energy.energy_mj, energy.energy_method,
-                              timing.reference_ms, timing.baseline_ms, timing.exponent)
+                return replace(timing, energy_mj=energy.energy_mj, energy_method=energy.energy_method)
             return timing
 
         return timer

@@ -5,7 +5,9 @@ example tensor such as token ids: :data:`ExampleInput`) and returns a
 :class:`Timing`. Implementations: :class:`~latency_predictors.tvm_profiler.TVMProfiler`
 (local or RPC) and :class:`~latency_predictors.eager_profiler.EagerProfiler` (the torch
 baseline); :class:`~latency_predictors.reference.ReferencedProfiler` wraps either and
-pairs every repeat with a reference network (:func:`time_paired`). The median of the
+pairs every repeat with a reference network (:func:`time_paired`), and with a
+:class:`~latency_predictors.machine_state.StateGate` times only while the machine is in
+its fast state. The median of the
 repeats is the figure; the inter-quartile range is kept beside it so every number says
 how noisy it was. Repeats continue past ``repeat`` until the median is stable
 (:func:`median_is_stable`), up to ``max_repeat``.
@@ -24,6 +26,7 @@ import torch
 from torch import nn
 
 from latency_predictors.errors import InputError
+from latency_predictors.machine_state import StateGate, in_state
 
 CLOCKS = ("wall", "cpu")
 CLOCK_CHOICES = ("auto", *CLOCKS)
@@ -49,6 +52,10 @@ class TimingConfig:
     median's 95 % confidence half-width (1.57 x IQR / sqrt(n), the box-plot notch) is
     above ``stable_pct`` % of the median, up to ``max_repeat`` repeats in all (``None``:
     three times ``repeat``; ``repeat``: never more).
+
+    Paired with a reference and a state gate (:func:`time_paired`), a measurement waits
+    at most ``state_wait_s`` seconds in all for the machine's fast state
+    (:mod:`latency_predictors.machine_state`); 0: never waits.
     """
 
     warmup: int = 3
@@ -58,6 +65,7 @@ class TimingConfig:
     clock: str = "wall"
     max_repeat: int | None = None
     stable_pct: float = 1.0
+    state_wait_s: float = 20.0
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.number < 1 or self.repeat < 1 or self.min_repeat_ms < 0:
@@ -70,6 +78,8 @@ class TimingConfig:
             raise InputError(f"max_repeat ({self.max_repeat}) must be at least repeat ({self.repeat})")
         if not self.stable_pct > 0:
             raise InputError(f"stable_pct must be positive, got {self.stable_pct}")
+        if not self.state_wait_s >= 0:
+            raise InputError(f"state_wait_s must be at least 0 seconds, got {self.state_wait_s}")
 
     @property
     def repeat_cap(self) -> int:
@@ -95,7 +105,10 @@ class Timing:
     the item would read with the machine as it was when the reference was calibrated).
     ``exponent`` is how strongly an item follows the reference's slow-downs: 1 when it
     slows exactly as much (the default), less when it slows less (see
-    :mod:`latency_predictors.drift_exponent`, which chooses it per profile).
+    :mod:`latency_predictors.drift_exponent`, which chooses it per profile). ``fast_ms``,
+    when set, is the state gate's threshold: the figures are those of the repeats whose
+    reference read at most that (the machine's fast state), when there are enough of them
+    (:func:`latency_predictors.machine_state.in_state`).
     """
 
     results_ms: tuple[float, ...]
@@ -105,6 +118,7 @@ class Timing:
     reference_ms: tuple[float, ...] = ()
     baseline_ms: float | None = None
     exponent: float = 1.0
+    fast_ms: float | None = None
 
     def __post_init__(self) -> None:
         if self.reference_ms and (len(self.reference_ms) != len(self.results_ms) or not self.baseline_ms):
@@ -112,11 +126,14 @@ class Timing:
 
     @property
     def values_ms(self) -> np.ndarray:
-        """The per-repeat figures: as timed, or drift corrected when paired."""
+        """The per-repeat figures: as timed, or drift corrected when paired (only the
+        fast state's repeats when gated and there are enough of them)."""
         raw = np.asarray(self.results_ms, dtype=float)
         if not self.reference_ms:
             return raw
-        return drift_corrected(raw, self.reference_ms, float(self.baseline_ms), self.exponent)  # type: ignore[arg-type]
+        values = drift_corrected(raw, self.reference_ms, float(self.baseline_ms), self.exponent)  # type: ignore[arg-type]
+        mask = in_state(self.reference_ms, self.fast_ms)
+        return values if mask is None else values[mask]
 
     @property
     def median_ms(self) -> float:
@@ -217,7 +234,7 @@ settings, ``timer(cfg)`` with ``cfg`` instead (energy is measured only by ``time
 
 
 def time_paired(item: TimerFn, reference: TimerFn, cfg: TimingConfig, baseline_ms: float,
-                exponent: float = 1.0) -> Timing:
+                exponent: float = 1.0, gate: StateGate | None = None) -> Timing:
     """Time ``item`` and ``reference`` in alternation, one repeat each (``ABBA`` order, so
     a trend in the machine's speed hits both alike), until the median of the drift
     corrected repeats is stable; the reference's readings travel with the result.
@@ -225,26 +242,46 @@ def time_paired(item: TimerFn, reference: TimerFn, cfg: TimingConfig, baseline_m
     The machine's speed drifts with its load over seconds (thread CPU time of one
     network varied by 70 % over four minutes on the project's loaded 2-core machine);
     the ratio of two timings taken a few milliseconds apart hardly does (CV 2-4 %).
+
+    With a ``gate``, a repeat is only started while the reference reads in the machine's
+    fast state: after a slow reading the reference alone is read until it is fast again,
+    at most ``cfg.state_wait_s`` in all for the measurement; the repeats counted towards a
+    stable median are the in-state ones, until the wait runs out (then every repeat,
+    drift corrected, as without a gate).
     """
     item(replace(cfg, repeat=1, max_repeat=1))  # warm-up of both: caches, lazy allocation
-    reference(replace(cfg, repeat=1, max_repeat=1))
+    last = reference(replace(cfg, repeat=1, max_repeat=1)).results_ms[0]
     one = cfg.single()
     xs: list[float] = []
     rs: list[float] = []
+    waiting = gate is not None and cfg.state_wait_s > 0
+    wait_left = cfg.state_wait_s
+    if gate is not None:
+        gate.observe([last])
 
-    def corrected() -> np.ndarray:
-        return drift_corrected(xs, rs, baseline_ms, exponent)
+    def counted() -> np.ndarray:
+        values = drift_corrected(xs, rs, baseline_ms, exponent)
+        fast = gate.fast_ms if waiting and gate is not None else None
+        return values if fast is None else values[np.asarray(rs, dtype=float) <= fast]
 
-    while n := more_repeats(len(xs), corrected(), cfg):
+    while n := more_repeats(len(values := counted()), values, cfg):
         for _ in range(n):
+            if waiting and len(xs) - len(values) > cfg.repeat_cap:
+                waiting = False  # the state flips within every pair: stop gating this one
+            if waiting and gate is not None and not gate.is_fast(last):
+                start = time.monotonic()
+                waiting = gate.wait(lambda: reference(one).results_ms[0], start + wait_left)
+                wait_left -= time.monotonic() - start
             if len(xs) % 2 == 0:
                 x, r = item(one), reference(one)
             else:
                 r, x = reference(one), item(one)
             xs.append(x.results_ms[0])
-            rs.append(r.results_ms[0])
+            rs.append(last := r.results_ms[0])
+            if gate is not None:
+                gate.observe([last])
     return Timing(results_ms=tuple(xs), number=cfg.number, reference_ms=tuple(rs), baseline_ms=baseline_ms,
-                  exponent=exponent)
+                  exponent=exponent, fast_ms=gate.fast_ms if gate is not None else None)
 
 
 class Profiler(Protocol):

@@ -6,7 +6,7 @@ and whole networks of both phases, **prefill** of ``context`` tokens and **decod
 token after a KV cache of ``context`` tokens. Then ``--archs`` random sub-networks the
 profile never measured are compiled and timed end to end in both phases, the way the
 profile measures (``profiler_for_profile``: same clock, paired with the profile's
-reference network), stored so an interrupted run resumes, and each metric's predictions
+reference network, in the machine's fast state as the profile's state gate judges it), stored so an interrupted run resumes, and each metric's predictions
 are scored: share within ±10 % (target: 95 % or more per metric), ±5 %, MAPE, Spearman,
 beside the profile's wall time, its noise floor and the machine's load average.
 
@@ -54,6 +54,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--train", type=int, default=None,
                         help="the profile's training networks per metric (default: the profile's plan, then more "
                              "while its budget lasts)")
+    parser.add_argument("--state-wait", type=float, default=20.0, metavar="SECONDS",
+                        help="the profile's wait for the machine's fast state per measurement (0: no state gate); "
+                             "the validation networks are timed with the profile's setting")
     parser.add_argument("--seed", type=int, default=2024, help="seed of the validation networks")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--out", default=None)
@@ -76,7 +79,7 @@ def ensure_profile(args: argparse.Namespace) -> tuple[float | None, dict[str, An
         return None, {"note": "profile found in the workspace"}
     cmd = ["profile", "--device", args.device, "--target", json.dumps(TARGET), "--space", "gpt",
            "--preset", args.preset, "--budget-minutes", str(args.budget_minutes), "--workspace", args.workspace,
-           "--quiet"]
+           "--quiet", "--state-wait", str(args.state_wait)]
     if args.smoke:
         cmd += ["--holdout", "2", "--train", "3", "--repeat", "5", "--max-blocks", "12"]
     else:
@@ -140,6 +143,7 @@ def measure_validation(args: argparse.Namespace, space: Any, profile: Any, store
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse(argv)
     from latency_predictors.device_profile import DeviceProfile, fit_cost_model
+    from latency_predictors.machine_state import in_state
     from latency_predictors.measurements import MeasurementStore
     from latency_predictors.metrics import validation_figures
 
@@ -188,9 +192,19 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     noise = profile.noise_floor or {}
     if "cv_pct" in noise:
         emit(records, BENCH, "noise_floor_cv", noise["cv_pct"], "%", device, {**config, "how": noise.get("how")})
+    state = noise.get("state")
+    if state:
+        emit(records, BENCH, "profile_slow_readings", state["slow_readings_pct"], "%", device, {**config, **state})
+        emit(records, BENCH, "profile_not_in_fast_state", state["not_in_state"], "count", device, {**config, **state})
+    fast_ms = (profile.reference or {}).get("fast_ms")
     for name, rows in measured.items():
         iqr = np.asarray([m.spread_ms / m.median_ms for m in rows])
         emit(records, BENCH, f"{name}_validation_iqr_over_median", 100 * float(np.median(iqr)), "%", device, config)
+        if fast_ms is not None:
+            slow = sum(in_state(m.reference_ms, fast_ms) is None for m in rows)
+            emit(records, BENCH, f"{name}_validation_not_in_fast_state", slow, "count", device,
+                 {**config, "fast_ms": fast_ms, "how": "validation networks with too few fast-state repeats "
+                                                       "(their figure: every repeat, drift corrected)"})
     if build_s is not None:
         emit(records, BENCH, "profile_wall_time", build_s / 60, "min", device, config)
     emit(records, BENCH, "profile_measurements", sum(profile.counts.values()), "count", device, config)

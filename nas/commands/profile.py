@@ -51,6 +51,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-drift-correction", action="store_true",
                    help="do not pair measurements with a reference network (default: pair them, and "
                         "correct every figure for the machine's drift)")
+    p.add_argument("--state-wait", type=float, default=20.0, metavar="SECONDS",
+                   help="wait up to this long per measurement for the machine's fast state, judged by the "
+                        "reference network (default: 20; 0: no state gate)")
     p.add_argument("--max-blocks", type=int, default=None, metavar="N", help="time at most N distinct blocks")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled networks and blocks (default: 0)")
     add_quiet(p)
@@ -69,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         workspace, args.device, args.target, space=args.space, preset=args.preset, reach=reach,
         backend=args.backend, tune_trials=args.tune_trials, repeat=args.repeat, clock=args.clock,
         budget_minutes=args.budget_minutes, holdout=args.holdout, train=args.train, max_blocks=args.max_blocks,
-        seed=args.seed, drift_correction=not args.no_drift_correction, progress=not args.quiet,
+        seed=args.seed, drift_correction=not args.no_drift_correction, state_wait_s=args.state_wait,
+        progress=not args.quiet,
     )
     print(summary_line(profile))
     print(f"profile written to {workspace.profile_path(args.device)}")

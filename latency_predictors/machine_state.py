@@ -1,0 +1,137 @@
+"""Timing only while the machine is in its fast state: the state gate.
+
+A shared or virtualised machine does not slow down smoothly. On the project's 2-core
+cloud VM the reference network (:mod:`latency_predictors.reference`) reads either about
+2.7 ms or about 4.6 ms of thread CPU time, switching every few seconds to a minute with
+nothing else running in the VM (the host shares the physical core; our own load on the
+other core does not cause it). Worse, items do not slow by the same factor: a 100 ms gpt
+prefill slowed 1.1x while small networks slowed up to 1.7x, so no single correction of
+slow-state readings is right for every item (:mod:`latency_predictors.drift_exponent`
+finds the best compromise, and on that machine it left a quarter of never-seen gpt
+networks more than 10 % off).
+
+The gate removes the slow state instead of correcting it. Every repeat is paired with a
+reading of the reference; the machine is *in its fast state* when that reading is within
+:data:`STATE_TOLERANCE` of the reference's fast level (the :data:`FAST_QUANTILE`-th
+percentile of its readings: a low quantile, not the minimum, so one lucky reading does
+not move it). While timing, :class:`StateGate` waits (timing only the reference, a few
+milliseconds a reading) until the machine is fast again before each repeat, up to
+``TimingConfig.state_wait_s`` per measurement; a measurement's figure is the median of
+its in-state repeats when it has at least :data:`MIN_IN_STATE` of them, and of all its
+repeats (drift corrected as before) otherwise. On the stored readings of a loaded gpt
+profile, figures from in-state repeats only put 100 % of the never-seen networks within
+±10 % for both phases (the networks with enough in-state repeats) where the corrected
+figures of all repeats put 72-82 %.
+
+What the profile reports is therefore the device's latency in its fast state, the state a
+dedicated device is in; the summary says how often the machine was slow and how many
+measurements could not be taken in the fast state within the wait.
+
+Example::
+
+    gate = StateGate(state_wait_s=20)
+    gate.observe(readings_of_the_reference)      # calibration
+    timing = time_paired(item, reference, cfg, baseline_ms, exponent, gate=gate)
+    timing.fast_ms                               # the threshold its figure was gated with
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STATE_TOLERANCE = 0.15
+"""A reference reading at most this much above the fast level counts as the fast state
+(the two states of the project's VM are 1.7x apart; a reading's own noise is a few %)."""
+
+FAST_QUANTILE = 5.0
+"""The fast level is this percentile of the reference's readings."""
+
+MIN_READINGS = 20
+"""Readings needed before there is a fast level (fewer: no gating)."""
+
+MIN_IN_STATE = 5
+"""A measurement's figure uses its in-state repeats when it has at least this many."""
+
+
+def fast_threshold(readings: Sequence[float] | np.ndarray) -> float | None:
+    """The highest reference reading that counts as the fast state, from the reference's
+    readings so far; ``None`` with fewer than :data:`MIN_READINGS`."""
+    values = np.asarray(readings, dtype=float)
+    if values.size < MIN_READINGS:
+        return None
+    return float((1 + STATE_TOLERANCE) * np.percentile(values, FAST_QUANTILE))
+
+
+def in_state(reference_ms: Sequence[float] | np.ndarray, fast_ms: float | None) -> np.ndarray | None:
+    """Which repeats were timed in the fast state (their reference reading at most
+    ``fast_ms``), or ``None`` when there is no threshold or fewer than
+    :data:`MIN_IN_STATE` such repeats (the figure then uses every repeat)."""
+    if fast_ms is None or not len(reference_ms):
+        return None
+    mask = np.asarray(reference_ms, dtype=float) <= fast_ms
+    return mask if int(mask.sum()) >= MIN_IN_STATE else None
+
+
+@dataclass
+class StateGate:
+    """The live gate of one profiler: what it has seen of the reference, and the waiting.
+
+    ``threshold_ms`` fixes the threshold (a finished profile's, so later measurements are
+    gated as the profile was); without it the threshold follows the readings observed
+    (:func:`fast_threshold`). ``state_wait_s`` bounds the wait of one measurement (0: no
+    waiting, figures still use in-state repeats when there are enough). After a wait that
+    ran out, the next measurements do not wait until a fast reading is seen again, so a
+    machine that stays slow costs one wait, not one per measurement.
+    """
+
+    state_wait_s: float = 20.0
+    threshold_ms: float | None = None
+    readings: list[float] = field(default_factory=list)
+    waited_s: float = 0.0
+    timeouts: int = 0
+    _patient: bool = True
+
+    @property
+    def fast_ms(self) -> float | None:
+        return self.threshold_ms if self.threshold_ms is not None else fast_threshold(self.readings)
+
+    def observe(self, readings: Iterable[float]) -> None:
+        """Record reference readings (ms): they move the fast level."""
+        values = [float(r) for r in readings]
+        self.readings.extend(values)
+        fast = self.fast_ms
+        if fast is not None and any(v <= fast for v in values):
+            self._patient = True
+
+    def is_fast(self, reading_ms: float) -> bool:
+        fast = self.fast_ms
+        return fast is None or reading_ms <= fast
+
+    def wait(self, read_reference: Callable[[], float], deadline: float) -> bool:
+        """Read the reference until it reads fast (``True``) or ``deadline``
+        (``time.monotonic()``) passes, or straight away when an earlier wait ran out and
+        no fast reading has been seen since (``False``)."""
+        if self.fast_ms is None:
+            return True
+        start = time.monotonic()
+        try:
+            while True:
+                reading = read_reference()
+                self.observe([reading])
+                if self.is_fast(reading):
+                    return True
+                if not self._patient or time.monotonic() >= deadline:
+                    if self._patient:
+                        self.timeouts += 1
+                    self._patient = False
+                    return False
+        finally:
+            self.waited_s += time.monotonic() - start
+
+
+__all__ = ["FAST_QUANTILE", "MIN_IN_STATE", "MIN_READINGS", "STATE_TOLERANCE", "StateGate", "fast_threshold",
+           "in_state"]
