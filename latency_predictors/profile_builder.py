@@ -187,6 +187,7 @@ class ProfileBuilder:
             self._bar = bar
             self._reference(space)
             self._probe: TimerFn | None = None
+            self._retakes: list[tuple[str, Any]] = []
             self._measure_all(space, networks, pool, freq, clock)
         self.profile.build_seconds = round(self._previous_seconds() + clock.elapsed(), 1)
         stats = getattr(self.profiler, "stats", None)
@@ -269,6 +270,9 @@ class ProfileBuilder:
             elif blocks_left:
                 blocks_left = next(blocks, False)
                 continue
+            elif self._retakes:
+                self._network(space, *self._retakes.pop(0), retake=True)
+                continue
             elif extra := self._extra_networks(space, done):
                 todo.extend(extra)
                 self._bar.total += len(extra)
@@ -302,15 +306,35 @@ class ProfileBuilder:
     def _metric_of(self, role: str) -> LatencyMetric:
         return next(m for m in self._metrics if m.role(role.rpartition(":")[2]) == role)
 
-    def _network(self, space: SearchSpace, role: str, arch: Any) -> None:
-        self._bar.set_postfix_str(role)
+    def _network(self, space: SearchSpace, role: str, arch: Any, retake: bool = False) -> None:
+        """Time one whole network and store it. One the state gate could not time in the
+        machine's fast state is queued to be timed once more when the plan is measured and
+        the blocks are done (before extra training networks); the retake replaces it if it
+        was in the fast state."""
+        self._bar.set_postfix_str(role + (" (retake)" if retake else ""))
         metric = self._metric_of(role)
         example = metric.timing_input(space, arch)
         timer = self.profiler.prepare(metric.build(space, arch), example)
-        self._save(role, space.arch_key(arch), example, timer())
+        timing = timer()
+        slow = self._not_in_state(timing)
+        if retake:
+            self.profile.plan["retaken"] = self.profile.plan.get("retaken", 0) + 1
+            if not slow:
+                self._save(role, space.arch_key(arch), example, timing, replace_existing=True)
+            self._bar.update(1)
+            return
+        self._save(role, space.arch_key(arch), example, timing)
+        if slow:
+            self._retakes.append((role, arch))
+            self._bar.total += 1
         if role == "holdout" and self._probe is None and space.arch_key(arch) == self._probe_key:
             self._probe = timer  # the first held-out network is the noise probe
         self._bar.update(1)
+
+    def _not_in_state(self, timing: Timing) -> bool:
+        """Whether the state gate is on and ``timing`` has too few fast-state repeats."""
+        gate = getattr(self.profiler, "gate", None)
+        return gate is not None and bool(timing.reference_ms) and in_state(timing.reference_ms, gate.fast_ms) is None
 
     def _noise_items(self, space: SearchSpace, networks: list[tuple[str, Any]]) -> list[str]:
         if not networks or networks[0][0] != "holdout":
@@ -514,7 +538,7 @@ class ProfileBuilder:
     def _existing(self, role: str) -> set[str]:
         return {m.item for m in self._query(role)}
 
-    def _save(self, role: str, item: str, shape: ExampleInput, timing: Timing) -> None:
+    def _save(self, role: str, item: str, shape: ExampleInput, timing: Timing, replace_existing: bool = False) -> None:
         p = self.profile
         self.store.add(
             Measurement(
@@ -535,7 +559,8 @@ class ProfileBuilder:
                 energy_mj=timing.energy_mj,
                 energy_method=timing.energy_method,
                 reference_ms=timing.reference_ms,
-            )
+            ),
+            replace_existing=replace_existing,
         )
 
 
