@@ -145,9 +145,9 @@ def run_ray(study: Any, storage: Any, sampler: Any, problem: SearchProblem, targ
         return _run_tune(study, storage, sampler, problem, target, progress, options)
     finally:
         if started:
-            import ray
+            from nas.local_ray import shutdown_ray
 
-            ray.shutdown()
+            shutdown_ray()
 
 
 def _run_tune(study: Any, storage: Any, sampler: Any, problem: SearchProblem, target: int,
