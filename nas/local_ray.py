@@ -24,6 +24,7 @@ the instance, stops any of them still running. It touches no other process.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -134,6 +135,9 @@ def _start_watchdog(roots: list[Any]) -> None:
     global _watchdog
     if _watchdog is not None:  # one left by an instance stopped with a plain ray.shutdown()
         _close_watchdog(_watchdog)
+        _watchdog = None
+    if os.name != "posix":  # select() on a pipe, sessions: POSIX only
+        return
     procs = {proc.pid: proc for proc in roots}
     for root in roots:  # the agents too: the instance may die before the watchdog looks
         with contextlib.suppress(Exception):
@@ -142,9 +146,12 @@ def _start_watchdog(roots: list[Any]) -> None:
     for proc in procs.values():
         with contextlib.suppress(Exception):
             args.append(f"{proc.pid}:{proc.create_time()!r}")
-    _watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG_BOOT, os.path.abspath(__file__), *args], stdin=subprocess.PIPE,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 start_new_session=True)
+    try:
+        _watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG_BOOT, os.path.abspath(__file__), *args],
+                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError as exc:  # the instance runs anyway; only a kill -9 would leave its agents
+        logging.getLogger(__name__).warning("no watchdog for the local Ray instance: %s", exc)
 
 
 def _watch(roots: list[str]) -> None:
@@ -167,7 +174,7 @@ def _watch(roots: list[str]) -> None:
         pid, _, started = root.partition(":")
         with contextlib.suppress(psutil.Error, ValueError):
             proc = psutil.Process(int(pid))
-            if proc.create_time() == float(started):
+            if abs(proc.create_time() - float(started)) < 1.0:  # tolerant of psutil versions
                 known[proc.pid] = proc
     while True:
         for proc in list(known.values()):
