@@ -370,9 +370,9 @@ def shutdown_ray() -> None:
     connected to is left running)."""
     global _RAY_STARTED
     if _RAY_STARTED:
-        import ray
+        from nas.local_ray import shutdown_ray as stop_local_ray
 
-        ray.shutdown()
+        stop_local_ray()
         _RAY_STARTED = False
 
 

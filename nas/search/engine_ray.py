@@ -54,32 +54,56 @@ def require_ray() -> Any:
 
 def connect(address: str | None) -> bool:
     """``ray.init`` with a quick reachability check first (a wrong address fails in seconds);
-    True when this started a local instance (the caller stops it)."""
+    True when this started a local instance (the caller stops it).
+
+    Without an address (or with ``auto``) Ray joins the cluster named by ``RAY_ADDRESS`` or
+    recorded by the last ``ray start`` on this machine (``/tmp/ray/ray_current_cluster``),
+    which stays behind when that cluster was stopped without ``ray stop``: Ray would then
+    retry the dead address for minutes, so it is checked the same way."""
     ray = require_ray()
     if ray.is_initialized():
         return False
-    if address and address not in ("auto", "local"):
-        if address.startswith("ray://"):
-            host_port = address[len("ray://"):]
+    target = _found_address(address) if address in (None, "auto") else address
+    if target and target not in ("auto", "local"):
+        if target.startswith("ray://"):
+            host_port = target[len("ray://"):]
         else:
-            host_port = address
+            host_port = target
         host, _, port = host_port.rpartition(":")
         if not host or not port.isdigit():
-            raise EdgenasError(f"--ray-address {address!r}: use auto, local or HOST:PORT (the head's GCS port)")
+            raise EdgenasError(f"--ray-address {target!r}: use auto, local or HOST:PORT (the head's GCS port)")
         try:
             socket.create_connection((host, int(port)), timeout=3).close()
         except OSError as exc:
+            reason = exc.strerror or exc
+            if target == address:
+                raise EdgenasError(f"cannot reach the Ray cluster at {target} ({reason}); start it with "
+                                   "`ray start --head` or fix --ray-address") from None
             raise EdgenasError(
-                f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start it with "
-                "`ray start --head` or fix --ray-address"
+                f"cannot reach the Ray cluster at {target} ({reason}), which Ray found in RAY_ADDRESS or "
+                "as the last `ray start` on this machine (a cluster stopped without `ray stop` leaves "
+                "its address behind); run `ray stop`, or pass --ray-address local or HOST:PORT"
             ) from None
     from nas.local_ray import init_ray
 
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
     try:
-        return init_ray(address, **kwargs)  # a local instance listens on 127.0.0.1 only
+        # the address found, if any: init_ray keeps a loopback one on loopback (Ray would dial
+        # the machine's network address); a local instance listens on 127.0.0.1 only
+        return init_ray(target or address, **kwargs)
     except (ConnectionError, RuntimeError) as exc:
         raise EdgenasError(f"cannot connect to Ray at {address}: {str(exc).splitlines()[0]}; fix --ray-address") from None
+
+
+def _found_address(address: str | None) -> str | None:
+    """The address Ray itself would join for ``address`` None or ``auto``; None when it would
+    start a local instance (or, for ``auto``, finds nothing: Ray's own error follows)."""
+    from ray._private import services
+
+    try:
+        return services.get_ray_address_from_environment(address, None)
+    except ConnectionError:
+        return None
 
 
 def _trainable(config: dict[str, Any], spec_json: str) -> None:
@@ -145,9 +169,9 @@ def run_ray(study: Any, storage: Any, sampler: Any, problem: SearchProblem, targ
         return _run_tune(study, storage, sampler, problem, target, progress, options)
     finally:
         if started:
-            import ray
+            from nas.local_ray import shutdown_ray
 
-            ray.shutdown()
+            shutdown_ray()
 
 
 def _run_tune(study: Any, storage: Any, sampler: Any, problem: SearchProblem, target: int,

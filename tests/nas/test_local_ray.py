@@ -1,9 +1,16 @@
-"""A local Ray started by our code listens on loopback only (adapt simulator, search engine)."""
+"""A local Ray started by our code listens on loopback only (adapt simulator, search engine),
+and none of its processes outlives it: stopped by the library, or with the process that
+started it killed outright."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 import pytest
@@ -30,10 +37,22 @@ def _start_simulator_ray() -> Callable[[], None]:
 
 
 def _start_search_ray() -> Callable[[], None]:
+    from nas.local_ray import shutdown_ray
     from nas.search.engine_ray import connect
 
-    connect("local")
-    return ray.shutdown
+    assert connect("local")
+    return shutdown_ray
+
+
+def _running(procs: list[psutil.Process]) -> list[str]:
+    out = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(f"pid {proc.pid} ppid {proc.ppid()}: {proc.name()}")
+        except psutil.Error:
+            pass
+    return out
 
 
 @pytest.mark.slow
@@ -53,6 +72,42 @@ def test_local_ray_binds_every_port_to_loopback(start: Callable[[], None]) -> No
         names = {pid: psutil.Process(pid).name() for pid, _, _ in sockets}
         outside = [(names[pid], ip, port) for pid, ip, port in sockets if not _is_loopback(ip)]
         assert outside == [], f"Ray ports bound outside loopback: {outside}"
+        started = me.children(recursive=True)  # GCS, raylet, agents, workers, the watchdog
+        assert any(p.name().startswith("ray::") and "Agent" in p.name() for p in started), started
     finally:
         stop()
     assert not ray.is_initialized()
+    assert _running(started) == [], "processes of the local Ray instance survived its stop"
+
+
+_DRIVER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from nas.search.engine_ray import connect
+assert connect("local")
+print("up", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.slow
+def test_local_ray_leaves_nothing_when_its_starter_is_killed() -> None:
+    """``kill -9`` of a process that started a local instance: Ray's agents would wait 60 s
+    for the dead GCS; the watchdog of nas.local_ray stops them at once."""
+    root = Path(__file__).resolve().parents[2]
+    driver = subprocess.Popen([sys.executable, "-c", _DRIVER, str(root)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert driver.stdout is not None and driver.stdout.readline().strip() == "up"
+        started = psutil.Process(driver.pid).children(recursive=True)
+        assert any("Agent" in p.name() for p in started), started
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    _, alive = psutil.wait_procs(started, timeout=15)
+    try:
+        assert _running(alive) == [], "processes of the local Ray instance outlived its killed starter"
+    finally:
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()

@@ -23,7 +23,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 PG_DIR, PG_PREFIX = "/tmp", "edgenas-pg-"  # /tmp: the postgres user can reach it
-RAY_CLUSTER_MARK = "EDGENAS_TEST_RAY_CLUSTER"
 
 
 def free_port() -> int:
@@ -91,15 +90,54 @@ def postgres_url() -> Iterator[str]:
         atexit.unregister(stop)
 
 
-def _cluster(mark: str) -> list[psutil.Process]:
+def session_members(sid: int) -> list[psutil.Process]:
+    """The live processes of session ``sid`` (zombies excluded: they are already dead).
+
+    A process keeps its session when its parent dies and it is re-parented to init, and
+    whatever it forks joins it, so this finds everything a ``ray start`` run in its own
+    session left running, wherever it hangs in the process tree. Ray's workers change
+    their process group but not their session; its agents (``ray::DashboardAgent``,
+    ``ray::RuntimeEnvAgent``) overwrite their command line and environment
+    (setproctitle), so a mark in the environment cannot find them.
+    """
     found = []
     for proc in psutil.process_iter():
         try:
-            if proc.environ().get(RAY_CLUSTER_MARK) == mark:
+            if os.getsid(proc.pid) == sid and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
         except (psutil.Error, OSError):
             pass
     return found
+
+
+def stop_session(sid: int, rounds: int = 10) -> None:
+    """SIGKILL every process of session ``sid`` (as ``ray stop --force``: the GCS may ignore
+    SIGTERM), again until none is left (a process may fork while the others die).
+
+    All at once, not the raylet first: an agent that outlives the raylet and the GCS
+    waits 60 s to report the raylet's death to the dead GCS before it exits."""
+    for _ in range(rounds):
+        procs = session_members(sid)
+        if not procs:
+            return
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        psutil.wait_procs(procs, timeout=10)
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _describe(proc: psutil.Process) -> str:
+    try:
+        return f"pid {proc.pid} ppid {proc.ppid()}: {' '.join(proc.cmdline())[:100]}"
+    except psutil.Error:
+        return f"pid {proc.pid}"
 
 
 @pytest.fixture(scope="session")
@@ -108,29 +146,42 @@ def ray_address() -> Iterator[str]:
 
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` keeps the node on loopback (Ray otherwise turns
     ``--node-ip-address=127.0.0.1`` into the machine's address and binds every interface).
-    The cluster's processes carry a mark in their environment, and only they are stopped:
-    ``ray stop`` would stop every Ray instance on the machine, other people's included.
+    ``ray start`` runs in a session of its own: every process of the cluster (GCS, raylet,
+    agents, workers) stays in it, and only that session is stopped (``ray stop`` would
+    stop every Ray instance on the machine, other people's included). Its own temporary
+    directory keeps the session files and the ``ray_current_cluster`` record out of
+    ``/tmp/ray``: a record left there would make a later ``ray.init()`` without an address
+    try the dead cluster. The teardown fails the test run if a process of the cluster
+    survives the stop.
     """
     ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
     port = free_port()
-    mark = f"{os.getpid()}-{port}"
+    temp_dir = tempfile.mkdtemp(prefix="edgenas-ray-", dir="/tmp")  # short: Ray's socket paths
     start = [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=1", "--node-ip-address=127.0.0.1",
-             "--include-dashboard=false", "--disable-usage-stats"]
-    cluster_env = {**env(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", RAY_CLUSTER_MARK: mark}
+             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"]
+    cluster_env = {**env(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    proc = subprocess.Popen(start, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cluster_env, start_new_session=True)
+    sid = proc.pid  # the session's id: its leader's pid, not reused while the session lives
 
-    def stop() -> None:  # by pid, SIGKILL (as `ray stop --force`: the GCS may ignore SIGTERM)
-        procs = _cluster(mark)
-        for proc in procs:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
-        psutil.wait_procs(procs, timeout=30)
+    def stop() -> None:
+        stop_session(sid)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
     atexit.register(stop)
     try:
-        out = subprocess.run(start, capture_output=True, text=True, timeout=180, env=cluster_env)
-        if out.returncode != 0:
-            pytest.fail(f"ray start failed: {out.stderr[-2000:]}")
+        try:
+            _, err = proc.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            pytest.fail("ray start did not finish in 180 s")
+        if proc.returncode != 0:
+            pytest.fail(f"ray start failed: {err[-2000:]}")
         yield f"127.0.0.1:{port}"
+        started = session_members(sid)  # agents and workers included
+        stop()
+        left = [p for p in started if _alive(p)]
+        assert not left, "processes of the test's Ray cluster survived its stop:\n" + "\n".join(
+            map(_describe, left))
     finally:
         stop()
         atexit.unregister(stop)

@@ -51,3 +51,19 @@ def test_unreachable_ray_address_is_one_line(tmp_path: Path) -> None:
                           timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("edgenas search: error: cannot reach the Ray cluster")
+
+
+def test_dead_cluster_left_by_ray_start_is_one_line(tmp_path: Path) -> None:
+    """Without --ray-address Ray joins the cluster the last ``ray start`` recorded; one stopped
+    without ``ray stop`` leaves its record, and Ray would retry it for minutes."""
+    record = tmp_path / "ray" / "ray_current_cluster"  # where Ray looks, under RAY_TMPDIR
+    record.parent.mkdir()
+    record.write_text("127.0.0.1:9")
+    cmd = search_cmd("--space", "nb201", "--device", "table:pixel3", "--max-latency-ms", "4", "--trials", "4",
+                     "--workspace", str(tmp_path), "--engine", "ray")
+    done = subprocess.run(cmd, env={**env(), "RAY_TMPDIR": str(tmp_path)}, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("edgenas search: error: cannot reach the Ray cluster at 127.0.0.1:9"), last
+    assert "ray stop" in last
