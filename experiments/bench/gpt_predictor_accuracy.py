@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import device_name, emit, write_results  # noqa: E402
+from _retake import retake_not_in_state  # noqa: E402
 
 BENCH = "gpt_predictor_accuracy"
 TARGET = {"kind": "llvm", "num-cores": 1}
@@ -112,7 +113,6 @@ def measure_validation(args: argparse.Namespace, space: Any, profile: Any, store
     fast state is timed again (``--retakes`` passes at most), and replaced by a retake that
     was (``retaken`` counts them, and those still not in the fast state)."""
     from latency_predictors.cost_metrics import latency_metrics
-    from latency_predictors.machine_state import in_state
     from latency_predictors.measurements import Measurement
     from latency_predictors.profilers import profiler_for_profile
     from latency_predictors.reference import Reference
@@ -147,22 +147,13 @@ def measure_validation(args: argparse.Namespace, space: Any, profile: Any, store
                 done[key] = measure(metric, arch)
                 store.add(done[key])
             out[metric.name].append(done[key])
-    retaken = {"tried": 0, "replaced": 0, "passes": 0}
-    for _ in range(args.retakes if fast_ms is not None else 0):
-        slow = [(metric, i) for metric in latency_metrics(space) for i, m in enumerate(out[metric.name])
-                if m.reference_ms and in_state(m.reference_ms, fast_ms) is None]
-        if not slow:
-            break
-        retaken["passes"] += 1
-        for metric, i in slow:
-            again = measure(metric, space.arch_from_json(out[metric.name][i].item))
-            retaken["tried"] += 1
-            if in_state(again.reference_ms, fast_ms) is not None:
-                store.add(again, replace_existing=True)
-                out[metric.name][i] = again
-                retaken["replaced"] += 1
-    retaken["still_not_in_state"] = sum(bool(m.reference_ms) and in_state(m.reference_ms, fast_ms) is None
-                                        for rows in out.values() for m in rows) if fast_ms is not None else 0
+    # the phases' rows in one list, so each pass goes over every phase before the next
+    names = [metric.name for metric in latency_metrics(space)]
+    flat = [m for name in names for m in out[name]]
+    metric_of = {metric.role("holdout"): metric for metric in latency_metrics(space)}
+    retaken = retake_not_in_state(flat, fast_ms, lambda m: measure(metric_of[m.role], space.arch_from_json(m.item)),
+                                  store, args.retakes)
+    out = {name: [m for m in flat if metric_of[m.role].name == name] for name in names}
     args.retaken = retaken
     if reference is not None:  # in the profile's terms: its baseline, drift exponent and fast state
         out = {name: [reference.restate(m) for m in rows] for name, rows in out.items()}

@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import device_name, emit, write_results  # noqa: E402
+from _retake import retake_not_in_state  # noqa: E402
 
 BENCH = "predictor_accuracy"
 TARGET = {"kind": "llvm", "num-cores": 1}
@@ -71,6 +72,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--validation-db", default=None, metavar="FILE.db",
                         help="measurement store for the validation networks, shared by runs that measure the "
                              "same way (default: the workspace's); networks already in it are not timed again")
+    parser.add_argument("--retakes", type=int, default=3, metavar="N",
+                        help="passes that time again the validation networks not measured in the machine's fast "
+                             "state (default: 3)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -179,20 +183,28 @@ def measure_validation(args: argparse.Namespace, space: Any, profile: Any, store
     vdev = validation_device(profile)
     done = {m.item: m for m in vstore.query(vdev, role="holdout")}
     profiler = None
+
+    def timed(arch: Any) -> Measurement:
+        nonlocal profiler
+        profiler = profiler or profiler_for_profile(profile)
+        t = profiler.measure(space.build_static(arch), space.input_shape(arch))
+        return Measurement(
+            device=vdev, space="mbv3", role="holdout", item=space.arch_key(arch), backend="tvm", schedule="untuned",
+            target=profile.target, tvm_version=tvm_version(), input_shape=space.input_shape(arch),
+            number=t.number, repeat=t.repeat, median_ms=t.median_ms, spread_ms=t.spread_ms,
+            results_ms=t.results_ms, reference_ms=t.reference_ms,
+        )  # fmt: skip
+
     out = []
     for arch in tqdm(archs, desc="validation networks", unit="net", disable=args.quiet):
         key = space.arch_key(arch)
         if key not in done:
-            profiler = profiler or profiler_for_profile(profile)
-            t = profiler.measure(space.build_static(arch), space.input_shape(arch))
-            done[key] = Measurement(
-                device=vdev, space="mbv3", role="holdout", item=key, backend="tvm", schedule="untuned",
-                target=profile.target, tvm_version=tvm_version(), input_shape=space.input_shape(arch),
-                number=t.number, repeat=t.repeat, median_ms=t.median_ms, spread_ms=t.spread_ms,
-                results_ms=t.results_ms, reference_ms=t.reference_ms,
-            )  # fmt: skip
+            done[key] = timed(arch)
             vstore.add(done[key])
         out.append(done[key])
+    fast_ms = (profile.reference or {}).get("fast_ms")
+    args.retaken = retake_not_in_state(out, fast_ms, lambda m: timed(space.arch_from_json(m.item)), vstore,
+                                       args.retakes)
     return out
 
 
@@ -258,6 +270,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if build_s is not None:
         emit(records, BENCH, "profile_wall_time", build_s / 60, "min", device, config)
     emit(records, BENCH, "profile_measurements", sum(profile.counts.values()), "count", device, config)
+    state = noise.get("state")
+    if state:
+        emit(records, BENCH, "profile_slow_readings", state["slow_readings_pct"], "%", device, {**config, **state})
+        emit(records, BENCH, "profile_not_in_fast_state", state["not_in_state"], "count", device, {**config, **state})
+    if getattr(args, "retaken", None) and profile.reference and profile.reference.get("fast_ms"):
+        r = args.retaken
+        emit(records, BENCH, "validation_retaken", r["replaced"], "count", device,
+             {**config, **r, "how": "validation networks not in the machine's fast state, timed again: "
+                                    f"{r['tried']} retakes in {r['passes']} passes, this many replaced by a "
+                                    f"fast-state retake, {r['still_not_in_state']} still not in the fast state"})
     if args.out:
         write_results(records, BENCH, args.out)
     return records
