@@ -79,7 +79,8 @@ class TimingConfig:
         if not self.stable_pct > 0:
             raise InputError(f"stable_pct must be positive, got {self.stable_pct}")
         if not self.state_wait_s >= 0:
-            raise InputError(f"state_wait_s must be at least 0 seconds, got {self.state_wait_s}")
+            raise InputError(f"state_wait_s (--state-wait) must be at least 0 seconds (0 turns the state gate off), "
+                             f"got {self.state_wait_s}")
 
     @property
     def repeat_cap(self) -> int:

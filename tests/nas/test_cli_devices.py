@@ -112,6 +112,7 @@ def test_bad_csv_is_one_line_and_exit_2(tmp_path, capsys, header, rows, words):
         (["--target", '{"kind": "llvm"}', "--rpc", "127.0.0.1:1"], "cannot reach the RPC server"),
         (["--target", '{"kind": "llvm"}', "--rpc-tracker", "127.0.0.1:1"], "needs --rpc-key"),
         (["--target", '{"kind": "llvm"}', "--rpc", "nohost"], "HOST:PORT"),
+        (["--target", '{"kind": "llvm"}', "--state-wait", "-1"], "--state-wait) must be at least 0 seconds"),
     ],
 )
 def test_profile_bad_input_is_one_line_and_exit_2(tmp_path, capsys, extra, words):
