@@ -1,10 +1,12 @@
 """Timing only while the machine is in its fast state: the state gate.
 
 A shared or virtualised machine does not slow down smoothly. On the project's 2-core
-cloud VM the reference network (:mod:`latency_predictors.reference`) reads either about
-2.7 ms or about 4.6 ms of thread CPU time, switching every few seconds to a minute with
-nothing else running in the VM (the host shares the physical core; our own load on the
-other core does not cause it). Worse, items do not slow by the same factor: a 100 ms gpt
+cloud VM the reference network (:mod:`latency_predictors.reference`) reads about 3 ms
+of thread CPU time, or 4.6-6.5 ms, switching every few seconds to minutes. What switches
+it is work on the *other* core: with a search benchmark (scikit-learn, numpy) running
+there the reference read 6.4 ms, and within a second of that process being paused it read
+3.05 ms until it was resumed (the two vCPUs evidently share a physical core or its caches;
+a pure Python busy loop there hardly slows it). Worse, items do not slow by the same factor: a 100 ms gpt
 prefill slowed 1.1x while small networks slowed up to 1.7x, so no single correction of
 slow-state readings is right for every item (:mod:`latency_predictors.drift_exponent`
 finds the best compromise, and on that machine it left a quarter of never-seen gpt
