@@ -187,7 +187,7 @@ class ProfileBuilder:
             self._bar = bar
             self._reference(space)
             self._probe: TimerFn | None = None
-            self._retakes: list[tuple[str, Any]] = []
+            self._retakes: list[tuple[str, Any]] = []  # (role, arch) or ("block", BlockSpec)
             self._measure_all(space, networks, pool, freq, clock)
         self.profile.build_seconds = round(self._previous_seconds() + clock.elapsed(), 1)
         stats = getattr(self.profiler, "stats", None)
@@ -271,7 +271,11 @@ class ProfileBuilder:
                 blocks_left = next(blocks, False)
                 continue
             elif self._retakes:
-                self._network(space, *self._retakes.pop(0), retake=True)
+                role, what = self._retakes.pop(0)
+                if role == "block":
+                    self._retake_block(what)
+                else:
+                    self._network(space, role, what, retake=True)
                 continue
             elif extra := self._extra_networks(space, done):
                 todo.extend(extra)
@@ -308,9 +312,9 @@ class ProfileBuilder:
 
     def _network(self, space: SearchSpace, role: str, arch: Any, retake: bool = False) -> None:
         """Time one whole network and store it. One the state gate could not time in the
-        machine's fast state is queued to be timed once more when the plan is measured and
-        the blocks are done (before extra training networks); the retake replaces it if it
-        was in the fast state."""
+        machine's fast state (a block too) is queued to be timed once more when the plan is
+        measured and the blocks are done (before extra training networks); the retake
+        replaces it if it was in the fast state."""
         self._bar.set_postfix_str(role + (" (retake)" if retake else ""))
         metric = self._metric_of(role)
         example = metric.timing_input(space, arch)
@@ -329,6 +333,16 @@ class ProfileBuilder:
             self._bar.total += 1
         if role == "holdout" and self._probe is None and space.arch_key(arch) == self._probe_key:
             self._probe = timer  # the first held-out network is the noise probe
+        self._bar.update(1)
+
+    def _retake_block(self, block: BlockSpec) -> None:
+        """A block first timed outside the machine's fast state, timed again (see
+        :meth:`_network`); replaced if the retake was in the fast state."""
+        self._bar.set_postfix_str("block (retake)")
+        timing = self.profiler.prepare(self.space.build_block(block), block_timing_input(self.space, block))()
+        self.profile.plan["retaken"] = self.profile.plan.get("retaken", 0) + 1
+        if not self._not_in_state(timing):
+            self._save("block", block.key(), block.in_shape, timing, replace_existing=True)
         self._bar.update(1)
 
     def _not_in_state(self, timing: Timing) -> bool:
@@ -381,6 +395,9 @@ class ProfileBuilder:
                 block = pool[i]
                 timing = timer()
                 self._save("block", block.key(), block.in_shape, timing)
+                if self._not_in_state(timing):
+                    self._retakes.append(("block", block))
+                    self._bar.total += 1
                 measured[block.key()] = timing.median_ms
                 todo.remove(i)
                 self._bar.update(1)
