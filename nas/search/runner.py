@@ -143,7 +143,11 @@ def search(spec: SearchSpec, settings: SearchSettings = SearchSettings(), margin
     if margin == "auto":  # search where the measurements say the edge is
         again = with_margin(again, edge_margin(again, first))
     settings2 = replace(settings, study=f"{settings.study}-refit" if settings.study else None)
-    study2, trials2, display2, cheapest2 = _run(again, settings2, quiet)
+    # the first search's accuracies hold for the second (same accuracy source): its sampler
+    # learns from them and spends its trials on archs not evaluated yet
+    index = again.names.index("accuracy")
+    prior = [(t.params, float(t.values[index])) for t in trials if t.values is not None]
+    study2, trials2, display2, cheapest2 = _run(again, settings2, quiet, prior)
     result2 = build_result(study2, again, display2, cheapest2, trials2)
     # every arch the first search explored stays a candidate, re-ranked with the refitted predictor
     second = run_verification(again, study2, list(trials2) + list(trials), result2, loops, left, quiet,
@@ -251,9 +255,11 @@ def run_search(problem: SearchProblem, settings: SearchSettings, quiet: bool = F
     return build_result(study, problem, display, cheapest, trials), study
 
 
-def _run(problem: SearchProblem, settings: SearchSettings, quiet: bool) -> tuple[Any, list[Any] | None, str, Any]:
+def _run(problem: SearchProblem, settings: SearchSettings, quiet: bool,
+         prior: list[tuple[dict[str, Any], float]] | None = None) -> tuple[Any, list[Any] | None, str, Any]:
     """The search itself: the study, its complete trials (when the engine holds them),
-    the storage as displayed, and the cheapest reachable costs."""
+    the storage as displayed, and the cheapest reachable costs. ``prior``: archs an earlier
+    search evaluated, with their accuracy (see :func:`nas.search.samplers.make_sampler`)."""
     workspace = Path(problem.spec.workspace)
     storage_spec = parse_storage(settings.storage, Workspace(workspace).studies_url)
     check_reachable(storage_spec)
@@ -261,7 +267,7 @@ def _run(problem: SearchProblem, settings: SearchSettings, quiet: bool) -> tuple
     identity = problem.identity()
     name = settings.study or default_study_name(identity)
     storage = open_storage(storage_spec, heartbeat=settings.engine == "local")
-    sampler = make_sampler(settings.sampler, settings.seed, settings.population, problem)
+    sampler = make_sampler(settings.sampler, settings.seed, settings.population, problem, prior or ())
     study = open_study(storage, storage_spec, name, identity, problem.directions, sampler)
     if problem.spec.checkpoint and "edgenas_checkpoint" not in study.user_attrs:
         # where the cloud model lives, so `edgenas finetune STUDY` finds it (not part of the
