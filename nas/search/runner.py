@@ -30,6 +30,10 @@ MAX_AUTO_MARGIN = 0.15
 """Cap of the automatic margin: a MAPE inflated by one outlier among ten cross-validated
 rows would otherwise rule out most of the space."""
 
+EDGE_ERRORS = 2.0
+"""The second search of ``--verify`` looks this many re-estimated predictor errors over
+where the measurements put the budget's edge (:func:`edge_margin`)."""
+
 
 @dataclass(frozen=True)
 class SearchSettings:
@@ -181,7 +185,7 @@ def edge_margin(problem: SearchProblem, first: dict[str, Any]) -> float:
         pred = np.asarray(d.predict_latency_ms(archs), dtype=float)
         got = [r["measured"].get(key) for r in records]
         sigma = posterior_error(d.latency_error, [(r["predicted"].get(key), r["measured"].get(key)) for r in records])
-        low = edge_bias(pred, got) - sigma
+        low = edge_bias(pred, got) - EDGE_ERRORS * sigma
         worst = low if worst is None else min(worst, low)
     return round(max(-MAX_EDGE_BAND, min(band, math.exp(worst) - 1.0)), 4)
 

@@ -166,6 +166,9 @@ def verify_search(problem: Any, trials: Sequence[Any], loops: dict[str, DeviceLo
     sigma0 = {n: _sigma(costs[n].latency_error) for n in loops}
     residuals: dict[str, list[float]] = {n: [] for n in loops}
     known = {n: loop.known() for n, loop in loops.items()}
+    # a reading fits when it is at most the budget: on a device that reports whole
+    # milliseconds, that is any true latency under the budget plus half a step
+    edge = {n: budget + reading_step(known[n].values()) / 2.0 for n in loops}
     measured: dict[str, dict[str, float]] = {}
     for c in cands:
         have = {n: known[n][c.key] for n in loops if c.key in known[n]}
@@ -182,7 +185,7 @@ def verify_search(problem: Any, trials: Sequence[Any], loops: dict[str, DeviceLo
         sig = {n: _updated(sigma0[n], residuals[n]) for n in loops}
         log_chance = np.zeros(len(cands))
         for n in loops:
-            log_chance += _log_fit_probability(pred[n], budget, sig[n])
+            log_chance += _log_fit_probability(pred[n], edge[n], sig[n])
         chance = np.exp(log_chance)
         acc = np.array([c.accuracy for c in cands])
         fits = [i for i, c in enumerate(cands) if c.key in measured and _fits(measured[c.key], budget)]
@@ -232,6 +235,13 @@ def verify_search(problem: Any, trials: Sequence[Any], loops: dict[str, DeviceLo
         message = message or (f"none of the {spent} measured candidates fits {budget:g} ms" if spent else message)
     fallback = safe_pick(problem, trials, fallback_margin, costs)
     return Verification(status, k, records, fallback, None, message, spent, measured_trials)
+
+
+def reading_step(readings: Any) -> float:
+    """The step of a device's readings in ms: 1 when every one (at least 3) is a whole number
+    (a device that reports whole milliseconds), else 0 (continuous)."""
+    values = np.asarray(list(readings), dtype=float)
+    return 1.0 if len(values) >= 3 and np.all(np.abs(values - np.round(values)) < 1e-9) else 0.0
 
 
 def edge_bias(pred: np.ndarray, measured: Sequence[float | None]) -> float:
