@@ -136,8 +136,9 @@ def search(spec: SearchSpec, settings: SearchSettings = SearchSettings(), margin
         return first, study
     # Second round: the first measurements calibrated the predictor where the decision is;
     # search again with it (a new study: the profile's counts and the margin changed), the
-    # margin set by the bias measured at the edge, then spend the rest on the new
-    # candidates and those measured already.
+    # margin set by the bias measured at the edge less two re-estimated errors, its sampler
+    # trained on the first search's accuracies, then spend the rest on the new candidates
+    # and those measured already.
     if not quiet:
         import sys
 
@@ -162,12 +163,14 @@ def search(spec: SearchSpec, settings: SearchSettings = SearchSettings(), margin
 def edge_margin(problem: SearchProblem, first: dict[str, Any]) -> float:
     """The safety margin of the second search: where the measurements say the most accurate
     arch that could fit lies. The refitted predictor's bias at the budget's edge by the
-    candidates measured (:func:`nas.search.verify.edge_bias`) less one predictor error
-    (re-estimated from how far the first round's predictions were off,
-    :func:`nas.search.verify.posterior_error`), as a margin: negative, so archs predicted
-    somewhat over the budget are searched, the more so the less the predictor can be
-    trusted there; between -:data:`nas.search.verify.MAX_EDGE_BAND` and +(the exploration
-    band). The first round's trials stay candidates, so the second can look higher up."""
+    candidates measured (:func:`nas.search.verify.edge_bias`) less :data:`EDGE_ERRORS`
+    predictor errors (re-estimated from how far the first round's predictions were off,
+    :func:`nas.search.verify.posterior_error`; two, as the first search's band is two
+    validation errors), as a margin: negative, so archs predicted somewhat over the budget
+    are searched, the more so the less the predictor can be trusted there; between
+    -:data:`nas.search.verify.MAX_EDGE_BAND` and +(the exploration band). The first round's
+    trials stay candidates (and its accuracies train the second search's sampler, which
+    never evaluates them again), so the second search spends its trials higher up."""
     import math
 
     import numpy as np

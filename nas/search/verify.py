@@ -21,16 +21,19 @@ safety blindly. With ``edgenas search --verify K`` the device decides instead:
    predictor cannot tell apart either. Once :data:`LEVEL_MISSES` of a level were measured
    over the budget, the level waits while a candidate of an untried level has at least
    :data:`MIN_CHANCE` to fit (one miss may be that member's own cost; a second says the
-   level is over the budget on this device);
+   level is over the budget on this device); on a device that reports whole milliseconds
+   (:func:`reading_step`) a candidate fits when its reading is at most the budget, i.e.
+   its true latency is under the budget plus half a millisecond;
 3. every measurement is stored with the device's measurements (role ``verify``) and the
    predictor refitted on them before the next choice, and with the study (a study user
    attribute per measured trial: Optuna refuses to change a finished trial);
 4. :func:`nas.search.runner.search` spends the first half of ``K`` this way, then searches
    again with the refitted predictor, its margin set by the bias measured near the edge
-   (:func:`edge_bias`, which also corrects the chances) less one re-estimated predictor
-   error (:func:`nas.search.runner.edge_margin`: the worse the first predictions were,
-   the further over the budget it looks), and spends the rest over the candidates of
-   *both* searches;
+   (:func:`edge_bias`, which also corrects the chances) less two re-estimated predictor
+   errors (:func:`nas.search.runner.edge_margin`: the worse the first predictions were,
+   the further over the budget it looks), its sampler trained on the first search's
+   accuracies (it evaluates none of those archs again), and spends the rest over the
+   candidates of *both* searches;
 5. the recommendation is the most accurate arch *measured* to fit. If none fits (or the
    device cannot be reached), the most accurate arch that fits by prediction with the
    usual safety margin is recommended and marked unverified.
@@ -509,5 +512,5 @@ class ProfiledDevice(StoredDevice):
 
 
 __all__ = ["DeviceLoop", "DeviceUnreachable", "Measured", "ProfiledDevice", "StoredDevice", "Verification",
-           "check_verifiable", "choose_batch", "exploration_band", "fit_probability", "safe_pick",
-           "unverified", "verify_search"]
+           "check_verifiable", "choose_batch", "exploration_band", "fit_probability", "reading_step",
+           "safe_pick", "unverified", "verify_search"]
