@@ -23,6 +23,10 @@ every arch on the front is still *evaluated*):
    highest predicted accuracy, a quarter of them spread over the predicted latency range
    so the front stays wide.
 
+Archs an earlier search of the same accuracy source evaluated (``prior``: parameters and
+accuracy; the second search of ``--verify``) count as evaluated trials for the accuracy
+predictor and the random start, and are never proposed again.
+
 It is an Optuna sampler: the study, storage, resume and workers are those of any other
 sampler. Its state is rebuilt from the study's trials, so a resumed search continues
 where it stopped. It needs the problem (space, predicted costs, budget), so it is made

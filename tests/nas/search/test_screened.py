@@ -106,3 +106,11 @@ def test_a_prior_search_is_learned_from_and_never_repeated(tmp_path: Path) -> No
     # the first 20 of a search without a prior are random feasible archs; with one they are ranked
     accuracy = lambda trials: sum(t.values[index] for t in trials) / len(trials)  # noqa: E731
     assert accuracy(second) > accuracy(first[:20]) + 1.0
+    # the pool path (spaces too large to enumerate) too: no random start, nothing of the prior again
+    from nas.search.screened import ScreenedSampler
+
+    pooled = ScreenedSampler(problem, seed=0, exhaustive=0, prior=prior)
+    assert pooled.batch_size(0) == pooled._step(len(prior))
+    proposed = pooled.propose_batch([], 20)
+    assert len({pooled._pkey(p) for p in proposed}) == 20
+    assert not {pooled._pkey(p) for p in proposed} & {pooled._pkey(p) for p, _ in prior}
