@@ -30,6 +30,10 @@ MAX_AUTO_MARGIN = 0.15
 """Cap of the automatic margin: a MAPE inflated by one outlier among ten cross-validated
 rows would otherwise rule out most of the space."""
 
+EDGE_ERRORS = 2.0
+"""The second search of ``--verify`` looks this many re-estimated predictor errors over
+where the measurements put the budget's edge (:func:`edge_margin`)."""
+
 
 @dataclass(frozen=True)
 class SearchSettings:
@@ -132,8 +136,9 @@ def search(spec: SearchSpec, settings: SearchSettings = SearchSettings(), margin
         return first, study
     # Second round: the first measurements calibrated the predictor where the decision is;
     # search again with it (a new study: the profile's counts and the margin changed), the
-    # margin set by the bias measured at the edge, then spend the rest on the new
-    # candidates and those measured already.
+    # margin set by the bias measured at the edge less two re-estimated errors, its sampler
+    # trained on the first search's accuracies, then spend the rest on the new candidates
+    # and those measured already.
     if not quiet:
         import sys
 
@@ -143,7 +148,11 @@ def search(spec: SearchSpec, settings: SearchSettings = SearchSettings(), margin
     if margin == "auto":  # search where the measurements say the edge is
         again = with_margin(again, edge_margin(again, first))
     settings2 = replace(settings, study=f"{settings.study}-refit" if settings.study else None)
-    study2, trials2, display2, cheapest2 = _run(again, settings2, quiet)
+    # the first search's accuracies hold for the second (same accuracy source): its sampler
+    # learns from them and spends its trials on archs not evaluated yet
+    index = again.names.index("accuracy")
+    prior = [(t.params, float(t.values[index])) for t in trials if t.values is not None]
+    study2, trials2, display2, cheapest2 = _run(again, settings2, quiet, prior)
     result2 = build_result(study2, again, display2, cheapest2, trials2)
     # every arch the first search explored stays a candidate, re-ranked with the refitted predictor
     second = run_verification(again, study2, list(trials2) + list(trials), result2, loops, left, quiet,
@@ -154,12 +163,14 @@ def search(spec: SearchSpec, settings: SearchSettings = SearchSettings(), margin
 def edge_margin(problem: SearchProblem, first: dict[str, Any]) -> float:
     """The safety margin of the second search: where the measurements say the most accurate
     arch that could fit lies. The refitted predictor's bias at the budget's edge by the
-    candidates measured (:func:`nas.search.verify.edge_bias`) less one predictor error
-    (re-estimated from how far the first round's predictions were off,
-    :func:`nas.search.verify.posterior_error`), as a margin: negative, so archs predicted
-    somewhat over the budget are searched, the more so the less the predictor can be
-    trusted there; between -:data:`nas.search.verify.MAX_EDGE_BAND` and +(the exploration
-    band). The first round's trials stay candidates, so the second can look higher up."""
+    candidates measured (:func:`nas.search.verify.edge_bias`) less :data:`EDGE_ERRORS`
+    predictor errors (re-estimated from how far the first round's predictions were off,
+    :func:`nas.search.verify.posterior_error`; two, as the first search's band is two
+    validation errors), as a margin: negative, so archs predicted somewhat over the budget
+    are searched, the more so the less the predictor can be trusted there; between
+    -:data:`nas.search.verify.MAX_EDGE_BAND` and +(the exploration band). The first round's
+    trials stay candidates (and its accuracies train the second search's sampler, which
+    never evaluates them again), so the second search spends its trials higher up."""
     import math
 
     import numpy as np
@@ -177,7 +188,7 @@ def edge_margin(problem: SearchProblem, first: dict[str, Any]) -> float:
         pred = np.asarray(d.predict_latency_ms(archs), dtype=float)
         got = [r["measured"].get(key) for r in records]
         sigma = posterior_error(d.latency_error, [(r["predicted"].get(key), r["measured"].get(key)) for r in records])
-        low = edge_bias(pred, got) - sigma
+        low = edge_bias(pred, got) - EDGE_ERRORS * sigma
         worst = low if worst is None else min(worst, low)
     return round(max(-MAX_EDGE_BAND, min(band, math.exp(worst) - 1.0)), 4)
 
@@ -251,9 +262,11 @@ def run_search(problem: SearchProblem, settings: SearchSettings, quiet: bool = F
     return build_result(study, problem, display, cheapest, trials), study
 
 
-def _run(problem: SearchProblem, settings: SearchSettings, quiet: bool) -> tuple[Any, list[Any] | None, str, Any]:
+def _run(problem: SearchProblem, settings: SearchSettings, quiet: bool,
+         prior: list[tuple[dict[str, Any], float]] | None = None) -> tuple[Any, list[Any] | None, str, Any]:
     """The search itself: the study, its complete trials (when the engine holds them),
-    the storage as displayed, and the cheapest reachable costs."""
+    the storage as displayed, and the cheapest reachable costs. ``prior``: archs an earlier
+    search evaluated, with their accuracy (see :func:`nas.search.samplers.make_sampler`)."""
     workspace = Path(problem.spec.workspace)
     storage_spec = parse_storage(settings.storage, Workspace(workspace).studies_url)
     check_reachable(storage_spec)
@@ -261,7 +274,7 @@ def _run(problem: SearchProblem, settings: SearchSettings, quiet: bool) -> tuple
     identity = problem.identity()
     name = settings.study or default_study_name(identity)
     storage = open_storage(storage_spec, heartbeat=settings.engine == "local")
-    sampler = make_sampler(settings.sampler, settings.seed, settings.population, problem)
+    sampler = make_sampler(settings.sampler, settings.seed, settings.population, problem, prior or ())
     study = open_study(storage, storage_spec, name, identity, problem.directions, sampler)
     if problem.spec.checkpoint and "edgenas_checkpoint" not in study.user_attrs:
         # where the cloud model lives, so `edgenas finetune STUDY` finds it (not part of the

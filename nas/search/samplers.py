@@ -15,6 +15,7 @@ Optuna's defaults, and every sampler gets the seed, so a search is reproducible.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from nas.search.storage import require_optuna
@@ -31,10 +32,15 @@ def choose_sampler(name: str, problem: Any) -> str:
     return "screened" if budget.limited and len(problem.devices) == 1 else "nsga2"
 
 
-def make_sampler(name: str, seed: int | None, population_size: int = 50, problem: Any = None) -> Any:
+def make_sampler(name: str, seed: int | None, population_size: int = 50, problem: Any = None,
+                 prior: Sequence[tuple[dict[str, Any], float]] = ()) -> Any:
     """A fresh sampler: ``auto`` (:func:`choose_sampler`), ``nsga2``, ``screened`` (cost-screened, accuracy-predictor
     ranked; needs ``problem``, see :mod:`nas.search.screened`), ``nsga3``, ``tpe`` (multivariate, constant liar
     for parallel workers), ``gp`` (needs torch, slow past a few hundred trials), ``random``.
+
+    ``prior``: (parameters, accuracy) of archs an earlier search of the same accuracy source
+    evaluated; the screened sampler learns from them and never proposes them again (the
+    second search of ``--verify``); the other samplers ignore it.
 
     Constraints are never passed as ``constraints_func`` (deprecated in Optuna 5): samplers
     read the values the objective sets with ``trial.set_constraint``.
@@ -52,7 +58,7 @@ def make_sampler(name: str, seed: int | None, population_size: int = 50, problem
             raise ValueError("the screened sampler needs the search problem")
         from nas.search.screened import ScreenedSampler
 
-        return ScreenedSampler(problem, seed=seed)
+        return ScreenedSampler(problem, seed=seed, prior=prior)
     if name == "nsga3":
         return s.NSGAIIISampler(population_size=population_size, seed=seed)
     if name == "tpe":

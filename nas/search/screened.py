@@ -23,6 +23,10 @@ every arch on the front is still *evaluated*):
    highest predicted accuracy, a quarter of them spread over the predicted latency range
    so the front stays wide.
 
+Archs an earlier search of the same accuracy source evaluated (``prior``: parameters and
+accuracy; the second search of ``--verify``) count as evaluated trials for the accuracy
+predictor and the random start, and are never proposed again.
+
 It is an Optuna sampler: the study, storage, resume and workers are those of any other
 sampler. Its state is rebuilt from the study's trials, so a resumed search continues
 where it stopped. It needs the problem (space, predicted costs, budget), so it is made
@@ -35,6 +39,7 @@ import itertools
 import json
 import math
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -50,7 +55,8 @@ class ScreenedSampler(BaseSampler):
     def __init__(self, problem: Any, seed: int | None = 0, n_startup: int = 50, batch: int = 20,
                  pool: int = 500, parents: int = 4, exhaustive: int = 20000,
                  min_samples_leaf: int = 5, refit_fraction: float = 0.1, max_iter: int = 50,
-                 learning_rate: float = 0.2, max_leaf_nodes: int = 8, screen_chunk: int = 256) -> None:
+                 learning_rate: float = 0.2, max_leaf_nodes: int = 8, screen_chunk: int = 256,
+                 prior: Sequence[tuple[dict[str, Any], float]] = ()) -> None:
         if "accuracy" not in problem.names:
             raise ValueError("the screened sampler needs accuracy among the objectives")
         self.problem = problem
@@ -88,6 +94,9 @@ class ScreenedSampler(BaseSampler):
             self._everything_keys = [self._key(a) for a in self._everything[1]]
             self._everything_X = np.array([problem.space.encode(a) for a in self._everything[1]], dtype=float)
         self._trial_keys: dict[int, Any] = {}
+        # archs evaluated by an earlier search of the same accuracy source: (parameters, accuracy)
+        self._prior = [(dict(params), float(acc)) for params, acc in prior]
+        self._prior_keys = {self._pkey(params) for params, _ in self._prior}
 
     def _one_thread(self) -> Any:
         """A context that holds OpenMP/BLAS to one thread while the accuracy predictor fits
@@ -204,7 +213,7 @@ class ScreenedSampler(BaseSampler):
         return self._next(trials, seen)
 
     def _seen(self, trials: list[Any]) -> set[Any]:
-        seen = set()
+        seen = set(self._prior_keys)
         for t in trials:
             if t.number in self._trial_keys:
                 seen.add(self._trial_keys[t.number])
@@ -218,11 +227,12 @@ class ScreenedSampler(BaseSampler):
     def _next(self, trials: list[Any], seen: set[Any], done: list[Any] | None = None) -> dict[str, Any]:
         if done is None:
             done = self._done(trials)
-        if len(done) < self.n_startup:
+        n = len(done) + len(self._prior)
+        if n < self.n_startup:
             return self._random_feasible(seen)
-        if len(done) >= self._fitted_at + self._step(self._fitted_at) or not self._queue:
+        if n >= self._fitted_at + self._step(self._fitted_at) or not self._queue:
             self._queue = self._ranked(done, seen)
-            self._fitted_at = len(done)
+            self._fitted_at = n
         while self._queue:
             params = self._queue.pop(0)
             if self._pkey(params) not in seen:
@@ -244,6 +254,7 @@ class ScreenedSampler(BaseSampler):
     def batch_size(self, n_complete: int) -> int:
         """How many archs to propose before the next results can change a proposal: the
         rest of the random start, then one refit's worth."""
+        n_complete += len(self._prior)
         if n_complete < self.n_startup:
             return self.n_startup - n_complete
         if self._fitted_at >= 0 and n_complete < self._fitted_at + self._step(self._fitted_at):
@@ -299,14 +310,15 @@ class ScreenedSampler(BaseSampler):
 
         keys = [self._trial_keys.get(t.number) for t in done]
         X = np.array([self._encode(self._pkey(t.params) if k is None else k, t.params)
-                      for k, t in zip(keys, done)], dtype=float)
-        y = np.array([t.values[self._acc_index] for t in done], dtype=float)
+                      for k, t in zip(keys, done)]
+                     + [self._encode(self._pkey(p), p) for p, _ in self._prior], dtype=float)
+        y = np.array([t.values[self._acc_index] for t in done] + [a for _, a in self._prior], dtype=float)
         model = HistGradientBoostingRegressor(max_iter=self.max_iter, learning_rate=self.learning_rate,
                                               min_samples_leaf=self.min_samples_leaf,
                                               max_leaf_nodes=self.max_leaf_nodes, random_state=self._rng.randrange(2**31))
         with self._one_thread():
             model.fit(X, y)
-        n_next = self._step(len(done))
+        n_next = self._step(len(done) + len(self._prior))
         n_spread = n_next // 4
         if self._everything is not None:
             params, archs, excess, latency = self._everything
@@ -341,15 +353,22 @@ class ScreenedSampler(BaseSampler):
         """A space too large to enumerate: random archs, every one-parameter change and
         crossovers of the best evaluated archs, ranked by predicted accuracy; costs are
         predicted down the ranking (a chunk at a time) until enough fit, not for all."""
-        feasible = [t for t in done if all(v <= 0 for v in t.constraints.values())]
-        top = sorted(feasible or done, key=lambda t: -t.values[self._acc_index])[: self.parents]
+        evaluated = [(t.params, t.values[self._acc_index]) for t in done
+                     if all(v <= 0 for v in t.constraints.values())]
+        if self._prior:  # an earlier search's archs, feasible by this search's prediction
+            params, _archs, excess, _lat = self._screen([p for p, _ in self._prior], set())
+            fits = {self._pkey(p) for p, e in zip(params, excess) if e <= 0}
+            evaluated += [(p, a) for p, a in self._prior if self._pkey(p) in fits]
+        if not evaluated:
+            evaluated = [(t.params, t.values[self._acc_index]) for t in done] + self._prior
+        top = [p for p, _ in sorted(evaluated, key=lambda e: -e[1])[: self.parents]]
         candidates = self._random_batch(self.pool)
-        for t in top:
+        for params in top:
             for name, options in self.choices.items():
-                candidates += [{**t.params, name: o} for o in options if o != t.params.get(name)]
+                candidates += [{**params, name: o} for o in options if o != params.get(name)]
         for _ in range(self.pool // 4):
             a, b = self._rng.sample(top, 2) if len(top) > 1 else (top[0], top[0])
-            candidates.append({n: (a if self._rng.random() < 0.5 else b).params.get(n) for n in self.choices})
+            candidates.append({n: (a if self._rng.random() < 0.5 else b).get(n) for n in self.choices})
         kept, keys = [], set()
         for params in candidates:
             key = self._pkey(params)

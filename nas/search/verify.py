@@ -21,16 +21,19 @@ safety blindly. With ``edgenas search --verify K`` the device decides instead:
    predictor cannot tell apart either. Once :data:`LEVEL_MISSES` of a level were measured
    over the budget, the level waits while a candidate of an untried level has at least
    :data:`MIN_CHANCE` to fit (one miss may be that member's own cost; a second says the
-   level is over the budget on this device);
+   level is over the budget on this device); on a device that reports whole milliseconds
+   (:func:`reading_step`) a candidate fits when its reading is at most the budget, i.e.
+   its true latency is under the budget plus half a millisecond;
 3. every measurement is stored with the device's measurements (role ``verify``) and the
    predictor refitted on them before the next choice, and with the study (a study user
    attribute per measured trial: Optuna refuses to change a finished trial);
 4. :func:`nas.search.runner.search` spends the first half of ``K`` this way, then searches
    again with the refitted predictor, its margin set by the bias measured near the edge
-   (:func:`edge_bias`, which also corrects the chances) less one re-estimated predictor
-   error (:func:`nas.search.runner.edge_margin`: the worse the first predictions were,
-   the further over the budget it looks), and spends the rest over the candidates of
-   *both* searches;
+   (:func:`edge_bias`, which also corrects the chances) less two re-estimated predictor
+   errors (:func:`nas.search.runner.edge_margin`: the worse the first predictions were,
+   the further over the budget it looks), its sampler trained on the first search's
+   accuracies (it evaluates none of those archs again), and spends the rest over the
+   candidates of *both* searches;
 5. the recommendation is the most accurate arch *measured* to fit. If none fits (or the
    device cannot be reached), the most accurate arch that fits by prediction with the
    usual safety margin is recommended and marked unverified.
@@ -166,6 +169,9 @@ def verify_search(problem: Any, trials: Sequence[Any], loops: dict[str, DeviceLo
     sigma0 = {n: _sigma(costs[n].latency_error) for n in loops}
     residuals: dict[str, list[float]] = {n: [] for n in loops}
     known = {n: loop.known() for n, loop in loops.items()}
+    # a reading fits when it is at most the budget: on a device that reports whole
+    # milliseconds, that is any true latency under the budget plus half a step
+    edge = {n: budget + reading_step(known[n].values()) / 2.0 for n in loops}
     measured: dict[str, dict[str, float]] = {}
     for c in cands:
         have = {n: known[n][c.key] for n in loops if c.key in known[n]}
@@ -182,7 +188,7 @@ def verify_search(problem: Any, trials: Sequence[Any], loops: dict[str, DeviceLo
         sig = {n: _updated(sigma0[n], residuals[n]) for n in loops}
         log_chance = np.zeros(len(cands))
         for n in loops:
-            log_chance += _log_fit_probability(pred[n], budget, sig[n])
+            log_chance += _log_fit_probability(pred[n], edge[n], sig[n])
         chance = np.exp(log_chance)
         acc = np.array([c.accuracy for c in cands])
         fits = [i for i, c in enumerate(cands) if c.key in measured and _fits(measured[c.key], budget)]
@@ -232,6 +238,13 @@ def verify_search(problem: Any, trials: Sequence[Any], loops: dict[str, DeviceLo
         message = message or (f"none of the {spent} measured candidates fits {budget:g} ms" if spent else message)
     fallback = safe_pick(problem, trials, fallback_margin, costs)
     return Verification(status, k, records, fallback, None, message, spent, measured_trials)
+
+
+def reading_step(readings: Any) -> float:
+    """The step of a device's readings in ms: 1 when every one (at least 3) is a whole number
+    (a device that reports whole milliseconds), else 0 (continuous)."""
+    values = np.asarray(list(readings), dtype=float)
+    return 1.0 if len(values) >= 3 and np.all(np.abs(values - np.round(values)) < 1e-9) else 0.0
 
 
 def edge_bias(pred: np.ndarray, measured: Sequence[float | None]) -> float:
@@ -499,5 +512,5 @@ class ProfiledDevice(StoredDevice):
 
 
 __all__ = ["DeviceLoop", "DeviceUnreachable", "Measured", "ProfiledDevice", "StoredDevice", "Verification",
-           "check_verifiable", "choose_batch", "exploration_band", "fit_probability", "safe_pick",
-           "unverified", "verify_search"]
+           "check_verifiable", "choose_batch", "exploration_band", "fit_probability", "reading_step",
+           "safe_pick", "unverified", "verify_search"]

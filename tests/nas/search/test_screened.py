@@ -85,3 +85,32 @@ def test_screened_on_mbv3_searches_a_trained_supernet(tiny_config, tmp_path: Pat
     assert len(trials) == 60 and len(set(keys)) == 60
     assert result["trials"]["feasible"] == 60
     assert result["recommended"]["predicted"]["latency_ms@meter"] <= budget
+
+
+def test_a_prior_search_is_learned_from_and_never_repeated(tmp_path: Path) -> None:
+    """``prior`` (an earlier search's archs and accuracies, as the second search of
+    ``--verify`` gets them): the new search skips the random start, proposes archs the
+    accuracy predictor ranks high from the first proposal on, and evaluates none twice."""
+    from nas.search import Budget, SearchSettings, SearchSpec
+    from nas.search.runner import _run, prepare
+
+    spec = SearchSpec("nb201", {}, (DEVICE,), Budget(max_latency_ms=float(BUDGET)), workspace=str(tmp_path))
+    problem = prepare(spec, 0.0)
+    _study, first, _display, _cheapest = _run(problem, SearchSettings(trials=60, buffered=True, study="a"), True)
+    index = problem.names.index("accuracy")
+    prior = [(t.params, float(t.values[index])) for t in first]
+    _study, second, _display, _cheapest = _run(problem, SearchSettings(trials=20, buffered=True, study="b"), True,
+                                               prior)
+    key = lambda t: json.dumps(t.user_attrs["arch"], sort_keys=True)  # noqa: E731
+    assert len(second) == 20 and not {key(t) for t in second} & {key(t) for t in first}
+    # the first 20 of a search without a prior are random feasible archs; with one they are ranked
+    accuracy = lambda trials: sum(t.values[index] for t in trials) / len(trials)  # noqa: E731
+    assert accuracy(second) > accuracy(first[:20]) + 1.0
+    # the pool path (spaces too large to enumerate) too: no random start, nothing of the prior again
+    from nas.search.screened import ScreenedSampler
+
+    pooled = ScreenedSampler(problem, seed=0, exhaustive=0, prior=prior)
+    assert pooled.batch_size(0) == pooled._step(len(prior))
+    proposed = pooled.propose_batch([], 20)
+    assert len({pooled._pkey(p) for p in proposed}) == 20
+    assert not {pooled._pkey(p) for p in proposed} & {pooled._pkey(p) for p, _ in prior}

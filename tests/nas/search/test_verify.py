@@ -224,7 +224,7 @@ def test_an_accuracy_level_measured_over_the_budget_waits_for_the_untried_levels
 
 
 def test_the_second_search_looks_further_over_the_budget_the_worse_the_predictor_did():
-    """The second round's margin: the bias at the edge less one re-estimated error, so a
+    """The second round's margin: the bias at the edge less two re-estimated errors, so a
     predictor that over-predicted by 20 % makes the second search explore higher than one
     that hit, and one that under-predicted less high than that."""
     from types import SimpleNamespace
@@ -248,6 +248,9 @@ def test_the_second_search_looks_further_over_the_budget_the_worse_the_predictor
     over = edge_margin(problem, first([(10.0, 8.0), (12.0, 9.6)]))  # the device is 20 % faster
     under = edge_margin(problem, first([(10.0, 12.0), (12.0, 14.4)]))  # 20 % slower
     assert -MAX_EDGE_BAND <= over < hit < 0 and under > over
+    import math
+
+    assert hit == round(math.exp(-2 * posterior_error(0.05, [(10.0, 10.0), (12.0, 12.0)])) - 1, 4)
     assert posterior_error(0.05, [(10.0, 8.0)]) > posterior_error(0.05, [(10.0, 10.0)])
 
 
@@ -284,3 +287,52 @@ def test_search_verify_spends_its_measurements_over_both_searches_and_stores_eac
     assert rec["study"] in {study2.study_name} | {r["study"] for r in result["verified"]}
     if check["measurements"] < 5:  # stopped early: nothing unmeasured is more accurate than the pick
         assert check["status"] == "verified"
+    # the second search learned from the first's accuracies and evaluated none of its archs again
+    archs = {name: {json.dumps(t.user_attrs["arch"], sort_keys=True)
+                    for t in optuna.load_study(study_name=name, storage=storage).trials}
+             for name in ("v", "v-refit")}
+    assert len(archs["v-refit"]) == 60 and not archs["v"] & archs["v-refit"]
+
+
+def test_a_whole_millisecond_device_fits_readings_at_the_budget():
+    """A device that reports whole milliseconds: a reading at the budget fits, so an arch
+    predicted exactly at the budget is more likely than not to fit (continuous readings:
+    even odds)."""
+    from types import SimpleNamespace
+
+    from nas.search.verify import reading_step
+
+    assert reading_step([3.0, 12.0, 7.0]) == 1.0
+    assert reading_step([3.0, 12.5, 7.0]) == 0.0 and reading_step([3.0, 12.0]) == 0.0
+
+    class Cost:
+        name, latency_error = "d", 0.1
+
+        def predict_latency_ms(self, archs):  # type: ignore[no-untyped-def]
+            return [10.0 for _ in archs]
+
+    class Loop:
+        name = "d"
+
+        def __init__(self, readings: list[float]) -> None:
+            self.readings = readings
+
+        def known(self) -> dict[str, float]:
+            return {f"k{i}": v for i, v in enumerate(self.readings)}
+
+        def measure(self, arch: float) -> Measured:
+            return Measured(10.0)
+
+        def refit(self) -> Cost:
+            return Cost()
+
+    space = SimpleNamespace(arch_from_json=float, arch_key=str, arch_to_json=float)
+    problem = SimpleNamespace(spec=SimpleNamespace(budget=SimpleNamespace(max_latency_ms=10.0)), space=space,
+                              devices=[Cost()])
+    trials = [SimpleNamespace(number=0, constraints={}, user_attrs={"arch": 1.0, "metrics": {"accuracy": 60.0}})]
+    chance = {}
+    for name, readings in (("whole", [4.0, 9.0, 17.0]), ("continuous", [4.1, 9.0, 17.0])):
+        out = verify_search(problem, trials, {"d": Loop(readings)}, 1, 0.0)
+        assert out.measurements == 1 and out.verified
+        chance[name] = out.records[0]["chance_predicted"]
+    assert chance["continuous"] == 0.5 and chance["whole"] > 0.6
