@@ -25,6 +25,10 @@ from nas.errors import EdgenasError
 from nas.spaces import build_space
 from nas.workspace import Workspace, check_device_name
 
+WAIT_SHARE = 30
+"""A measurement waits for the machine's fast state at most the budget / this (20 s for a
+10-minute profile, 6 s for the quickstart's 3 minutes)."""
+
 
 def profile_device(
     workspace: Workspace,
@@ -56,7 +60,8 @@ def profile_device(
     (:func:`~latency_predictors.profilers.resolve_clock`); ``drift_correction`` pairs every
     measurement with a reference network (:mod:`latency_predictors.reference`) and, unless
     ``state_wait_s`` is 0, times only in the machine's fast state, waiting up to that many
-    seconds per measurement for it (:mod:`latency_predictors.machine_state`). Returns the
+    seconds per measurement for it, and never more than ``budget_minutes * 60 /``
+    :data:`WAIT_SHARE` (:mod:`latency_predictors.machine_state`). Returns the
     :class:`~latency_predictors.device_profile.DeviceProfile`.
     """
     from latency_predictors.device_profile import DeviceProfile
@@ -70,7 +75,10 @@ def profile_device(
     built = build_space(space, preset=preset) if isinstance(space, str) else space
     reach = reach or Reach()
     target = parse_target(target)
-    timing = TimingConfig(repeat=repeat, clock=resolve_clock(clock, target, reach, backend), state_wait_s=state_wait_s)
+    # one measurement's wait for the fast state never takes more than a thirtieth of the budget
+    # (3-minute quickstart profile: 6 s), so a slow machine still gets its networks measured
+    wait = min(state_wait_s, budget_minutes * 60 / WAIT_SHARE)
+    timing = TimingConfig(repeat=repeat, clock=resolve_clock(clock, target, reach, backend), state_wait_s=wait)
     plan = ProfilePlan(budget_minutes=budget_minutes, seed=seed, holdout=holdout, train=train, max_blocks=max_blocks,
                        drift_correction=drift_correction)
     schedule = Schedule.from_trials(tune_trials, workspace.tuning_dir(device))
