@@ -64,14 +64,7 @@ from latency_predictors.measurements import Measurement, MeasurementStore
 from latency_predictors.metrics import validation_figures
 from latency_predictors.reference import Reference, ReferencedProfiler
 from latency_predictors.sampling import expected_errors
-from latency_predictors.timing import (
-    ExampleInput,
-    Profiler,
-    TimerFn,
-    Timing,
-    TimingConfig,
-    input_shape_of,
-)
+from latency_predictors.timing import ExampleInput, Profiler, TimerFn, Timing, input_shape_of
 from latency_predictors.tvm_profiler import tvm_version
 from search_spaces import BlockSpec, SearchSpace
 
@@ -214,9 +207,9 @@ class ProfileBuilder:
         arch = space.smallest()
         key = space.arch_key(arch)
         example = self._default.timing_input(space, arch)
-        wait = getattr(self.profiler, "timing", TimingConfig()).state_wait_s
-        gate = StateGate(state_wait_s=wait) if wait > 0 else None
-        referenced = ReferencedProfiler(self.profiler, self._default.build(space, arch), example, item=key, gate=gate)
+        referenced = ReferencedProfiler(self.profiler, self._default.build(space, arch), example, item=key)
+        wait = referenced.timing.state_wait_s
+        gate = referenced.gate = StateGate(state_wait_s=wait) if wait > 0 else None
         items = [f"{key}#{i}" for i in range(self.plan.reference_readings)]
         done = self._existing("reference")
         self._bar.set_postfix_str("reference")
@@ -320,17 +313,11 @@ class ProfileBuilder:
         example = metric.timing_input(space, arch)
         timer = self.profiler.prepare(metric.build(space, arch), example)
         timing = timer()
-        slow = self._not_in_state(timing)
         if retake:
-            self.profile.plan["retaken"] = self.profile.plan.get("retaken", 0) + 1
-            if not slow:
-                self._save(role, space.arch_key(arch), example, timing, replace_existing=True)
-            self._bar.update(1)
+            self._save_retake(role, space.arch_key(arch), example, timing)
             return
         self._save(role, space.arch_key(arch), example, timing)
-        if slow:
-            self._retakes.append((role, arch))
-            self._bar.total += 1
+        self._queue_if_slow(timing, (role, arch))
         if role == "holdout" and self._probe is None and space.arch_key(arch) == self._probe_key:
             self._probe = timer  # the first held-out network is the noise probe
         self._bar.update(1)
@@ -340,10 +327,21 @@ class ProfileBuilder:
         :meth:`_network`); replaced if the retake was in the fast state."""
         self._bar.set_postfix_str("block (retake)")
         timing = self.profiler.prepare(self.space.build_block(block), block_timing_input(self.space, block))()
+        self._save_retake("block", block.key(), block.in_shape, timing)
+
+    def _save_retake(self, role: str, item: str, shape: ExampleInput, timing: Timing) -> None:
+        """Count a retake, and let it replace the stored measurement if it was in the fast state."""
         self.profile.plan["retaken"] = self.profile.plan.get("retaken", 0) + 1
         if not self._not_in_state(timing):
-            self._save("block", block.key(), block.in_shape, timing, replace_existing=True)
+            self._save(role, item, shape, timing, replace_existing=True)
         self._bar.update(1)
+
+    def _queue_if_slow(self, timing: Timing, retake: tuple[str, Any]) -> None:
+        """Queue ``retake`` (``(role, arch)`` or ``("block", BlockSpec)``) when ``timing`` was
+        not taken in the machine's fast state."""
+        if self._not_in_state(timing):
+            self._retakes.append(retake)
+            self._bar.total += 1
 
     def _not_in_state(self, timing: Timing) -> bool:
         """Whether the state gate is on and ``timing`` has too few fast-state repeats."""
@@ -395,9 +393,7 @@ class ProfileBuilder:
                 block = pool[i]
                 timing = timer()
                 self._save("block", block.key(), block.in_shape, timing)
-                if self._not_in_state(timing):
-                    self._retakes.append(("block", block))
-                    self._bar.total += 1
+                self._queue_if_slow(timing, ("block", block))
                 measured[block.key()] = timing.median_ms
                 todo.remove(i)
                 self._bar.update(1)
@@ -510,7 +506,7 @@ class ProfileBuilder:
         if "train" in profile.plan:
             profile.plan["extra_train"] = max(0, profile.counts[default_metric(space).role("train")] - profile.plan["train"])
         reference = Reference.from_json(profile.reference)
-        if reference is not None and isinstance(self.profiler, ReferencedProfiler) and self.profiler.gate is not None:
+        if reference is not None and getattr(self.profiler, "gate", None) is not None:
             reference = self._fast_state(reference)  # before anything reads a corrected figure
             profile.reference = reference.to_json()
         if reference is not None:
