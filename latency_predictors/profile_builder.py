@@ -70,6 +70,9 @@ from search_spaces import BlockSpec, SearchSpace
 
 MIN_HOLDOUT = 2
 MIN_TRAIN = 3
+MAX_RETAKES = 3
+"""Times a block or network the state gate could not time in the machine's fast state is
+timed again (a retake that is still not in the fast state is queued again, up to this)."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,7 @@ class ProfileBuilder:
             self._reference(space)
             self._probe: TimerFn | None = None
             self._retakes: list[tuple[str, Any]] = []  # (role, arch) or ("block", BlockSpec)
+            self._attempts: Counter[tuple[str, str]] = Counter()  # retakes per (role, item)
             self._measure_all(space, networks, pool, freq, clock)
         self.profile.build_seconds = round(self._previous_seconds() + clock.elapsed(), 1)
         stats = getattr(self.profiler, "stats", None)
@@ -238,12 +242,16 @@ class ProfileBuilder:
         noise_done = self._existing("noise")
         self._bar.update(len([i for i in noise_items if i in noise_done]))
         noise_todo = [i for i in noise_items if i not in noise_done]
+        self._queue_stored_slow(space, list(done))
         start, network_seconds = clock.elapsed(), 0.0
         blocks_left = True
         while True:
             taken = len(noise_items) - len(noise_todo)
             if noise_todo and clock.fraction() >= taken / len(noise_items) and self._probe_ready(space, networks, done):
                 self._retime_probe(space, networks[0][1], noise_todo.pop(0))
+                continue
+            if self._retakes and clock.left() > 0 and self._machine_fast():
+                self._retake_next(space)  # the fast state is when a retake can succeed: use it first
                 continue
             need = {r for r in done if len(done[r]) < (MIN_HOLDOUT if r.endswith("holdout") else MIN_TRAIN)}
             if clock.left() <= 0:
@@ -256,6 +264,7 @@ class ProfileBuilder:
                                 "resumes and measures them")
                         self.profile.plan["notes"].append(note)
                         self.log(note)
+                    self._note_not_retaken()
                     break
                 role, arch = _pop_first(todo, need)
             elif todo and (network_seconds <= self.plan.network_share * (clock.elapsed() - start) or not blocks_left):
@@ -264,11 +273,7 @@ class ProfileBuilder:
                 blocks_left = next(blocks, False)
                 continue
             elif self._retakes:
-                role, what = self._retakes.pop(0)
-                if role == "block":
-                    self._retake_block(what)
-                else:
-                    self._network(space, role, what, retake=True)
+                self._retake_next(space)  # the machine is slow: the retake's gate waits for the fast state
                 continue
             elif extra := self._extra_networks(space, done):
                 todo.extend(extra)
@@ -305,16 +310,16 @@ class ProfileBuilder:
 
     def _network(self, space: SearchSpace, role: str, arch: Any, retake: bool = False) -> None:
         """Time one whole network and store it. One the state gate could not time in the
-        machine's fast state (a block too) is queued to be timed once more when the plan is
-        measured and the blocks are done (before extra training networks); the retake
-        replaces it if it was in the fast state."""
+        machine's fast state (a block too) is queued to be timed again: as soon as the
+        machine reads fast again (blocks first), or when the plan is measured and the blocks
+        are done (before extra training networks); a retake in the fast state replaces it."""
         self._bar.set_postfix_str(role + (" (retake)" if retake else ""))
         metric = self._metric_of(role)
         example = metric.timing_input(space, arch)
         timer = self.profiler.prepare(metric.build(space, arch), example)
         timing = timer()
         if retake:
-            self._save_retake(role, space.arch_key(arch), example, timing)
+            self._save_retake(role, arch, space.arch_key(arch), example, timing)
             return
         self._save(role, space.arch_key(arch), example, timing)
         self._queue_if_slow(timing, (role, arch))
@@ -322,18 +327,70 @@ class ProfileBuilder:
             self._probe = timer  # the first held-out network is the noise probe
         self._bar.update(1)
 
+    def _machine_fast(self) -> bool:
+        """Whether the state gate's latest reading of the reference was in the fast state."""
+        gate = getattr(self.profiler, "gate", None)
+        return gate is not None and bool(gate.readings) and gate.is_fast(gate.readings[-1])
+
+    def _retake_next(self, space: SearchSpace) -> None:
+        """Time again the first queued block (a block's error reaches every network that has
+        it), else the first queued network."""
+        i = next((i for i, (role, _) in enumerate(self._retakes) if role == "block"), 0)
+        role, what = self._retakes.pop(i)
+        if role == "block":
+            self._retake_block(what)
+        else:
+            self._network(space, role, what, retake=True)
+
+    def _queue_stored_slow(self, space: SearchSpace, roles: list[str]) -> None:
+        """Resuming: queue the stored blocks and networks an earlier run could not time in the
+        machine's fast state (by their own reference readings and the fast level now)."""
+        gate = getattr(self.profiler, "gate", None)
+        fast = gate.fast_ms if gate is not None else None
+        if fast is None:
+            return
+        queued = {(role, self._retake_key(space, role, what)) for role, what in self._retakes}
+        for role in ["block", *roles]:
+            for m in self.store.query(self.profile.name, space=self.profile.space["name"], role=role,
+                                      backend=self.profile.backend, schedule=self.profile.schedule_label):
+                if (role, m.item) in queued or not m.reference_ms or in_state(m.reference_ms, fast) is not None:
+                    continue
+                what = BlockSpec.from_json(json.loads(m.item)) if role == "block" else space.arch_from_json(m.item)
+                self._retakes.append((role, what))
+                self._bar.total += 1
+
+    @staticmethod
+    def _retake_key(space: SearchSpace, role: str, what: Any) -> str:
+        return what.key() if role == "block" else space.arch_key(what)
+
+    def _note_not_retaken(self) -> None:
+        """Say (in the plan's notes) what the budget left measured outside the fast state."""
+        if not self._retakes:
+            return
+        blocks = sum(role == "block" for role, _ in self._retakes)
+        note = (f"budget reached with {len(self._retakes)} measurements ({blocks} blocks) not timed in the machine's "
+                "fast state: their figures are drift corrected, less exact; `edgenas profile` again with a longer "
+                "--budget-minutes times them again")
+        self.profile.plan["notes"].append(note)
+        self.log(note)
+
     def _retake_block(self, block: BlockSpec) -> None:
         """A block first timed outside the machine's fast state, timed again (see
         :meth:`_network`); replaced if the retake was in the fast state."""
         self._bar.set_postfix_str("block (retake)")
         timing = self.profiler.prepare(self.space.build_block(block), block_timing_input(self.space, block))()
-        self._save_retake("block", block.key(), block.in_shape, timing)
+        self._save_retake("block", block, block.key(), block.in_shape, timing)
 
-    def _save_retake(self, role: str, item: str, shape: ExampleInput, timing: Timing) -> None:
-        """Count a retake, and let it replace the stored measurement if it was in the fast state."""
+    def _save_retake(self, role: str, what: Any, item: str, shape: ExampleInput, timing: Timing) -> None:
+        """Count a retake, and let it replace the stored measurement if it was in the fast
+        state; else queue it again (up to :data:`MAX_RETAKES` retakes of one item)."""
         self.profile.plan["retaken"] = self.profile.plan.get("retaken", 0) + 1
+        self._attempts[role, item] += 1
         if not self._not_in_state(timing):
             self._save(role, item, shape, timing, replace_existing=True)
+        elif self._attempts[role, item] < MAX_RETAKES:
+            self._retakes.append((role, what))
+            self._bar.total += 1
         self._bar.update(1)
 
     def _queue_if_slow(self, timing: Timing, retake: tuple[str, Any]) -> None:

@@ -13,7 +13,7 @@ from lp_helpers import FAST
 from latency_predictors.device_profile import DeviceProfile, fit_cost_model, measurements_for
 from latency_predictors.eager_profiler import EagerProfiler
 from latency_predictors.measurements import MeasurementStore
-from latency_predictors.profile_builder import ProfileBuilder, ProfilePlan, _interleave
+from latency_predictors.profile_builder import MAX_RETAKES, ProfileBuilder, ProfilePlan, _interleave
 from latency_predictors.reference import Reference
 
 # network_share: blocks first until they run out (the order is then independent of timing)
@@ -146,29 +146,37 @@ def test_budget_left_after_the_plan_buys_more_training_networks(tiny_space, tmp_
 
 
 class SlowSpell:
-    """The real profiler, with the machine "slow" for the whole first measurement of the
-    ``spell``-th module prepared (a block or a network, once the gate has a threshold):
-    the reference (the first module prepared) then reads 1.7 instead of 1.0, as the
-    project's VM's two states. The spell ends when any other module runs."""
+    """The real profiler, with the machine "slow" while the ``spell``-th module prepared (a
+    block or a network, once the gate has a threshold) is timed, for its first ``times``
+    measurements (retakes prepare it again: modules are recognised by structure and input):
+    the reference (the first module prepared, or the one of ``reference``) then reads 1.7
+    instead of 1.0, as the project's VM's two states. The spell ends when any other module
+    runs."""
 
-    def __init__(self, inner, spell):
-        self.inner, self.backend, self.timing, self.spell = inner, inner.backend, inner.timing, spell
-        self.slow, self.spells, self.prepared, self.spell_readings = False, 0, 0, set()
+    def __init__(self, inner, spell, times=1, reference=None):
+        self.inner, self.backend, self.timing, self.spell, self.times = inner, inner.backend, inner.timing, spell, times
+        self.slow, self.spells, self.prepared, self.spell_readings, self.marked = False, 0, 0, set(), None
+        self.reference, self.timed = reference, set()
 
     def describe(self):
         return self.inner.describe()
 
     def prepare(self, module, shape):
-        timer, index = self.inner.prepare(module, shape), self.prepared
+        timer, index, mark = self.inner.prepare(module, shape), self.prepared, (str(module), str(shape))
         self.prepared += 1
+        if index == self.spell:
+            self.marked = mark
+        if self.reference is None:
+            self.reference = mark
 
         def run(cfg=None):
-            if index == 0:  # the reference network: timed, but read as the machine's state alone
+            if mark == self.reference:  # the reference network: timed, but read as the machine's state alone
                 t = timer(cfg)  # (the real machine's own noise would make the test flaky)
                 return replace(t, results_ms=(1.7 if self.slow else 1.0,) * len(t.results_ms))
-            if index == self.spell and self.spells == 0:
-                self.slow, self.spells = True, 1
-            elif index != self.spell:
+            if mark == self.marked and index not in self.timed:  # a measurement of it starts (or a retake)
+                self.timed.add(index)
+                self.slow, self.spells = self.spells < self.times, self.spells + (self.spells < self.times)
+            elif mark != self.marked:
                 self.slow = False
             t = timer(cfg)
             if self.slow:
@@ -178,19 +186,27 @@ class SlowSpell:
         return run
 
 
-@pytest.mark.slow  # profiles and fits, ~5-10 s
-@pytest.mark.parametrize("spell, role", [(12, "network"), (8, "block")])
-def test_a_measurement_timed_in_the_slow_state_is_timed_again_and_replaced(tiny_space, tmp_path, spell, role):
-    timing = replace(FAST, state_wait_s=0.2)
-    profiler = SlowSpell(EagerProfiler(threads=1, timing=timing), spell)
-    profile = builder(tiny_space, profiler, tmp_path).run()
-    assert profiler.spells == 1 and profiler.spell_readings and profile.plan["retaken"] >= 1
+def slow_rows(profiler, tmp_path):
+    """The stored blocks and networks all of whose repeats were timed in the slow spell."""
     store = MeasurementStore(f"sqlite:///{tmp_path / 'measurements.db'}")
     rows = [m for r in ("train", "holdout", "block") for m in store.query("dev", role=r)]
+    return rows, [m for m in rows if set(m.results_ms) <= profiler.spell_readings]
+
+
+@pytest.mark.slow  # profiles and fits, ~5-10 s
+@pytest.mark.parametrize("spell, role, times", [(12, "network", 1), (8, "block", 1), (8, "block", 3)])
+def test_a_measurement_timed_in_the_slow_state_is_timed_again_and_replaced(tiny_space, tmp_path, spell, role, times):
+    timing = replace(FAST, state_wait_s=0.2)
+    profiler = SlowSpell(EagerProfiler(threads=1, timing=timing), spell, times)
+    profile = builder(tiny_space, profiler, tmp_path).run()
+    # a retake still in the slow state is queued again: times - 1 slow retakes, then one in the fast state
+    assert profiler.spells == times and profiler.spell_readings and profile.plan["retaken"] == times
+    rows, slow = slow_rows(profiler, tmp_path)
     assert len(rows) == 7 + 10  # replaced, not added
-    # the measurement taken in the spell was replaced by its retake
-    assert not any(set(m.results_ms) <= profiler.spell_readings for m in rows)
+    assert not slow  # the measurement taken in the spell was replaced by its retake
+    assert not any("not timed in the machine's fast state" in note for note in profile.plan["notes"])
     # the profile's fast state: threshold from every reference reading, baseline its median fast reading
+    store = MeasurementStore(f"sqlite:///{tmp_path / 'measurements.db'}")
     ref = Reference.from_json(profile.reference)
     readings = np.concatenate([m.reference_ms if m.reference_ms else m.results_ms for m in store.query("dev")])
     assert ref.fast_ms == pytest.approx(1.15 * np.percentile(readings, 5))
@@ -231,3 +247,19 @@ def test_interleave_spreads_held_out_networks_and_starts_with_one():
     assert order[0] == ("holdout", "h0") and len(order) == 9
     positions = [i for i, (role, _) in enumerate(order) if role == "holdout"]
     assert positions == [0, 3, 6]
+
+
+@pytest.mark.slow  # profiles twice, ~10 s
+def test_a_block_never_timed_in_the_fast_state_is_retaken_when_the_profile_resumes(tiny_space, tmp_path):
+    timing = replace(FAST, state_wait_s=0.2)
+    stuck = SlowSpell(EagerProfiler(threads=1, timing=timing), 8, times=1 + MAX_RETAKES)  # every retake slow too
+    first = builder(tiny_space, stuck, tmp_path).run()
+    assert first.plan["retaken"] == MAX_RETAKES and stuck.spells == 1 + MAX_RETAKES
+    rows, slow = slow_rows(stuck, tmp_path)
+    assert len(slow) == 1 and len(rows) == 7 + 10  # left as measured (drift corrected), still one row
+    # run again (a longer budget, or the same): the block is timed again, now in the fast state
+    again = SlowSpell(EagerProfiler(threads=1, timing=timing), spell=-1, reference=stuck.reference)
+    second = builder(tiny_space, again, tmp_path).run()
+    rows, _ = slow_rows(stuck, tmp_path)
+    assert second.plan["retaken"] == 1 and len(rows) == 7 + 10
+    assert not any(set(m.results_ms) <= stuck.spell_readings for m in rows)
