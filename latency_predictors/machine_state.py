@@ -45,9 +45,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-STATE_TOLERANCE = 0.15
-"""A reference reading at most this much above the fast level counts as the fast state
-(the two states of the project's VM are 1.7x apart; a reading's own noise is a few %)."""
+STATE_TOLERANCE = 0.25
+"""A reading at most this much above the fast level counts as the fast state. The two
+states of the project's VM are 1.5-2x apart, so 25 % still separates them; but its
+fast state is itself spread (an mbv3 reference read 0.86-1.1 ms without a slow spell), and
+with 15 % a third of a quiet profile's readings counted as slow: its waits took about 40 %
+of a 10-minute profile (100 blocks timed where 170 were without the gate). Re-scored on the
+stored readings of three profiles, 25 % was as exact or more (gpt decode / prefill 88 / 90
+-> 92 / 92 %, mbv3 96 -> 97 % of never-seen networks within ±10 %): a mildly slow repeat,
+drift corrected, is better than none."""
 
 FAST_QUANTILE = 5.0
 """The fast level is this percentile of the reference's readings."""

@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -126,22 +127,26 @@ def ship(workspace: Workspace, study_name: str, device: str, options: ShipOption
     log.info("[1/4] picked trial %d for %s: %s; %s, predicted %.3f ms (%s)",
              point.number, device, why, score, point.latency_ms, view.metric)
     out_dir = workspace.finetune_dir(study_name, device, point.number)
+    clock = time.perf_counter()
     result = finetune_subnet(trained, arch, config, out_dir, progress=options.progress)
     if text:
-        log.info("[2/4] fine-tuned %d steps: validation loss %.3f -> %.3f (perplexity %.2f -> %.2f) on %d tokens",
+        log.info("[2/4] fine-tuned %d steps: validation loss %.3f -> %.3f (perplexity %.2f -> %.2f) on %d tokens (%s)",
                  result.steps, result.inherited.loss, result.finetuned.loss, result.inherited.perplexity,
-                 result.finetuned.perplexity, result.finetuned.samples)
+                 result.finetuned.perplexity, result.finetuned.samples, _took(clock))
     else:
-        log.info("[2/4] fine-tuned %d steps: accuracy %.2f %% -> %.2f %% on %d validation images",
-                 result.steps, result.inherited.accuracy, result.finetuned.accuracy, result.finetuned.samples)
+        log.info("[2/4] fine-tuned %d steps: accuracy %.2f %% -> %.2f %% on %d validation images (%s)",
+                 result.steps, result.inherited.accuracy, result.finetuned.accuracy, result.finetuned.samples,
+                 _took(clock))
+    clock = time.perf_counter()
     every = measure_metrics(profile, space, arch, result.model, options.reach)
+    took = _took(clock)
     measured = every[view.metric]
     energy = f"; energy {measured.energy_mj:.2f} mJ" if measured.energy_mj is not None else "; energy not measured"
     for metric, m in every.items():
         predicted = point.latencies.get(metric, point.latency_ms if metric == view.metric else None)
         versus = "" if predicted is None else f"; predicted {predicted:.3f} ms ({100 * (predicted - m.latency_ms) / m.latency_ms:+.1f} %)"
-        log.info("[3/4] measured %s on %s: %.3f ms (IQR %.3f, %d repeats)%s%s", metric, device, m.latency_ms,
-                 m.spread_ms, m.repeats, versus, energy if metric == view.metric else "")
+        log.info("[3/4] measured %s on %s: %.3f ms (IQR %.3f, %d repeats)%s%s (%s)", metric, device, m.latency_ms,
+                 m.spread_ms, m.repeats, versus, energy if metric == view.metric else "", took)
     metrics = {
         "accuracy": -result.finetuned.loss if text else result.finetuned.accuracy,
         "accuracy_inherited": -result.inherited.loss if text else result.inherited.accuracy,
@@ -164,13 +169,19 @@ def ship(workspace: Workspace, study_name: str, device: str, options: ShipOption
     if text:
         metrics.update(loss=result.finetuned.loss, perplexity=result.finetuned.perplexity,
                        loss_inherited=result.inherited.loss, memory_mb=space.memory_bytes(arch) / 1e6)
+    clock = time.perf_counter()
     entry = registry.register(name, result.model, space, arch, device=device, metrics=metrics,
                               lineage={**lineage, "checkpoint": str(checkpoint), "pick_reason": why},
                               formats=options.formats,
                               tvm_target=profile.target if "tvm" in options.formats else None)
-    log.info("[4/4] registered %s with %s in %s; `edgenas registry show %s`",
-             entry.ref, ", ".join(sorted(entry.artifacts)), registry.root, entry.ref)
+    log.info("[4/4] registered %s with %s in %s (%s); `edgenas registry show %s`",
+             entry.ref, ", ".join(sorted(entry.artifacts)), registry.root, _took(clock), entry.ref)
     return Shipped(entry, already_registered=False)
+
+
+def _took(start: float) -> str:
+    """The wall time since ``start`` (``time.perf_counter()``), for a step's log line."""
+    return f"{time.perf_counter() - start:.0f} s"
 
 
 __all__ = ["DEFAULT_FORMATS", "ShipOptions", "Shipped", "pick_point", "ship"]

@@ -12,6 +12,7 @@ import pytest
 
 from latency_predictors.machine_state import (
     MIN_IN_STATE,
+    STATE_TOLERANCE,
     StateGate,
     fast_threshold,
     in_state,
@@ -55,8 +56,8 @@ def calibrated_gate(wait_s: float = 5.0) -> StateGate:
 def test_fast_threshold_is_a_low_quantile_with_tolerance_and_needs_readings():
     assert fast_threshold([1.0] * 5) is None
     readings = [1.0] * 30 + [1.7] * 70
-    assert fast_threshold(readings) == pytest.approx(1.15)
-    assert fast_threshold([0.5] + readings) == pytest.approx(1.15)  # one lucky reading does not move it
+    assert fast_threshold(readings) == pytest.approx(1 + STATE_TOLERANCE)
+    assert fast_threshold([0.5] + readings) == pytest.approx(1 + STATE_TOLERANCE)  # one lucky reading does not move it
     mask = in_state([1.0] * MIN_IN_STATE + [1.7], 1.15)
     assert mask is not None and mask.tolist() == [True] * MIN_IN_STATE + [False]
     assert in_state([1.0] * (MIN_IN_STATE - 1) + [1.7] * 9, 1.15) is None  # too few: every repeat counts
@@ -68,7 +69,7 @@ def test_gated_timing_waits_for_the_fast_state_and_gives_the_items_fast_time():
     item, ref = machine.timer("item", 2.0, 1.2), machine.timer("ref", 1.0, 1.7)
     gate = calibrated_gate()
     t = time_paired(item, ref, CFG, baseline_ms=1.0, exponent=1.0, gate=gate)
-    assert t.fast_ms == pytest.approx(1.15)
+    assert t.fast_ms == pytest.approx(1 + STATE_TOLERANCE)
     assert t.median_ms == pytest.approx(2.0)  # the fast-state time, not a corrected slow reading
     assert sum(r <= t.fast_ms for r in t.reference_ms) >= CFG.repeat
     assert machine.by_name["ref"] > machine.by_name["item"] + 20  # it waited by reading the reference alone

@@ -12,6 +12,7 @@ from lp_helpers import FAST
 
 from latency_predictors.device_profile import DeviceProfile, fit_cost_model, measurements_for
 from latency_predictors.eager_profiler import EagerProfiler
+from latency_predictors.machine_state import STATE_TOLERANCE
 from latency_predictors.measurements import MeasurementStore
 from latency_predictors.profile_builder import MAX_RETAKES, ProfileBuilder, ProfilePlan, _interleave
 from latency_predictors.reference import Reference
@@ -209,7 +210,7 @@ def test_a_measurement_timed_in_the_slow_state_is_timed_again_and_replaced(tiny_
     store = MeasurementStore(f"sqlite:///{tmp_path / 'measurements.db'}")
     ref = Reference.from_json(profile.reference)
     readings = np.concatenate([m.reference_ms if m.reference_ms else m.results_ms for m in store.query("dev")])
-    assert ref.fast_ms == pytest.approx(1.15 * np.percentile(readings, 5))
+    assert ref.fast_ms == pytest.approx((1 + STATE_TOLERANCE) * np.percentile(readings, 5))
     assert ref.baseline_ms == pytest.approx(np.median(readings[readings <= ref.fast_ms]))
     state = profile.noise_floor["state"]
     assert state["fast_ms"] == ref.fast_ms and 0 <= state["slow_readings_pct"] < 100 and state["measurements"] > 0
