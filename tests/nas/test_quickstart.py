@@ -35,6 +35,12 @@ def test_quickstart_runs_the_whole_flow_and_reuses_it(tmp_path: Path, capsys: py
     report = ws / "quickstart" / "report.html"
     page = report.read_text()
     assert "this-cpu" in page and "quickstart-knee:v1" in page
+    import json
+    import os
+
+    if len(os.sched_getaffinity(0)) >= 2:  # profiled beside training: the state gate does not wait for it to end
+        assert "profile (after training)" in done
+        assert json.loads((ws / "profiles" / "this-cpu.json").read_text())["timing"]["state_wait_s"] == 0
 
     assert main(args) == 0  # again: every step reuses what the first run left
     again = capsys.readouterr().out
