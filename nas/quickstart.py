@@ -233,8 +233,8 @@ def _profile_child(root: str, config_path: str, minutes: float, cpus: list[int],
     other core slows this core for the whole profile (work on one core slows the other on
     the project's 2-core VM), so a wait for the machine's fast state is a wait for training
     to end. With waits, a 3-minute profile beside training timed 21 blocks instead of 75,
-    and predicted only 65 % of 20 never-seen networks within ±10 % (against 100 %).
-    Measurements still use their fast-state repeats where they have enough."""
+    and predicted only 65 % of 20 never-seen networks within ±10 % (against 100 %). Without
+    the gate its figures are drift corrected with the chosen exponent, as before the gate."""
     try:
         os.setsid()  # a group of its own: stopping it stops whatever it started (TVM workers)
         os.sched_setaffinity(0, cpus)
