@@ -275,6 +275,8 @@ class ProfileBuilder:
             elif self._retakes:
                 self._retake_next(space)  # the machine is slow: the retake's gate waits for the fast state
                 continue
+            elif self._queue_stored_slow(space, list(done)):
+                continue  # measured before the fast level settled, and outside it by now
             elif extra := self._extra_networks(space, done):
                 todo.extend(extra)
                 self._bar.total += len(extra)
@@ -342,22 +344,28 @@ class ProfileBuilder:
         else:
             self._network(space, role, what, retake=True)
 
-    def _queue_stored_slow(self, space: SearchSpace, roles: list[str]) -> None:
-        """Resuming: queue the stored blocks and networks an earlier run could not time in the
-        machine's fast state (by their own reference readings and the fast level now)."""
+    def _queue_stored_slow(self, space: SearchSpace, roles: list[str]) -> bool:
+        """Queue the stored blocks and networks that are not in the machine's fast state by
+        their own reference readings and the fast level *now*: an earlier run's (resuming),
+        and this run's taken before the fast level settled (the first measurements are
+        gated by a level from few readings, or none). Not those retaken
+        :data:`MAX_RETAKES` times already. Whether any was queued."""
         gate = getattr(self.profiler, "gate", None)
         fast = gate.fast_ms if gate is not None else None
         if fast is None:
-            return
+            return False
         queued = {(role, self._retake_key(space, role, what)) for role, what in self._retakes}
+        before = len(self._retakes)
         for role in ["block", *roles]:
             for m in self.store.query(self.profile.name, space=self.profile.space["name"], role=role,
                                       backend=self.profile.backend, schedule=self.profile.schedule_label):
-                if (role, m.item) in queued or not m.reference_ms or in_state(m.reference_ms, fast) is not None:
+                if ((role, m.item) in queued or self._attempts[role, m.item] >= MAX_RETAKES or not m.reference_ms
+                        or in_state(m.reference_ms, fast) is not None):
                     continue
                 what = BlockSpec.from_json(json.loads(m.item)) if role == "block" else space.arch_from_json(m.item)
                 self._retakes.append((role, what))
                 self._bar.total += 1
+        return len(self._retakes) > before
 
     @staticmethod
     def _retake_key(space: SearchSpace, role: str, what: Any) -> str:
