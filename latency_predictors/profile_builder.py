@@ -71,6 +71,9 @@ from search_spaces import BlockSpec, SearchSpace
 MIN_HOLDOUT = 2
 MIN_TRAIN = 3
 MAX_RETAKES = 3
+RESCAN_S = 60.0
+"""How often (seconds) the stored measurements are checked against the fast level the gate
+has settled on, while the machine reads fast (see :meth:`ProfileBuilder._queue_stored_slow`)."""
 """Times a block or network the state gate could not time in the machine's fast state is
 timed again (a retake that is still not in the fast state is queued again, up to this)."""
 
@@ -243,6 +246,7 @@ class ProfileBuilder:
         self._bar.update(len([i for i in noise_items if i in noise_done]))
         noise_todo = [i for i in noise_items if i not in noise_done]
         self._queue_stored_slow(space, list(done))
+        self._rescanned = time.monotonic()
         start, network_seconds = clock.elapsed(), 0.0
         blocks_left = True
         while True:
@@ -250,7 +254,7 @@ class ProfileBuilder:
             if noise_todo and clock.fraction() >= taken / len(noise_items) and self._probe_ready(space, networks, done):
                 self._retime_probe(space, networks[0][1], noise_todo.pop(0))
                 continue
-            if self._retakes and clock.left() > 0 and self._machine_fast():
+            if clock.left() > 0 and self._machine_fast() and (self._retakes or self._rescan(space, list(done))):
                 self._retake_next(space)  # the fast state is when a retake can succeed: use it first
                 continue
             need = {r for r in done if len(done[r]) < (MIN_HOLDOUT if r.endswith("holdout") else MIN_TRAIN)}
@@ -343,6 +347,14 @@ class ProfileBuilder:
             self._retake_block(what)
         else:
             self._network(space, role, what, retake=True)
+
+    def _rescan(self, space: SearchSpace, roles: list[str]) -> bool:
+        """:meth:`_queue_stored_slow` at most every :data:`RESCAN_S` seconds (a profile whose
+        block phase runs to the end of its budget never reaches the check after the plan)."""
+        if time.monotonic() - self._rescanned < RESCAN_S:
+            return False
+        self._rescanned = time.monotonic()
+        return self._queue_stored_slow(space, roles)
 
     def _queue_stored_slow(self, space: SearchSpace, roles: list[str]) -> bool:
         """Queue the stored blocks and networks that are not in the machine's fast state by

@@ -310,9 +310,9 @@ def profile_noise() -> str:
 
 
 PREDICTOR_RUNS = (
-    ("predictor_accuracy.json", "10-minute profile", 99),
-    ("predictor_accuracy_load.json", "10-minute profile, busy loop on the other core", 95),
-    ("predictor_accuracy_3min.json", "3-minute profile (the quickstart's)", 90),
+    ("predictor_accuracy.json", "10-minute profile (state gated)", 99),
+    ("predictor_accuracy_load.json", "10-minute profile, busy loop on the other core (before the gate)", 95),
+    ("predictor_accuracy_3min.json", "3-minute profile, the quickstart's (before the gate)", 90),
 )
 
 
@@ -362,7 +362,8 @@ def predictor_runs() -> str:
     head = (f"{first['device']}; space `{first['config']['space']}`, target `{json.dumps(first['config']['target'])}`; "
             "validation networks the profile never measured, compiled and timed end to end the way the profile "
             "measures (same clock, paired with its reference network, corrected to its baseline). The "
-            "validation networks are shared by the three runs (measured once, in their own store).\n\n")
+            "validation networks are the same archs for the three runs (in their own store; the state-gated run "
+            "timed again those its gate found outside the fast state).\n\n")
     return head + _table(["figure", *[label for _, label, _ in runs]], body) + _source(
         *[name for name, _, _ in PREDICTOR_RUNS])
 
