@@ -311,7 +311,7 @@ def profile_noise() -> str:
 
 PREDICTOR_RUNS = (
     ("predictor_accuracy.json", "10-minute profile (state gated)", 99),
-    ("predictor_accuracy_load.json", "10-minute profile, busy loop on the other core (before the gate)", 95),
+    ("predictor_accuracy_load.json", "10-minute profile, busy loop on the other core (state gated)", 95),
     ("predictor_accuracy_3min.json", "3-minute profile, the quickstart's (before the gate)", 90),
 )
 
