@@ -71,11 +71,11 @@ from search_spaces import BlockSpec, SearchSpace
 MIN_HOLDOUT = 2
 MIN_TRAIN = 3
 MAX_RETAKES = 3
+"""Times a block or network the state gate could not time in the machine's fast state is
+timed again (a retake that is still not in the fast state is queued again, up to this)."""
 RESCAN_S = 60.0
 """How often (seconds) the stored measurements are checked against the fast level the gate
 has settled on, while the machine reads fast (see :meth:`ProfileBuilder._queue_stored_slow`)."""
-"""Times a block or network the state gate could not time in the machine's fast state is
-timed again (a retake that is still not in the fast state is queued again, up to this)."""
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,21 @@ def test_fast_threshold_is_a_low_quantile_with_tolerance_and_needs_readings():
     assert in_state([1.0] * 9, None) is None
 
 
+def test_a_live_gate_recomputes_its_fast_level_as_readings_grow(monkeypatch):
+    import latency_predictors.machine_state as machine_state
+
+    calls = []
+    monkeypatch.setattr(machine_state, "fast_threshold", lambda r: calls.append(len(r)) or fast_threshold(r))
+    gate = StateGate()
+    gate.observe([1.0] * 1000)
+    assert gate.fast_ms == pytest.approx(1 + STATE_TOLERANCE) and calls[-1] == 1000
+    before = len(calls)
+    gate.observe([0.8] * 5)  # under 1 % more readings: the level read thrice per repeat is not recomputed
+    assert gate.is_fast(1.2) and gate.fast_ms == pytest.approx(1 + STATE_TOLERANCE) and len(calls) == before
+    gate.observe([0.8] * 100)  # 10 % more, 9.5 % of them at 0.8: the level follows
+    assert gate.fast_ms == pytest.approx(0.8 * (1 + STATE_TOLERANCE)) and calls[-1] == 1105
+
+
 def test_gated_timing_waits_for_the_fast_state_and_gives_the_items_fast_time():
     machine = TwoStateMachine(fast_run=30, slow_run=60, start_slow=True)
     item, ref = machine.timer("item", 2.0, 1.2), machine.timer("ref", 1.0, 1.7)
@@ -86,6 +101,9 @@ def test_a_machine_that_stays_slow_costs_one_wait_then_falls_back_to_every_repea
     machine = TwoStateMachine(fast_run=1, slow_run=10**9, start_slow=True)
     item, ref = machine.timer("item", 2.0, 1.2), machine.timer("ref", 1.0, 1.7)
     gate = calibrated_gate(wait_s=0.05)
+    # enough fast readings that the wait's slow ones (thousands a second from these instant
+    # timers; a real reference reads at most 100) do not make them under 5 % of all
+    gate.observe([1.0] * 5000)
     cfg = TimingConfig(warmup=0, repeat=6, min_repeat_ms=0, max_repeat=6, state_wait_s=0.05)
     first = time_paired(item, ref, cfg, baseline_ms=1.0, exponent=1.0, gate=gate)
     assert gate.timeouts == 1 and first.repeat == 6

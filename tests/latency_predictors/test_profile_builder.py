@@ -158,7 +158,7 @@ class SlowSpell:
 
     def __init__(self, inner, spell, times=1, reference=None, slow_calibration=False):
         self.inner, self.backend, self.timing, self.spell, self.times = inner, inner.backend, inner.timing, spell, times
-        self.slow, self.spells, self.prepared, self.spell_readings, self.marked = False, 0, 0, set(), None
+        self.spells, self.prepared, self.spell_readings, self.marked = 0, 0, set(), None
         self.reference, self.timed = reference, set()
         self.slow = slow_calibration  # until the first module other than the reference runs
 
@@ -179,7 +179,8 @@ class SlowSpell:
                 return replace(t, results_ms=(1.7 if self.slow else 1.0,) * len(t.results_ms))
             if mark == self.marked and index not in self.timed:  # a measurement of it starts (or a retake)
                 self.timed.add(index)
-                self.slow, self.spells = self.spells < self.times, self.spells + (self.spells < self.times)
+                self.slow = self.spells < self.times
+                self.spells += self.slow
             elif mark != self.marked:
                 self.slow = False
             t = timer(cfg)
